@@ -1,0 +1,169 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// KafkaConfig says how to reach the brokers.
+type KafkaConfig struct {
+	Brokers []string `yaml:"brokers"`
+	// ClientID names this process to the brokers.
+	ClientID string `yaml:"client_id"`
+	// Partitions and ReplicationFactor are used when the runtime creates a
+	// missing topic.
+	Partitions        int `yaml:"partitions"`
+	ReplicationFactor int `yaml:"replication_factor"`
+	// BatchTimeout bounds how long the producer waits to fill a batch. kafka-go
+	// defaults to one second, far too slow for a pipeline of small hops.
+	BatchTimeout time.Duration `yaml:"batch_timeout"`
+	// DialTimeout bounds connection set-up.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+}
+
+// WithDefaults fills unset fields.
+func (c KafkaConfig) WithDefaults() KafkaConfig {
+	if c.ClientID == "" {
+		c.ClientID = "vidx"
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 4
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = 1
+	}
+	if c.BatchTimeout == 0 {
+		c.BatchTimeout = 5 * time.Millisecond
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 10 * time.Second
+	}
+	return c
+}
+
+// Validate checks the configuration.
+func (c KafkaConfig) Validate() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("kafka: at least one broker address is required")
+	}
+	for _, b := range c.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return fmt.Errorf("kafka: broker %q is not host:port: %w", b, err)
+		}
+	}
+	if c.Partitions < 1 || c.ReplicationFactor < 1 {
+		return errors.New("kafka: partitions and replication_factor must be at least 1")
+	}
+	return nil
+}
+
+// NewWriter returns a producer that waits for every in-sync replica, so an
+// acknowledged write survives a broker loss, and that sends small batches
+// promptly. The topic is set per message.
+func NewWriter(c KafkaConfig) *kafka.Writer {
+	c = c.WithDefaults()
+	return &kafka.Writer{
+		Addr:         kafka.TCP(c.Brokers...),
+		Balancer:     &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: c.BatchTimeout,
+		// The writer's own retries cover leader changes; the runtime retries
+		// on top with its own backoff and never commits before success.
+		MaxAttempts:     5,
+		WriteBackoffMin: 50 * time.Millisecond,
+		WriteBackoffMax: time.Second,
+		Transport: &kafka.Transport{
+			ClientID:    c.ClientID,
+			DialTimeout: c.DialTimeout,
+		},
+	}
+}
+
+// EnsureTopics creates the topics that do not exist yet. Existing topics are
+// left as they are.
+func EnsureTopics(ctx context.Context, c KafkaConfig, topics ...string) error {
+	c = c.WithDefaults()
+	client := &kafka.Client{
+		Addr:      kafka.TCP(c.Brokers...),
+		Timeout:   c.DialTimeout,
+		Transport: &kafka.Transport{ClientID: c.ClientID, DialTimeout: c.DialTimeout},
+	}
+	req := &kafka.CreateTopicsRequest{}
+	seen := map[string]bool{}
+	for _, t := range topics {
+		if t == "" || seen[t] {
+			continue
+		}
+		seen[t] = true
+		req.Topics = append(req.Topics, kafka.TopicConfig{
+			Topic:             t,
+			NumPartitions:     c.Partitions,
+			ReplicationFactor: c.ReplicationFactor,
+		})
+	}
+	if len(req.Topics) == 0 {
+		return nil
+	}
+	resp, err := client.CreateTopics(ctx, req)
+	if err != nil {
+		return Retryable(fmt.Errorf("kafka: create topics: %w", err))
+	}
+	var errs []string
+	for topic, terr := range resp.Errors {
+		if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
+			errs = append(errs, fmt.Sprintf("%s: %v", topic, terr))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("kafka: create topics: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// kafkaLogger routes kafka-go's chatter to slog at debug level and its
+// errors at warn level.
+type kafkaLogger struct {
+	log   *slog.Logger
+	level slog.Level
+}
+
+func (l kafkaLogger) Printf(format string, args ...any) {
+	l.log.Log(context.Background(), l.level, fmt.Sprintf(format, args...))
+}
+
+func toKafkaHeaders(h map[string]string) []kafka.Header {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make([]kafka.Header, 0, len(h))
+	for k, v := range h {
+		out = append(out, kafka.Header{Key: k, Value: []byte(v)})
+	}
+	return out
+}
+
+func fromKafkaMessage(m kafka.Message) Message {
+	var h map[string]string
+	if len(m.Headers) > 0 {
+		h = make(map[string]string, len(m.Headers))
+		for _, kh := range m.Headers {
+			h[kh.Key] = string(kh.Value)
+		}
+	}
+	return Message{
+		Topic:     m.Topic,
+		Partition: m.Partition,
+		Offset:    m.Offset,
+		Key:       m.Key,
+		Value:     m.Value,
+		Headers:   h,
+		Time:      m.Time,
+	}
+}

@@ -1,0 +1,428 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/vidx/vidx/schemas"
+)
+
+// StageConfig configures one stage's consumption.
+type StageConfig struct {
+	// Name identifies the stage in logs and dead letters.
+	Name string `yaml:"name"`
+	// Group is the consumer group; replicas of a stage share it. Defaults to
+	// "vidx-" + Name.
+	Group string `yaml:"group"`
+	// Topics are consumed together.
+	Topics []string `yaml:"topics"`
+	// DeadLetterTopic receives messages the handler gave up on.
+	DeadLetterTopic string `yaml:"dead_letter_topic"`
+	// MaxBatch and MaxWait bound a batch: the handler is called with up to
+	// MaxBatch messages, waiting at most MaxWait after the first one.
+	MaxBatch int           `yaml:"max_batch"`
+	MaxWait  time.Duration `yaml:"max_wait"`
+	// MaxAttempts bounds retries of unclassified errors before the message is
+	// dead-lettered. Retryable errors are retried until they succeed.
+	MaxAttempts int `yaml:"max_attempts"`
+	// BackoffMin and BackoffMax bound the exponential retry backoff.
+	BackoffMin time.Duration `yaml:"backoff_min"`
+	BackoffMax time.Duration `yaml:"backoff_max"`
+	// Replicas runs this many consumers of the group in one process.
+	Replicas int `yaml:"replicas"`
+	// DrainTimeout bounds how long a stopping stage keeps working on the
+	// batch it holds before giving up on it (it is then redelivered).
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+}
+
+// WithDefaults fills unset fields.
+func (c StageConfig) WithDefaults() StageConfig {
+	if c.Group == "" {
+		c.Group = "vidx-" + c.Name
+	}
+	if c.DeadLetterTopic == "" {
+		c.DeadLetterTopic = "dead-letters"
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 1
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = 20 * time.Millisecond
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 3
+	}
+	if c.BackoffMin <= 0 {
+		c.BackoffMin = 100 * time.Millisecond
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = 10 * time.Second
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	return c
+}
+
+// Validate checks the configuration.
+func (c StageConfig) Validate() error {
+	if c.Name == "" {
+		return errors.New("stage: name is required")
+	}
+	if len(c.Topics) == 0 {
+		return fmt.Errorf("stage %s: at least one input topic is required", c.Name)
+	}
+	for _, t := range c.Topics {
+		if t == c.DeadLetterTopic {
+			return fmt.Errorf("stage %s: input topic %q is also the dead-letter topic", c.Name, t)
+		}
+	}
+	if c.BackoffMax < c.BackoffMin {
+		return fmt.Errorf("stage %s: backoff_max is below backoff_min", c.Name)
+	}
+	return nil
+}
+
+// Stage consumes its topics with a consumer group and runs a Handler.
+type Stage struct {
+	cfg     StageConfig
+	kafka   KafkaConfig
+	handler Handler
+	log     *slog.Logger
+	writer  *kafka.Writer
+	hooks   Hooks
+}
+
+// Hooks observe a stage; all fields are optional. They exist for metrics and
+// tests and must not block.
+type Hooks struct {
+	// Committed is called after a batch's offsets are committed.
+	Committed func(stage string, msgs []Message)
+	// DeadLettered is called after a message is written to the dead-letter topic.
+	DeadLettered func(stage string, m Message, err error)
+	// Retrying is called before a retry.
+	Retrying func(stage string, m Message, attempt int, err error)
+}
+
+// NewStage validates the configuration and prepares a stage.
+func NewStage(cfg StageConfig, kc KafkaConfig, h Handler, log *slog.Logger, hooks Hooks) (*Stage, error) {
+	cfg = cfg.WithDefaults()
+	kc = kc.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := kc.Validate(); err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, fmt.Errorf("stage %s: nil handler", cfg.Name)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Stage{
+		cfg:     cfg,
+		kafka:   kc,
+		handler: h,
+		log:     log.With("stage", cfg.Name),
+		writer:  NewWriter(kc),
+		hooks:   hooks,
+	}, nil
+}
+
+// Name returns the stage name.
+func (s *Stage) Name() string { return s.cfg.Name }
+
+// Run consumes until ctx is cancelled, then finishes the batch in hand
+// (bounded by DrainTimeout), leaves the group and returns nil. It returns an
+// error only when the stage cannot run at all.
+func (s *Stage) Run(ctx context.Context) error {
+	defer s.writer.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, s.cfg.Replicas)
+	for i := 0; i < s.cfg.Replicas; i++ {
+		wg.Add(1)
+		go func(replica int) {
+			defer wg.Done()
+			if err := s.consume(ctx, replica); err != nil {
+				errs <- err
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	return errors.Join(collect(errs)...)
+}
+
+func collect(ch <-chan error) []error {
+	var out []error
+	for err := range ch {
+		out = append(out, err)
+	}
+	return out
+}
+
+func (s *Stage) newReader() *kafka.Reader {
+	cfg := kafka.ReaderConfig{
+		Brokers:     s.kafka.Brokers,
+		GroupID:     s.cfg.Group,
+		GroupTopics: s.cfg.Topics,
+		// MaxBytes must admit the largest message (a 12-frame clip).
+		MinBytes:          1,
+		MaxBytes:          4 << 20,
+		MaxWait:           500 * time.Millisecond,
+		ReadBatchTimeout:  2 * time.Second,
+		StartOffset:       kafka.FirstOffset,
+		CommitInterval:    0, // synchronous commits: CommitMessages returns once stored
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		JoinGroupBackoff:  500 * time.Millisecond,
+		ReadBackoffMin:    50 * time.Millisecond,
+		ReadBackoffMax:    time.Second,
+		Logger:            kafkaLogger{s.log, slog.LevelDebug - 4},
+		ErrorLogger:       kafkaLogger{s.log, slog.LevelDebug},
+		Dialer:            &kafka.Dialer{ClientID: s.kafka.ClientID, Timeout: s.kafka.DialTimeout, DualStack: true},
+	}
+	return kafka.NewReader(cfg)
+}
+
+func (s *Stage) consume(ctx context.Context, replica int) error {
+	r := s.newReader()
+	defer func() {
+		if err := r.Close(); err != nil {
+			s.log.Debug("closing reader", "err", err)
+		}
+	}()
+	log := s.log.With("replica", replica)
+	log.Info("stage started", "topics", s.cfg.Topics, "group", s.cfg.Group)
+	for {
+		batch, err := s.fetchBatch(ctx, r)
+		if len(batch) == 0 {
+			if ctx.Err() != nil {
+				log.Info("stage stopped")
+				return nil
+			}
+			if err != nil {
+				log.Warn("fetch failed", "err", err)
+				if sleep(ctx, s.cfg.BackoffMin) != nil {
+					return nil
+				}
+			}
+			continue
+		}
+		// Work on a batch in hand survives the stop signal for DrainTimeout so
+		// a rolling restart does not redo finished work.
+		work, cancel := drainContext(ctx, s.cfg.DrainTimeout)
+		err = s.process(work, log, r, batch)
+		cancel()
+		if err != nil {
+			log.Warn("batch not committed; it will be redelivered", "err", err, "messages", len(batch))
+			return nil
+		}
+	}
+}
+
+// drainContext returns a context that stays alive for grace after parent
+// is cancelled.
+func drainContext(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-ctx.Done():
+		}
+	})
+	return ctx, func() { stop(); cancel() }
+}
+
+// fetchBatch blocks for the first message, then gathers more for up to
+// MaxWait.
+func (s *Stage) fetchBatch(ctx context.Context, r *kafka.Reader) ([]Message, error) {
+	first, err := r.FetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	batch := []Message{fromKafkaMessage(first)}
+	if s.cfg.MaxBatch == 1 {
+		return batch, nil
+	}
+	wait, cancel := context.WithTimeout(ctx, s.cfg.MaxWait)
+	defer cancel()
+	for len(batch) < s.cfg.MaxBatch {
+		m, err := r.FetchMessage(wait)
+		if err != nil {
+			break
+		}
+		batch = append(batch, fromKafkaMessage(m))
+	}
+	return batch, nil
+}
+
+// process runs the handler with retries, produces all outputs and dead
+// letters, and commits the batch.
+func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, batch []Message) error {
+	outputs, err := s.handle(ctx, log, batch)
+	if err != nil {
+		return err
+	}
+	if err := s.produce(ctx, log, outputs); err != nil {
+		return err
+	}
+	commits := make([]kafka.Message, len(batch))
+	for i, m := range batch {
+		commits[i] = kafka.Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+	}
+	if err := retry(ctx, s.cfg, func() error { return r.CommitMessages(ctx, commits...) }, func(attempt int, err error) {
+		log.Warn("commit failed, retrying", "attempt", attempt, "err", err)
+	}); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if s.hooks.Committed != nil {
+		s.hooks.Committed(s.cfg.Name, batch)
+	}
+	return nil
+}
+
+// handle calls the handler until every message has outputs or is
+// dead-lettered. Only the messages that failed are handed back on a retry.
+func (s *Stage) handle(ctx context.Context, log *slog.Logger, batch []Message) ([]kafka.Message, error) {
+	var out []kafka.Message
+	pending := batch
+	attempts := make([]int, len(batch))
+	index := make([]int, len(batch))
+	for i := range index {
+		index[i] = i
+	}
+	for len(pending) > 0 {
+		results := s.handler.Handle(ctx, pending)
+		if len(results) != len(pending) {
+			return nil, fmt.Errorf("handler returned %d results for %d messages", len(results), len(pending))
+		}
+		var retryMsgs []Message
+		var retryIdx []int
+		var lastErr error
+		for i, res := range results {
+			m := pending[i]
+			if res.Err == nil {
+				for _, o := range res.Outputs {
+					out = append(out, kafka.Message{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: toKafkaHeaders(o.Headers)})
+				}
+				continue
+			}
+			attempts[index[i]]++
+			n := attempts[index[i]]
+			class := Classify(res.Err)
+			if class == ClassPoison || (class == ClassUnknown && n >= s.cfg.MaxAttempts) {
+				log.Warn("dead-lettering message", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "class", class, "attempts", n, "err", res.Err)
+				out = append(out, s.deadLetter(m, res.Err, class, n))
+				continue
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if s.hooks.Retrying != nil {
+				s.hooks.Retrying(s.cfg.Name, m, n, res.Err)
+			}
+			log.Warn("handler failed, retrying", "topic", m.Topic, "offset", m.Offset, "class", class, "attempt", n, "err", res.Err)
+			retryMsgs = append(retryMsgs, m)
+			retryIdx = append(retryIdx, index[i])
+			lastErr = res.Err
+		}
+		if len(retryMsgs) == 0 {
+			break
+		}
+		maxAttempt := 0
+		for _, i := range retryIdx {
+			maxAttempt = max(maxAttempt, attempts[i])
+		}
+		if err := sleep(ctx, backoff(s.cfg, maxAttempt)); err != nil {
+			return nil, fmt.Errorf("stopped while retrying: %w (last error: %v)", err, lastErr)
+		}
+		pending, index = retryMsgs, retryIdx
+	}
+	return out, nil
+}
+
+func (s *Stage) deadLetter(m Message, err error, class ErrorClass, attempts int) kafka.Message {
+	dl := schemas.DeadLetter{
+		Reason:    err.Error(),
+		Class:     class.String(),
+		Stage:     s.cfg.Name,
+		Topic:     m.Topic,
+		Partition: m.Partition,
+		Offset:    m.Offset,
+		Attempts:  attempts,
+		FailedAt:  time.Now(),
+	}
+	h := dl.Headers()
+	for k, v := range m.Headers {
+		if _, taken := h[k]; !taken {
+			h[k] = v
+		}
+	}
+	if s.hooks.DeadLettered != nil {
+		s.hooks.DeadLettered(s.cfg.Name, m, err)
+	}
+	return kafka.Message{Topic: s.cfg.DeadLetterTopic, Key: m.Key, Value: m.Value, Headers: toKafkaHeaders(h)}
+}
+
+// produce writes outputs, retrying until they are acknowledged or ctx ends.
+func (s *Stage) produce(ctx context.Context, log *slog.Logger, msgs []kafka.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	return retry(ctx, s.cfg, func() error { return s.writer.WriteMessages(ctx, msgs...) }, func(attempt int, err error) {
+		log.Warn("produce failed, retrying", "attempt", attempt, "messages", len(msgs), "err", err)
+	})
+}
+
+// retry runs fn until it succeeds or ctx ends, with exponential backoff.
+func retry(ctx context.Context, cfg StageConfig, fn func() error, onErr func(int, error)) error {
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		onErr(attempt, err)
+		if sleep(ctx, backoff(cfg, attempt)) != nil {
+			return err
+		}
+	}
+}
+
+// backoff is exponential with full jitter in its upper half, so replicas
+// that failed together do not retry in lockstep.
+func backoff(cfg StageConfig, attempt int) time.Duration {
+	d := cfg.BackoffMin << min(attempt-1, 20)
+	if d > cfg.BackoffMax || d <= 0 {
+		d = cfg.BackoffMax
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,224 @@
+package schemas
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Limits that keep one message from exhausting a stage.
+const (
+	MaxIDLen       = 256
+	MaxURILen      = 4096
+	MaxQueryText   = 2048
+	MaxTopK        = 1000
+	MaxMetadataLen = 64
+)
+
+// Segment modes and frame selections a VideoJob may ask for.
+const (
+	ModeWhole  = "whole"
+	ModeWindow = "window"
+
+	SelectUniform = "uniform"
+	SelectHead    = "head"
+	SelectTail    = "tail"
+)
+
+// Segment overrides the sample stage's defaults for one video.
+type Segment struct {
+	Mode      string  `json:"mode,omitempty"`
+	FPS       float64 `json:"fps,omitempty"`
+	MaxFrames int     `json:"max_frames,omitempty"`
+	Selection string  `json:"selection,omitempty"`
+	WindowS   float64 `json:"window_s,omitempty"`
+	StrideS   float64 `json:"stride_s,omitempty"`
+}
+
+// VideoJob asks for one video to be indexed (topic "videos").
+type VideoJob struct {
+	SchemaVersion int               `json:"schema_version"`
+	VideoID       string            `json:"video_id"`
+	URI           string            `json:"uri"`
+	Source        string            `json:"source,omitempty"`
+	Segment       *Segment          `json:"segment,omitempty"`
+	Metadata      map[string]string `json:"metadata,omitempty"`
+}
+
+// Validate checks the job's fields.
+func (j *VideoJob) Validate() error {
+	const kind = "video job"
+	if err := checkID(kind, "video_id", j.VideoID); err != nil {
+		return err
+	}
+	if j.URI == "" {
+		return invalidf(kind, "uri is required")
+	}
+	if len(j.URI) > MaxURILen {
+		return invalidf(kind, "uri longer than %d bytes", MaxURILen)
+	}
+	if len(j.Source) > MaxIDLen {
+		return invalidf(kind, "source longer than %d bytes", MaxIDLen)
+	}
+	if len(j.Metadata) > MaxMetadataLen {
+		return invalidf(kind, "more than %d metadata entries", MaxMetadataLen)
+	}
+	if s := j.Segment; s != nil {
+		switch s.Mode {
+		case "", ModeWhole, ModeWindow:
+		default:
+			return invalidf(kind, "segment.mode %q is not one of whole, window", s.Mode)
+		}
+		switch s.Selection {
+		case "", SelectUniform, SelectHead, SelectTail:
+		default:
+			return invalidf(kind, "segment.selection %q is not one of uniform, head, tail", s.Selection)
+		}
+		if s.FPS < 0 || s.FPS > 30 || math.IsNaN(s.FPS) {
+			return invalidf(kind, "segment.fps %v out of range (0, 30]", s.FPS)
+		}
+		if s.MaxFrames < 0 || s.MaxFrames > 64 {
+			return invalidf(kind, "segment.max_frames %d out of range [1, 64]", s.MaxFrames)
+		}
+		if s.WindowS < 0 || s.StrideS < 0 {
+			return invalidf(kind, "segment.window_s and stride_s must be positive")
+		}
+		if s.Mode == ModeWindow && s.WindowS == 0 {
+			return invalidf(kind, "segment.window_s is required in window mode")
+		}
+	}
+	return nil
+}
+
+// DecodeVideoJob parses and validates a message of the "videos" topic.
+func DecodeVideoJob(data []byte) (VideoJob, error) {
+	var j VideoJob
+	if err := decodeStrict("video job", data, &j); err != nil {
+		return VideoJob{}, err
+	}
+	return j, j.Validate()
+}
+
+// Filters restrict a query to some videos, sources or a time range.
+type Filters struct {
+	VideoIDs  []string `json:"video_ids,omitempty"`
+	Sources   []string `json:"sources,omitempty"`
+	StartFrom *float64 `json:"start_from,omitempty"`
+	StartTo   *float64 `json:"start_to,omitempty"`
+}
+
+// Query is a text query (topic "queries").
+type Query struct {
+	SchemaVersion int      `json:"schema_version"`
+	QueryID       string   `json:"query_id"`
+	Text          string   `json:"text"`
+	TopK          int      `json:"top_k,omitempty"`
+	Filters       *Filters `json:"filters,omitempty"`
+	// Rerank overrides the stage's dual-softmax mode: none, camoe, symmetric.
+	Rerank string `json:"rerank,omitempty"`
+}
+
+// Validate checks the query's fields.
+func (q *Query) Validate() error {
+	const kind = "query"
+	if err := checkID(kind, "query_id", q.QueryID); err != nil {
+		return err
+	}
+	if strings.TrimSpace(q.Text) == "" {
+		return invalidf(kind, "text is required")
+	}
+	if len(q.Text) > MaxQueryText || !utf8.ValidString(q.Text) {
+		return invalidf(kind, "text must be valid UTF-8 of at most %d bytes", MaxQueryText)
+	}
+	if q.TopK < 0 || q.TopK > MaxTopK {
+		return invalidf(kind, "top_k %d out of range [1, %d]", q.TopK, MaxTopK)
+	}
+	switch q.Rerank {
+	case "", "none", "camoe", "symmetric":
+	default:
+		return invalidf(kind, "rerank %q is not one of none, camoe, symmetric", q.Rerank)
+	}
+	if f := q.Filters; f != nil && f.StartFrom != nil && f.StartTo != nil && *f.StartFrom > *f.StartTo {
+		return invalidf(kind, "filters.start_from is after filters.start_to")
+	}
+	return nil
+}
+
+// DecodeQuery parses and validates a message of the "queries" topic.
+func DecodeQuery(data []byte) (Query, error) {
+	var q Query
+	if err := decodeStrict("query", data, &q); err != nil {
+		return Query{}, err
+	}
+	return q, q.Validate()
+}
+
+// Hit is one ranked clip in a Result.
+type Hit struct {
+	Rank      int     `json:"rank"`
+	VideoID   string  `json:"video_id"`
+	Source    string  `json:"source,omitempty"`
+	ClipIndex int     `json:"clip_index"`
+	StartS    float64 `json:"start_s"`
+	EndS      float64 `json:"end_s"`
+	// Score is the re-ranked score the list is ordered by; Cosine is the raw
+	// text-clip cosine similarity.
+	Score  float64 `json:"score"`
+	Cosine float64 `json:"cosine"`
+}
+
+// Result answers one Query (topic "results", keyed by query_id).
+type Result struct {
+	SchemaVersion int       `json:"schema_version"`
+	QueryID       string    `json:"query_id"`
+	Text          string    `json:"text"`
+	Rerank        string    `json:"rerank"`
+	Model         string    `json:"model"`
+	Hits          []Hit     `json:"hits"`
+	Candidates    int       `json:"candidates"`
+	BankSize      int       `json:"bank_size"`
+	TookMS        float64   `json:"took_ms"`
+	AnsweredAt    time.Time `json:"answered_at"`
+}
+
+// DecodeResult parses a message of the "results" topic.
+func DecodeResult(data []byte) (Result, error) {
+	var r Result
+	if err := decodeStrict("result", data, &r); err != nil {
+		return Result{}, err
+	}
+	if err := checkID("result", "query_id", r.QueryID); err != nil {
+		return Result{}, err
+	}
+	return r, nil
+}
+
+// Encode marshals a JSON message, stamping the current schema version.
+func Encode(v any) ([]byte, error) {
+	switch m := v.(type) {
+	case *VideoJob:
+		m.SchemaVersion = Version
+	case *Query:
+		m.SchemaVersion = Version
+	case *Result:
+		m.SchemaVersion = Version
+	default:
+		return nil, fmt.Errorf("schemas: %T is not a JSON message type", v)
+	}
+	return json.Marshal(v)
+}
+
+func checkID(kind, field, v string) error {
+	switch {
+	case v == "":
+		return invalidf(kind, "%s is required", field)
+	case len(v) > MaxIDLen:
+		return invalidf(kind, "%s longer than %d bytes", field, MaxIDLen)
+	case !utf8.ValidString(v) || strings.ContainsAny(v, "\x00\n\r"):
+		return invalidf(kind, "%s must be printable UTF-8", field)
+	}
+	return nil
+}

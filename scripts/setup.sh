@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what vidx needs at run time and checks it: ffmpeg/ffprobe (Debian
+# package) and the ONNX Runtime 1.24.1 shared library, taken from the npm
+# package onnxruntime-node, which ships a prebuilt libonnxruntime for linux/x64.
+set -euo pipefail
+
+ORT_VERSION="${ORT_VERSION:-1.24.1}"
+CACHE_DIR="${VIDX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vidx}"
+ORT_DIR="$CACHE_DIR/onnxruntime-$ORT_VERSION"
+ORT_LIB="$ORT_DIR/libonnxruntime.so.1"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root to run: $*"; return 1; fi
+}
+
+if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
+  log "installing ffmpeg (apt-get)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq ffmpeg >/dev/null
+fi
+ffmpeg -hide_banner -version | head -n1 >&2
+
+if [ -n "${VIDX_ORT_LIB:-}" ]; then
+  [ -f "$VIDX_ORT_LIB" ] || { log "VIDX_ORT_LIB=$VIDX_ORT_LIB does not exist"; exit 1; }
+  log "using ONNX Runtime from VIDX_ORT_LIB=$VIDX_ORT_LIB"
+  echo "$VIDX_ORT_LIB"
+  exit 0
+fi
+
+if [ ! -f "$ORT_LIB" ]; then
+  command -v npm >/dev/null || { log "npm is required to fetch onnxruntime-node"; exit 1; }
+  log "fetching onnxruntime-node@$ORT_VERSION (npm pack)"
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && npm pack --silent "onnxruntime-node@$ORT_VERSION" >/dev/null)
+  tar -xzf "$tmp"/onnxruntime-node-*.tgz -C "$tmp" package/bin/napi-v6/linux/x64
+  mkdir -p "$ORT_DIR"
+  cp "$tmp"/package/bin/napi-v6/linux/x64/libonnxruntime.so.1* "$ORT_DIR/"
+  [ -f "$ORT_LIB" ] || { log "libonnxruntime.so.1 not found in the npm package"; exit 1; }
+fi
+# The library must load and export the C API entry point.
+if command -v nm >/dev/null && ! nm -D "$ORT_LIB" | grep -c OrtGetApiBase >/dev/null; then
+  log "$ORT_LIB does not export OrtGetApiBase"; exit 1
+fi
+log "ONNX Runtime $ORT_VERSION at $ORT_LIB"
+echo "$ORT_LIB"

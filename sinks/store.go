@@ -1,0 +1,148 @@
+// Package sinks holds the vector-store contract shared by the index and query
+// stages. Implementations live in sub-packages (embedded, qdrant).
+package sinks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Store is a collection-oriented vector store with cosine similarity.
+type Store interface {
+	// EnsureCollection creates the collection when missing. When it exists
+	// with another dimension, distance, model or pooling it returns an error
+	// wrapping ErrIncompatible and changes nothing.
+	EnsureCollection(ctx context.Context, spec CollectionSpec) error
+	// Upsert writes points; a point whose ID exists is replaced, so
+	// redelivered messages do not create duplicates.
+	Upsert(ctx context.Context, collection string, points []Point) error
+	// Search returns at most req.TopK hits ordered by descending cosine.
+	Search(ctx context.Context, collection string, req SearchRequest) ([]Hit, error)
+	// DeleteVideo removes every point of a video and returns how many.
+	DeleteVideo(ctx context.Context, collection, videoID string) (int, error)
+	// Count returns the number of points matching f.
+	Count(ctx context.Context, collection string, f Filter) (int, error)
+	// Collection returns the stored spec, or an error wrapping ErrNotFound.
+	Collection(ctx context.Context, name string) (CollectionSpec, error)
+	Close() error
+}
+
+var (
+	// ErrNotFound is returned for a collection that does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrIncompatible is returned when a collection exists with settings that
+	// differ from the requested ones (vectors of two models must never mix).
+	ErrIncompatible = errors.New("incompatible collection")
+)
+
+// CollectionSpec describes a collection. Model and Pooling record which
+// bundle and pooling mode produced the vectors.
+type CollectionSpec struct {
+	Name     string `json:"name"`
+	Dim      int    `json:"dim"`
+	Distance string `json:"distance"` // "cosine"
+	Model    string `json:"model"`
+	Pooling  string `json:"pooling"`
+}
+
+// Compatible returns nil when other can be written to or queried from a
+// collection created with s.
+func (s CollectionSpec) Compatible(other CollectionSpec) error {
+	switch {
+	case s.Dim != other.Dim:
+		return fmt.Errorf("%w: collection %q has dimension %d, requested %d", ErrIncompatible, s.Name, s.Dim, other.Dim)
+	case s.Distance != other.Distance:
+		return fmt.Errorf("%w: collection %q uses distance %q, requested %q", ErrIncompatible, s.Name, s.Distance, other.Distance)
+	case s.Model != other.Model:
+		return fmt.Errorf("%w: collection %q holds vectors of model %q, requested %q", ErrIncompatible, s.Name, s.Model, other.Model)
+	case s.Pooling != other.Pooling:
+		return fmt.Errorf("%w: collection %q holds vectors pooled with %q, requested %q", ErrIncompatible, s.Name, s.Pooling, other.Pooling)
+	}
+	return nil
+}
+
+// Point is one clip vector with its payload.
+type Point struct {
+	ID      string    `json:"id"`
+	Vector  []float32 `json:"vector"`
+	Payload Payload   `json:"payload"`
+}
+
+// Payload is what a search result needs to name the clip.
+type Payload struct {
+	VideoID    string            `json:"video_id"`
+	Source     string            `json:"source,omitempty"`
+	ClipIndex  int               `json:"clip_index"`
+	StartS     float64           `json:"start_s"`
+	EndS       float64           `json:"end_s"`
+	Frames     int               `json:"frames"`
+	IngestedAt time.Time         `json:"ingested_at"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+}
+
+// Filter restricts a search or count. Zero values mean no restriction.
+type Filter struct {
+	VideoIDs []string `json:"video_ids,omitempty"`
+	Sources  []string `json:"sources,omitempty"`
+	// StartFrom and StartTo bound the clip's start time in seconds.
+	StartFrom *float64 `json:"start_from,omitempty"`
+	StartTo   *float64 `json:"start_to,omitempty"`
+}
+
+// Match reports whether p passes the filter.
+func (f Filter) Match(p Payload) bool {
+	if len(f.VideoIDs) > 0 && !contains(f.VideoIDs, p.VideoID) {
+		return false
+	}
+	if len(f.Sources) > 0 && !contains(f.Sources, p.Source) {
+		return false
+	}
+	if f.StartFrom != nil && p.StartS < *f.StartFrom {
+		return false
+	}
+	if f.StartTo != nil && p.StartS > *f.StartTo {
+		return false
+	}
+	return true
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// SearchRequest asks for the TopK nearest points to Vector.
+type SearchRequest struct {
+	Vector      []float32
+	TopK        int
+	Filter      Filter
+	WithVectors bool
+}
+
+// Hit is a search result. Score is the cosine similarity.
+type Hit struct {
+	Point
+	Score float32 `json:"score"`
+}
+
+// pointNamespace scopes vidx point ids; it is itself a UUIDv5 of a fixed name
+// so ids are stable across releases.
+var pointNamespace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("vidx:point"))
+
+// PointID is the deterministic id of a clip vector: UUIDv5 of the video id,
+// the segment bounds (millisecond precision) and the model name. A redelivered
+// clip maps to the same id, which makes upserts idempotent.
+func PointID(videoID string, startS, endS float64, model string) string {
+	key := videoID + "\x00" + strconv.FormatInt(int64(startS*1000+0.5), 10) + "\x00" +
+		strconv.FormatInt(int64(endS*1000+0.5), 10) + "\x00" + model
+	return uuid.NewSHA1(pointNamespace, []byte(key)).String()
+}

@@ -1,0 +1,361 @@
+// Package query is the query stage: it embeds text queries, fetches
+// candidate clips from the store and re-ranks them with dual softmax.
+package query
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vidx/vidx/encoders"
+	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sinks"
+)
+
+// Config configures the query stage.
+type Config struct {
+	Collection string `yaml:"collection"`
+	// Model and Pooling must match the collection's; vectors of another model
+	// are meaningless to this text encoder.
+	Model   string `yaml:"model"`
+	Pooling string `yaml:"pooling"`
+	// Candidates is how many clips are fetched from the store per query
+	// before re-ranking.
+	Candidates int `yaml:"candidates"`
+	// TopK is the number of hits returned when a query does not say.
+	TopK        int     `yaml:"top_k"`
+	Rerank      string  `yaml:"rerank"`
+	Temperature float64 `yaml:"temperature"`
+	// BankSize is how many recent query embeddings form the text axis of
+	// the dual softmax together with the queries of the current batch.
+	BankSize int `yaml:"bank_size"`
+	// BankFile preloads the bank with captions, one per line.
+	BankFile     string `yaml:"bank_file"`
+	ResultsTopic string `yaml:"results_topic"`
+}
+
+// WithDefaults fills unset fields.
+func (c Config) WithDefaults() Config {
+	if c.Collection == "" {
+		c.Collection = "clips"
+	}
+	if c.Candidates == 0 {
+		c.Candidates = 100
+	}
+	if c.TopK == 0 {
+		c.TopK = 10
+	}
+	if c.Rerank == "" {
+		c.Rerank = RerankSymmetric
+	}
+	if c.Temperature == 0 {
+		c.Temperature = 0.01
+	}
+	if c.BankSize == 0 {
+		c.BankSize = 256
+	}
+	if c.ResultsTopic == "" {
+		c.ResultsTopic = "results"
+	}
+	return c
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.Candidates < 1 || c.Candidates > 10000:
+		return fmt.Errorf("query: candidates %d out of range [1, 10000]", c.Candidates)
+	case c.TopK < 1 || c.TopK > schemas.MaxTopK:
+		return fmt.Errorf("query: top_k %d out of range [1, %d]", c.TopK, schemas.MaxTopK)
+	case !ValidRerank(c.Rerank):
+		return fmt.Errorf("query: rerank %q is not none, camoe or symmetric", c.Rerank)
+	case !(c.Temperature > 0):
+		return fmt.Errorf("query: temperature must be positive")
+	case c.BankSize < 0:
+		return fmt.Errorf("query: bank_size must not be negative")
+	}
+	return nil
+}
+
+// Searcher is the part of sinks.Store the query stage uses.
+type Searcher interface {
+	Search(ctx context.Context, collection string, req sinks.SearchRequest) ([]sinks.Hit, error)
+}
+
+// Handler answers queries. It is safe for concurrent use.
+type Handler struct {
+	cfg   Config
+	text  encoders.TextEncoder
+	store Searcher
+	bank  *bank
+	log   *slog.Logger
+}
+
+// New builds the handler and preloads the query bank.
+func New(ctx context.Context, cfg Config, text encoders.TextEncoder, store Searcher, log *slog.Logger) (*Handler, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	h := &Handler{cfg: cfg, text: text, store: store, bank: newBank(cfg.BankSize), log: log}
+	if cfg.BankFile != "" {
+		if err := h.preload(ctx, cfg.BankFile); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+func (h *Handler) preload(ctx context.Context, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("query bank: %w", err)
+	}
+	defer f.Close()
+	var texts []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if t := strings.TrimSpace(sc.Text()); t != "" {
+			texts = append(texts, t)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("query bank %s: %w", path, err)
+	}
+	if len(texts) > h.cfg.BankSize {
+		texts = texts[len(texts)-h.cfg.BankSize:]
+	}
+	const chunk = 64
+	for i := 0; i < len(texts); i += chunk {
+		part := texts[i:min(i+chunk, len(texts))]
+		vecs, err := h.text.EncodeTexts(ctx, part)
+		if err != nil {
+			return fmt.Errorf("query bank %s: encode: %w", path, err)
+		}
+		for j, v := range vecs {
+			h.bank.add(part[j], normalize(v))
+		}
+	}
+	h.log.Info("query bank preloaded", "captions", len(texts), "file", path)
+	return nil
+}
+
+// BankLen returns the number of embeddings in the query bank.
+func (h *Handler) BankLen() int { return h.bank.len() }
+
+// Handle answers a micro-batch of queries together: they share the text
+// axis of the dual softmax with the bank.
+func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeline.Result {
+	start := time.Now()
+	res := make([]pipeline.Result, len(batch))
+	queries := make([]schemas.Query, 0, len(batch))
+	slot := make([]int, 0, len(batch))
+	for i, m := range batch {
+		q, err := schemas.DecodeQuery(m.Value)
+		if err != nil {
+			res[i].Err = pipeline.Poison(err)
+			continue
+		}
+		queries = append(queries, q)
+		slot = append(slot, i)
+	}
+	if len(queries) == 0 {
+		return res
+	}
+	answers, err := h.Answer(ctx, queries)
+	if err != nil {
+		for _, i := range slot {
+			res[i].Err = err
+		}
+		return res
+	}
+	took := float64(time.Since(start).Microseconds()) / 1000
+	for k, a := range answers {
+		a.TookMS = took
+		value, err := schemas.Encode(&a)
+		if err != nil {
+			res[slot[k]].Err = err
+			continue
+		}
+		res[slot[k]].Outputs = []pipeline.Output{{Topic: h.cfg.ResultsTopic, Key: []byte(a.QueryID), Value: value}}
+	}
+	return res
+}
+
+// Answer ranks clips for each query. Queries are re-ranked against each
+// other and the bank, then added to the bank.
+func (h *Handler) Answer(ctx context.Context, queries []schemas.Query) ([]schemas.Result, error) {
+	texts := make([]string, len(queries))
+	for i, q := range queries {
+		texts[i] = q.Text
+	}
+	raw, err := h.text.EncodeTexts(ctx, texts)
+	if err != nil {
+		return nil, fmt.Errorf("encode queries: %w", err)
+	}
+	if len(raw) != len(queries) {
+		return nil, fmt.Errorf("text encoder returned %d vectors for %d queries", len(raw), len(queries))
+	}
+	qvecs := make([][]float32, len(raw))
+	inBatch := map[string]bool{}
+	for i, v := range raw {
+		qvecs[i] = normalize(v)
+		inBatch[texts[i]] = true
+	}
+	// The text axis: this batch's queries (distinct texts) and the bank,
+	// which excludes texts of this batch.
+	var axis []axisRow
+	for i, t := range texts {
+		if !slices.ContainsFunc(axis, func(r axisRow) bool { return r.text == t }) {
+			axis = append(axis, axisRow{t, qvecs[i]})
+		}
+	}
+	for _, v := range h.bank.snapshot(inBatch) {
+		axis = append(axis, axisRow{vec: v})
+	}
+
+	out := make([]schemas.Result, len(queries))
+	for i, q := range queries {
+		r, err := h.rank(ctx, q, qvecs[i], axis)
+		if err != nil {
+			return nil, err
+		}
+		r.BankSize = len(axis) - 1
+		out[i] = r
+	}
+	for i, t := range texts {
+		h.bank.add(t, qvecs[i])
+	}
+	return out, nil
+}
+
+// axisRow is one text on the text axis of the dual softmax; bank rows have
+// no text because they never coincide with a query of the batch.
+type axisRow struct {
+	text string
+	vec  []float32
+}
+
+func (h *Handler) rank(ctx context.Context, q schemas.Query, qvec []float32, axis []axisRow) (schemas.Result, error) {
+	mode := cmp.Or(q.Rerank, h.cfg.Rerank)
+	topK := cmp.Or(q.TopK, h.cfg.TopK)
+	hits, err := h.store.Search(ctx, h.cfg.Collection, sinks.SearchRequest{
+		Vector:      qvec,
+		TopK:        max(h.cfg.Candidates, topK),
+		Filter:      toFilter(q.Filters),
+		WithVectors: mode != RerankNone,
+	})
+	if err != nil {
+		if errors.Is(err, sinks.ErrNotFound) {
+			// Nothing indexed yet is an empty answer, not a failure.
+			hits = nil
+		} else {
+			return schemas.Result{}, pipeline.Retryable(fmt.Errorf("search %s: %w", h.cfg.Collection, err))
+		}
+	}
+	scores := make([]float64, len(hits))
+	for j, hit := range hits {
+		scores[j] = float64(hit.Score)
+	}
+	if mode != RerankNone && len(hits) > 0 {
+		// Row 0 is this query; the other rows (the rest of the text axis)
+		// only shape the text-axis softmax.
+		sims := make([][]float64, 0, len(axis)+1)
+		sims = append(sims, scores)
+		for _, t := range axis {
+			if t.text == q.Text {
+				continue
+			}
+			row := make([]float64, len(hits))
+			for j, hit := range hits {
+				row[j] = dot(t.vec, hit.Vector)
+			}
+			sims = append(sims, row)
+		}
+		rescored, err := DualSoftmax(mode, h.cfg.Temperature, sims)
+		if err != nil {
+			return schemas.Result{}, err
+		}
+		scores = rescored[0]
+	}
+	order := make([]int, len(hits))
+	for j := range order {
+		order[j] = j
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		if c := cmp.Compare(scores[b], scores[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(hits[b].Score, hits[a].Score)
+	})
+	if len(order) > topK {
+		order = order[:topK]
+	}
+	r := schemas.Result{
+		SchemaVersion: schemas.Version,
+		QueryID:       q.QueryID,
+		Text:          q.Text,
+		Rerank:        mode,
+		Model:         h.cfg.Model,
+		Candidates:    len(hits),
+		AnsweredAt:    time.Now().UTC(),
+		Hits:          make([]schemas.Hit, 0, len(order)),
+	}
+	for rank, j := range order {
+		p := hits[j].Payload
+		r.Hits = append(r.Hits, schemas.Hit{
+			Rank:      rank + 1,
+			VideoID:   p.VideoID,
+			Source:    p.Source,
+			ClipIndex: p.ClipIndex,
+			StartS:    p.StartS,
+			EndS:      p.EndS,
+			Score:     scores[j],
+			Cosine:    float64(hits[j].Score),
+		})
+	}
+	return r, nil
+}
+
+func toFilter(f *schemas.Filters) sinks.Filter {
+	if f == nil {
+		return sinks.Filter{}
+	}
+	return sinks.Filter{VideoIDs: f.VideoIDs, Sources: f.Sources, StartFrom: f.StartFrom, StartTo: f.StartTo}
+}
+
+func normalize(v []float32) []float32 {
+	var s float64
+	for _, x := range v {
+		s += float64(x) * float64(x)
+	}
+	out := make([]float32, len(v))
+	if s == 0 {
+		return out
+	}
+	inv := 1 / math.Sqrt(s)
+	for i, x := range v {
+		out[i] = float32(float64(x) * inv)
+	}
+	return out
+}
+
+func dot(a, b []float32) float64 {
+	var s float64
+	for i := range a {
+		s += float64(a[i]) * float64(b[i])
+	}
+	return s
+}

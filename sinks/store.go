@@ -38,6 +38,10 @@ var (
 	// ErrIncompatible is returned when a collection exists with settings that
 	// differ from the requested ones (vectors of two models must never mix).
 	ErrIncompatible = errors.New("incompatible collection")
+	// ErrInvalid is returned for a request that can never succeed (a vector
+	// of the wrong dimension, NaN values, a bad collection name): callers
+	// must not retry it.
+	ErrInvalid = errors.New("invalid input")
 )
 
 // CollectionSpec describes a collection. Model and Pooling record which

@@ -1,0 +1,303 @@
+// Package config loads vidx's configuration: defaults, then a YAML file,
+// then VIDX_* environment variables, then command-line flags, validated once.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/stages/query"
+)
+
+// Config is the whole configuration of a vidx process.
+type Config struct {
+	// DataDir holds the embedded store, the embedded broker's log and
+	// generated test models.
+	DataDir  string `yaml:"data_dir"`
+	LogLevel string `yaml:"log_level"`
+
+	Kafka    pipeline.KafkaConfig `yaml:"kafka"`
+	Embedded Embedded             `yaml:"embedded"`
+	Topics   Topics               `yaml:"topics"`
+	Model    Model                `yaml:"model"`
+	Store    Store                `yaml:"store"`
+	Stages   Stages               `yaml:"stages"`
+}
+
+// Embedded configures the in-process broker used by `vidx up --embedded`.
+type Embedded struct {
+	// Broker runs an in-process Kafka broker instead of connecting to
+	// kafka.brokers.
+	Broker bool `yaml:"broker"`
+	// BrokerPort is the loopback port of the embedded broker (0: any free
+	// port). Other vidx commands reach it at 127.0.0.1:BrokerPort.
+	BrokerPort int `yaml:"broker_port"`
+	// Persist keeps the embedded broker's topics under data_dir.
+	Persist bool `yaml:"persist"`
+}
+
+// Topics names every topic.
+type Topics struct {
+	Videos          string `yaml:"videos"`
+	Clips           string `yaml:"clips"`
+	FrameEmbeddings string `yaml:"frame_embeddings"`
+	ClipEmbeddings  string `yaml:"clip_embeddings"`
+	Queries         string `yaml:"queries"`
+	Results         string `yaml:"results"`
+	DeadLetters     string `yaml:"dead_letters"`
+}
+
+// All returns every topic name.
+func (t Topics) All() []string {
+	return []string{t.Videos, t.Clips, t.FrameEmbeddings, t.ClipEmbeddings, t.Queries, t.Results, t.DeadLetters}
+}
+
+// Model selects the model bundle and how ONNX Runtime runs it.
+type Model struct {
+	// Bundle is a model bundle directory (vidx-model.yaml).
+	Bundle string `yaml:"bundle"`
+	// ORTLib is the ONNX Runtime shared library.
+	ORTLib         string `yaml:"ort_lib"`
+	IntraOpThreads int    `yaml:"intra_op_threads"`
+	InterOpThreads int    `yaml:"inter_op_threads"`
+	// MaxBatch is the most images per image-encoder run.
+	MaxBatch int `yaml:"max_batch"`
+}
+
+// Store selects the vector store.
+type Store struct {
+	// URL is "embedded" (a store under data_dir/store) or
+	// "embedded:///path/to/dir".
+	URL        string `yaml:"url"`
+	Collection string `yaml:"collection"`
+}
+
+// Runtime holds the stage-runtime settings every stage has.
+type Runtime struct {
+	MaxBatch    int           `yaml:"max_batch"`
+	MaxWait     time.Duration `yaml:"max_wait"`
+	Replicas    int           `yaml:"replicas"`
+	MaxAttempts int           `yaml:"max_attempts"`
+}
+
+// Sample configures the sample stage.
+type Sample struct {
+	Runtime   `yaml:",inline"`
+	FPS       float64       `yaml:"fps"`
+	MaxFrames int           `yaml:"max_frames"`
+	Selection string        `yaml:"selection"`
+	Mode      string        `yaml:"mode"`
+	WindowS   float64       `yaml:"window_s"`
+	StrideS   float64       `yaml:"stride_s"`
+	Codec     string        `yaml:"codec"`
+	Quality   int           `yaml:"quality"`
+	Timeout   time.Duration `yaml:"timeout"`
+	FFmpeg    string        `yaml:"ffmpeg"`
+	FFprobe   string        `yaml:"ffprobe"`
+}
+
+// Pool configures the pool stage.
+type Pool struct {
+	Runtime `yaml:",inline"`
+	Mode    string `yaml:"mode"`
+}
+
+// Query configures the query stage.
+type Query struct {
+	Runtime     `yaml:",inline"`
+	Candidates  int     `yaml:"candidates"`
+	TopK        int     `yaml:"top_k"`
+	Rerank      string  `yaml:"rerank"`
+	Temperature float64 `yaml:"temperature"`
+	BankSize    int     `yaml:"bank_size"`
+	BankFile    string  `yaml:"bank_file"`
+}
+
+// Stages configures each stage.
+type Stages struct {
+	Sample Sample  `yaml:"sample"`
+	Encode Runtime `yaml:"encode"`
+	Pool   Pool    `yaml:"pool"`
+	Index  Runtime `yaml:"index"`
+	Query  Query   `yaml:"query"`
+}
+
+// Default returns the built-in configuration.
+func Default() Config {
+	return Config{
+		DataDir:  ".vidx",
+		LogLevel: "info",
+		Kafka:    pipeline.KafkaConfig{Brokers: []string{"127.0.0.1:9092"}}.WithDefaults(),
+		Embedded: Embedded{BrokerPort: 9092},
+		Topics: Topics{
+			Videos: "videos", Clips: "clips", FrameEmbeddings: "frame-embeddings",
+			ClipEmbeddings: "clip-embeddings", Queries: "queries", Results: "results",
+			DeadLetters: "dead-letters",
+		},
+		Model: Model{IntraOpThreads: 2, InterOpThreads: 1, MaxBatch: 8},
+		Store: Store{URL: "embedded", Collection: "clips"},
+		Stages: Stages{
+			Sample: Sample{Runtime: Runtime{MaxBatch: 1}, FPS: 1, MaxFrames: 12, Selection: schemas.SelectUniform,
+				Mode: schemas.ModeWhole, Codec: schemas.CodecJPEG, Quality: 95, Timeout: 10 * time.Minute,
+				FFmpeg: "ffmpeg", FFprobe: "ffprobe"},
+			Encode: Runtime{MaxBatch: 4, MaxWait: 20 * time.Millisecond},
+			Pool:   Pool{Runtime: Runtime{MaxBatch: 16, MaxWait: 10 * time.Millisecond}, Mode: "meanP"},
+			Index:  Runtime{MaxBatch: 64, MaxWait: 20 * time.Millisecond},
+			Query: Query{Runtime: Runtime{MaxBatch: 32, MaxWait: 10 * time.Millisecond},
+				Candidates: 100, TopK: 10, Rerank: query.RerankSymmetric, Temperature: 0.01, BankSize: 256},
+		},
+	}
+}
+
+// Load builds the configuration from defaults, the YAML file at path (when
+// not empty) and the environment. Flags are applied by the caller with
+// Override before Validate.
+func Load(path string, env func(string) string) (Config, error) {
+	cfg := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(data)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // io.EOF: empty file
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if env == nil {
+		env = os.Getenv
+	}
+	if err := cfg.applyEnv(env); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// Env lists the environment variables Load reads.
+var Env = []string{"VIDX_BROKERS", "VIDX_BUNDLE", "VIDX_ORT_LIB", "VIDX_DATA_DIR", "VIDX_STORE", "VIDX_LOG_LEVEL", "VIDX_EMBEDDED_BROKER_PORT"}
+
+func (c *Config) applyEnv(env func(string) string) error {
+	if v := env("VIDX_BROKERS"); v != "" {
+		c.Kafka.Brokers = splitList(v)
+	}
+	if v := env("VIDX_BUNDLE"); v != "" {
+		c.Model.Bundle = v
+	}
+	if v := env("VIDX_ORT_LIB"); v != "" {
+		c.Model.ORTLib = v
+	}
+	if v := env("VIDX_DATA_DIR"); v != "" {
+		c.DataDir = v
+	}
+	if v := env("VIDX_STORE"); v != "" {
+		c.Store.URL = v
+	}
+	if v := env("VIDX_LOG_LEVEL"); v != "" {
+		c.LogLevel = v
+	}
+	if v := env("VIDX_EMBEDDED_BROKER_PORT"); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("config: VIDX_EMBEDDED_BROKER_PORT=%q is not a port", v)
+		}
+		c.Embedded.BrokerPort = p
+	}
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// StorePath returns the embedded store's directory.
+func (c *Config) StorePath() (string, error) {
+	switch {
+	case c.Store.URL == "embedded":
+		return filepath.Join(c.DataDir, "store"), nil
+	case strings.HasPrefix(c.Store.URL, "embedded://"):
+		return strings.TrimPrefix(c.Store.URL, "embedded://"), nil
+	}
+	return "", fmt.Errorf("config: store url %q is not supported (want embedded or embedded:///dir)", c.Store.URL)
+}
+
+// Validate checks the whole configuration once, naming the offending field.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.DataDir == "" {
+		add("data_dir is required")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log_level %q is not debug, info, warn or error", c.LogLevel)
+	}
+	c.Kafka = c.Kafka.WithDefaults()
+	if !c.Embedded.Broker {
+		if err := c.Kafka.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Embedded.BrokerPort < 0 || c.Embedded.BrokerPort > 65535 {
+		add("embedded.broker_port %d out of range", c.Embedded.BrokerPort)
+	}
+	seen := map[string]bool{}
+	for _, t := range c.Topics.All() {
+		if t == "" {
+			add("topics: every topic needs a name")
+		} else if seen[t] {
+			add("topics: %q is used twice", t)
+		}
+		seen[t] = true
+	}
+	if c.Model.IntraOpThreads < 0 || c.Model.InterOpThreads < 0 || c.Model.MaxBatch < 0 {
+		add("model: threads and max_batch must not be negative")
+	}
+	if _, err := c.StorePath(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Store.Collection == "" {
+		add("store.collection is required")
+	}
+	s := c.Stages.Sample
+	if !(s.FPS > 0 && s.FPS <= 30) {
+		add("stages.sample.fps %v out of range (0, 30]", s.FPS)
+	}
+	if s.MaxFrames < 1 || s.MaxFrames > 64 {
+		add("stages.sample.max_frames %d out of range [1, 64]", s.MaxFrames)
+	}
+	if s.Codec != schemas.CodecJPEG && s.Codec != schemas.CodecPNG {
+		add("stages.sample.codec %q is not jpeg or png", s.Codec)
+	}
+	if s.Quality < 1 || s.Quality > 100 {
+		add("stages.sample.quality %d out of range [1, 100]", s.Quality)
+	}
+	if c.Stages.Pool.Mode != "meanP" {
+		add("stages.pool.mode %q is not supported (meanP)", c.Stages.Pool.Mode)
+	}
+	qc := query.Config{
+		Candidates: c.Stages.Query.Candidates, TopK: c.Stages.Query.TopK, Rerank: c.Stages.Query.Rerank,
+		Temperature: c.Stages.Query.Temperature, BankSize: c.Stages.Query.BankSize,
+	}
+	if err := qc.WithDefaults().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("stages.%w", err))
+	}
+	return errors.Join(errs...)
+}

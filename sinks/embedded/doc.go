@@ -1,0 +1,64 @@
+// Package embedded is a pure-Go implementation of sinks.Store that keeps every
+// collection in memory and persists it to a data directory, for deployments
+// that do not want to run a separate vector database.
+//
+// Search is exact: a brute-force cosine scan over one contiguous []float32
+// slab per collection. That is fast enough for a few hundred thousand clips
+// and never returns approximate results.
+//
+// # Directory layout
+//
+//	<dir>/LOCK                    advisory lock (flock) held while a Store is open
+//	<dir>/<collection>/collection.json   the sinks.CollectionSpec, JSON
+//	<dir>/<collection>/points.log        append-only record log
+//
+// A collection directory is built under a temporary name and renamed into
+// place, so a crash never leaves a half-created collection behind. Collection
+// names must be safe path components: 1 to 128 characters of [A-Za-z0-9_.-]
+// starting with a letter or digit.
+//
+// # Log format
+//
+// points.log starts with the 8-byte magic "vidxlog" followed by the format
+// version byte 0x01. Records follow back to back. All integers are little
+// endian; "uvarint" is encoding/binary's unsigned varint.
+//
+//	offset  size  field
+//	0       4     uint32 body length N (1 .. 64 MiB)
+//	4       4     uint32 CRC-32C (Castagnoli) of the body
+//	8       N     body
+//
+// The body starts with a one-byte record type:
+//
+//	1 upsert point:  uvarint len, id bytes
+//	                 uvarint dim, dim x float32 (IEEE 754 bits, L2-normalised)
+//	                 uvarint len, payload as JSON (sinks.Payload)
+//	2 delete video:  uvarint len, video id bytes
+//
+// The payload is JSON rather than a fixed binary layout so that fields added
+// to sinks.Payload later are persisted without a format change.
+//
+// Opening a collection replays the log in order: an upsert replaces any point
+// with the same id, a delete removes every point of the video. Replay stops at
+// the first record whose header is incomplete, whose length is out of range or
+// runs past the end of the file, or whose CRC does not match; that is what a
+// crash in the middle of an append leaves behind. The file is truncated to the
+// last good record and a warning is logged, instead of refusing to start. A
+// record with a valid CRC that cannot be decoded is a real inconsistency and
+// fails Open.
+//
+// # Durability
+//
+// Upsert and DeleteVideo encode the whole batch, append it with one write and
+// fsync the file before touching the in-memory index or returning, so a caller
+// may commit its input offsets as soon as the call returns. Options.NoSync
+// skips the fsync for tests and throwaway indexes.
+//
+// # Compaction
+//
+// Replaced and deleted points leave dead records in the log. When dead records
+// exceed Options.CompactMinDead and outnumber the live points, and again on
+// Close, the live points are written to points.log.compact, which is fsynced,
+// renamed over points.log, and the directory fsynced. A crash at any point
+// leaves either the old or the new log, both describing the same points.
+package embedded

@@ -1,0 +1,36 @@
+# vidx: two commands do everything on a fresh machine.
+#   make demo   set up, build, and run the whole pipeline on embedded defaults
+#   make test   set up and run every test
+GO        ?= go
+BIN       ?= bin/vidx
+GOFLAGS   ?=
+TEST_ARGS ?= -count=1 -timeout 20m
+
+.PHONY: all setup build demo test vet fmt bench clean
+
+all: build
+
+# Installs ffmpeg (apt-get) and ONNX Runtime 1.24.1 (from the npm package
+# onnxruntime-node) into ~/.cache/vidx, and checks both.
+setup:
+	@bash scripts/setup.sh >/dev/null
+
+build:
+	$(GO) build $(GOFLAGS) -o $(BIN) ./cmd/vidx
+
+demo: setup build
+	./$(BIN) demo
+
+test: setup
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
+	$(GO) test $(TEST_ARGS) ./...
+
+bench: setup
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./encoders/onnx/ ./stages/sample/
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin .vidx

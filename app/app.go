@@ -1,0 +1,324 @@
+// Package app assembles vidx from its configuration: the broker connection
+// (or the embedded broker), the store, the model bundle and the stages.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"github.com/vidx/vidx/config"
+	"github.com/vidx/vidx/encoders/bundle"
+	"github.com/vidx/vidx/encoders/onnx"
+	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/embedded"
+	"github.com/vidx/vidx/sinks"
+	embeddedstore "github.com/vidx/vidx/sinks/embedded"
+	"github.com/vidx/vidx/stages/encode"
+	"github.com/vidx/vidx/stages/index"
+	"github.com/vidx/vidx/stages/pool"
+	"github.com/vidx/vidx/stages/query"
+	"github.com/vidx/vidx/stages/sample"
+)
+
+// Stage names.
+const (
+	StageSample = "sample"
+	StageEncode = "encode"
+	StagePool   = "pool"
+	StageIndex  = "index"
+	StageQuery  = "query"
+)
+
+// AllStages lists the stages in pipeline order.
+var AllStages = []string{StageSample, StageEncode, StagePool, StageIndex, StageQuery}
+
+// App is an assembled vidx process running some or all stages.
+type App struct {
+	Config config.Config
+	log    *slog.Logger
+
+	broker   *embedded.Broker
+	store    sinks.Store
+	runtime  *onnx.Runtime
+	manifest *bundle.Manifest
+	closers  []func() error
+
+	stages []*pipeline.Stage
+	// Query is the query handler when the query stage runs here.
+	Query *query.Handler
+	// Encode is the encode handler when the encode stage runs here.
+	Encode *encode.Handler
+}
+
+// New assembles the named stages. On error everything opened is closed.
+func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logger) (_ *App, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if !slices.Contains(AllStages, n) {
+			return nil, fmt.Errorf("unknown stage %q (want one of %v)", n, AllStages)
+		}
+	}
+	a := &App{Config: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if cfg.Embedded.Broker {
+		if err := a.startBroker(); err != nil {
+			return nil, err
+		}
+	}
+	if err := pipeline.EnsureTopics(ctx, a.Config.Kafka, cfg.Topics.All()...); err != nil {
+		return nil, err
+	}
+	needs := func(stages ...string) bool {
+		for _, s := range stages {
+			if slices.Contains(names, s) {
+				return true
+			}
+		}
+		return false
+	}
+	if needs(StageEncode, StagePool, StageIndex, StageQuery) {
+		if err := a.loadBundle(); err != nil {
+			return nil, err
+		}
+	}
+	if needs(StageIndex, StageQuery) {
+		if err := a.openStore(); err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range AllStages {
+		if !needs(n) {
+			continue
+		}
+		st, err := a.buildStage(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("stage %s: %w", n, err)
+		}
+		a.stages = append(a.stages, st)
+	}
+	return a, nil
+}
+
+func (a *App) startBroker() error {
+	cfg := embedded.BrokerConfig{
+		Port:       a.Config.Embedded.BrokerPort,
+		Partitions: a.Config.Kafka.Partitions,
+		Topics:     a.Config.Topics.All(),
+	}
+	if a.Config.Embedded.Persist {
+		cfg.DataDir = filepath.Join(a.Config.DataDir, "broker")
+	}
+	b, err := embedded.StartBroker(cfg)
+	if err != nil {
+		return err
+	}
+	a.broker = b
+	a.Config.Kafka.Brokers = b.Addrs()
+	a.closers = append(a.closers, func() error { b.Close(); return nil })
+	a.log.Info("embedded broker listening", "addrs", b.Addrs())
+	return nil
+}
+
+func (a *App) loadBundle() error {
+	if a.Config.Model.Bundle == "" {
+		return errors.New("model.bundle is not set (a model bundle directory; `vidx models testdata DIR` writes small test bundles)")
+	}
+	m, err := bundle.Load(a.Config.Model.Bundle)
+	if err != nil {
+		return err
+	}
+	lib := a.Config.Model.ORTLib
+	if lib == "" {
+		lib = onnx.DefaultLibPath()
+	}
+	rt, err := onnx.NewRuntime(lib)
+	if err != nil {
+		return err
+	}
+	a.manifest, a.runtime = m, rt
+	a.closers = append(a.closers, rt.Close)
+	return nil
+}
+
+func (a *App) openStore() error {
+	dir, err := a.Config.StorePath()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	s, err := embeddedstore.Open(dir, embeddedstore.Options{Logger: a.log})
+	if err != nil {
+		return err
+	}
+	a.store = s
+	a.closers = append(a.closers, s.Close)
+	return nil
+}
+
+func (a *App) sessionOptions() onnx.SessionOptions {
+	return onnx.SessionOptions{
+		IntraOpThreads: a.Config.Model.IntraOpThreads,
+		InterOpThreads: a.Config.Model.InterOpThreads,
+		MaxBatch:       a.Config.Model.MaxBatch,
+	}
+}
+
+func (a *App) collectionSpec() sinks.CollectionSpec {
+	return sinks.CollectionSpec{
+		Name:     a.Config.Store.Collection,
+		Dim:      a.manifest.EmbeddingDim,
+		Distance: "cosine",
+		Model:    a.manifest.Name,
+		Pooling:  a.Config.Stages.Pool.Mode,
+	}
+}
+
+func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, error) {
+	cfg, t := a.Config, a.Config.Topics
+	var (
+		h      pipeline.Handler
+		rt     config.Runtime
+		topics []string
+	)
+	switch name {
+	case StageSample:
+		s := cfg.Stages.Sample
+		handler, err := sample.NewStage(sample.StageConfig{
+			Options: sample.Options{
+				FPS: s.FPS, MaxFrames: s.MaxFrames, Selection: s.Selection, Mode: s.Mode,
+				WindowS: s.WindowS, StrideS: s.StrideS, Timeout: s.Timeout,
+				FFmpegPath: s.FFmpeg, FFprobePath: s.FFprobe,
+			},
+			Codec: s.Codec, Quality: s.Quality, OutputTopic: t.Clips,
+		})
+		if err != nil {
+			return nil, err
+		}
+		h, rt, topics = handler, s.Runtime, []string{t.Videos}
+	case StageEncode:
+		enc, err := a.runtime.NewImageEncoder(a.manifest, a.sessionOptions())
+		if err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, enc.Close)
+		handler, err := encode.New(encode.Config{
+			Model: a.manifest.Name, Mean: triple(a.manifest.Image.Mean), Std: triple(a.manifest.Image.Std), OutputTopic: t.FrameEmbeddings,
+		}, enc)
+		if err != nil {
+			return nil, err
+		}
+		a.Encode = handler
+		h, rt, topics = handler, cfg.Stages.Encode, []string{t.Clips}
+	case StagePool:
+		handler, err := pool.New(pool.Config{Model: a.manifest.Name, OutputTopic: t.ClipEmbeddings}, pool.MeanPooler{})
+		if err != nil {
+			return nil, err
+		}
+		h, rt, topics = handler, cfg.Stages.Pool.Runtime, []string{t.FrameEmbeddings}
+	case StageIndex:
+		handler, err := index.New(ctx, a.collectionSpec(), a.store)
+		if err != nil {
+			return nil, err
+		}
+		h, rt, topics = handler, cfg.Stages.Index, []string{t.ClipEmbeddings}
+	case StageQuery:
+		if err := a.checkCollection(ctx); err != nil {
+			return nil, err
+		}
+		enc, err := a.runtime.NewTextEncoder(a.manifest, a.sessionOptions())
+		if err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, enc.Close)
+		q := cfg.Stages.Query
+		handler, err := query.New(ctx, query.Config{
+			Collection: cfg.Store.Collection, Model: a.manifest.Name, Pooling: cfg.Stages.Pool.Mode,
+			Candidates: q.Candidates, TopK: q.TopK, Rerank: q.Rerank, Temperature: q.Temperature,
+			BankSize: q.BankSize, BankFile: q.BankFile, ResultsTopic: t.Results,
+		}, enc, a.store, a.log.With("stage", StageQuery))
+		if err != nil {
+			return nil, err
+		}
+		a.Query = handler
+		h, rt, topics = handler, q.Runtime, []string{t.Queries}
+	}
+	return pipeline.NewStage(pipeline.StageConfig{
+		Name:            name,
+		Topics:          topics,
+		DeadLetterTopic: t.DeadLetters,
+		MaxBatch:        rt.MaxBatch,
+		MaxWait:         rt.MaxWait,
+		Replicas:        rt.Replicas,
+		MaxAttempts:     rt.MaxAttempts,
+	}, cfg.Kafka, h, a.log, pipeline.Hooks{})
+}
+
+// checkCollection refuses to query a collection built by another model or
+// pooling mode; a missing collection is fine (nothing indexed yet).
+func (a *App) checkCollection(ctx context.Context) error {
+	have, err := a.store.Collection(ctx, a.Config.Store.Collection)
+	if errors.Is(err, sinks.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return have.Compatible(a.collectionSpec())
+}
+
+// Kafka returns the broker settings in use (the embedded broker's address
+// when it runs).
+func (a *App) Kafka() pipeline.KafkaConfig { return a.Config.Kafka }
+
+// Store returns the vector store, or nil when no stage here needs it.
+func (a *App) Store() sinks.Store { return a.store }
+
+// Manifest returns the model bundle, or nil when no stage here needs it.
+func (a *App) Manifest() *bundle.Manifest { return a.manifest }
+
+// Run runs every stage until ctx is cancelled.
+func (a *App) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(a.stages))
+	for i, st := range a.stages {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = st.Run(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Close releases everything in reverse order of opening.
+func (a *App) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](); err != nil {
+			a.log.Warn("close", "err", err)
+		}
+	}
+	a.closers = nil
+}
+
+
+// triple converts a validated three-channel setting.
+func triple(v []float32) [3]float32 {
+	var t [3]float32
+	copy(t[:], v)
+	return t
+}

@@ -1,0 +1,260 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vidx/vidx/app"
+	"github.com/vidx/vidx/config"
+	"github.com/vidx/vidx/encoders/onnx"
+	"github.com/vidx/vidx/encoders/testmodels"
+	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sinks"
+)
+
+// fixtures are generated once per test binary: models and videos take a
+// few seconds to make.
+type fixtures struct {
+	models string
+	videos map[string]string
+}
+
+var (
+	fixOnce sync.Once
+	fix     fixtures
+	fixErr  error
+)
+
+var colours = []string{"red", "green", "blue", "yellow"}
+
+func requireTools(t *testing.T) fixtures {
+	t.Helper()
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		t.Skip("ffmpeg not installed (run make setup)")
+	}
+	if _, err := os.Stat(onnx.DefaultLibPath()); err != nil {
+		t.Skipf("ONNX Runtime library not found at %s (run make setup or set VIDX_ORT_LIB)", onnx.DefaultLibPath())
+	}
+	fixOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "vidx-app-test-")
+		if err != nil {
+			fixErr = err
+			return
+		}
+		fix.models = filepath.Join(dir, "models")
+		if fixErr = testmodels.WriteAll(fix.models); fixErr != nil {
+			return
+		}
+		fix.videos = map[string]string{}
+		for _, c := range colours {
+			p := filepath.Join(dir, c+".mp4")
+			if fixErr = ffmpeg("-f", "lavfi", "-i", "color=c="+c+":size=320x240:rate=10:duration=3",
+				"-vf", "noise=alls=10:allf=t", "-c:v", "libx264", "-pix_fmt", "yuv420p", p); fixErr != nil {
+				return
+			}
+			fix.videos[c] = p
+		}
+		// Bad inputs: a text file named .mp4 and an mp4 cut in half.
+		text := filepath.Join(dir, "notes.mp4")
+		if fixErr = os.WriteFile(text, []byte("this is not a video\n"), 0o644); fixErr != nil {
+			return
+		}
+		fix.videos["text"] = text
+		whole, err := os.ReadFile(fix.videos["red"])
+		if err != nil {
+			fixErr = err
+			return
+		}
+		cut := filepath.Join(dir, "truncated.mp4")
+		if fixErr = os.WriteFile(cut, whole[:len(whole)/2], 0o644); fixErr != nil {
+			return
+		}
+		fix.videos["truncated"] = cut
+	})
+	if fixErr != nil {
+		t.Fatal(fixErr)
+	}
+	return fix
+}
+
+func ffmpeg(args ...string) error {
+	out, err := exec.Command("ffmpeg", append([]string{"-hide_banner", "-loglevel", "error", "-y"}, args...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ffmpeg %v: %w: %s", args, err, out)
+	}
+	return nil
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("VIDX_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// startApp runs every stage against a fresh embedded broker and store.
+func startApp(t *testing.T, ctx context.Context, f fixtures, bundle string) *app.App {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Embedded.Broker, cfg.Embedded.BrokerPort = true, 0
+	cfg.Model.Bundle = filepath.Join(f.models, bundle)
+	cfg.Stages.Query.MaxBatch = 1
+	a, err := app.New(ctx, cfg, app.AllStages, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("stages: %v", err)
+		}
+		a.Close()
+	})
+	return a
+}
+
+func publish(t *testing.T, ctx context.Context, a *app.App, key string, value []byte) {
+	t.Helper()
+	if err := pipeline.Produce(ctx, a.Kafka(), pipeline.Output{Topic: a.Config.Topics.Videos, Key: []byte(key), Value: value}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func job(id, uri string) []byte {
+	v, err := schemas.Encode(&schemas.VideoJob{VideoID: id, URI: uri, Source: "test"})
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func waitCount(t *testing.T, ctx context.Context, s sinks.Store, collection string, want int) {
+	t.Helper()
+	for {
+		n, err := s.Count(ctx, collection, sinks.Filter{})
+		if err != nil && !errors.Is(err, sinks.ErrNotFound) {
+			t.Fatal(err)
+		}
+		if n == want {
+			return
+		}
+		if n > want {
+			t.Fatalf("index holds %d clips, want %d", n, want)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("index holds %d clips after the deadline, want %d", n, want)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func ask(t *testing.T, ctx context.Context, a *app.App, id, text string) schemas.Result {
+	t.Helper()
+	value, err := schemas.Encode(&schemas.Query{QueryID: id, Text: text, TopK: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := pipeline.Request(ctx, a.Kafka(), pipeline.Output{Topic: a.Config.Topics.Queries, Key: []byte(id), Value: value}, a.Config.Topics.Results, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := schemas.DecodeResult(m.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestPipelineEndToEnd publishes good and bad jobs, waits for the index,
+// then queries through the results topic: each colour query must rank its
+// video first, and every bad job must be dead-lettered with its reason while
+// the jobs after it are still indexed.
+func TestPipelineEndToEnd(t *testing.T) {
+	f := requireTools(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a := startApp(t, ctx, f, "color")
+
+	bad := []struct {
+		key, value, reason string
+	}{
+		{"malformed", `{"schema_version": 1, "video_id": "x", "uri": `, "malformed JSON"},
+		{"future", `{"schema_version": 99, "video_id": "x", "uri": "/x.mp4"}`, "unsupported schema version"},
+		{"missing", string(job("missing", "/nonexistent/video.mp4")), "does not exist"},
+		{"text", string(job("text", f.videos["text"])), "video"},
+		{"truncated", string(job("truncated", f.videos["truncated"])), "video"},
+	}
+	// Interleave: a bad job before each good one, all on one key so they
+	// share a partition and order.
+	for i, c := range colours {
+		if i < len(bad) {
+			publish(t, ctx, a, "k", []byte(bad[i].value))
+		}
+		publish(t, ctx, a, "k", job(c, f.videos[c]))
+	}
+	publish(t, ctx, a, "k", []byte(bad[len(bad)-1].value))
+	publish(t, ctx, a, "k", job("red-again", f.videos["red"]))
+
+	waitCount(t, ctx, a.Store(), a.Config.Store.Collection, len(colours)+1)
+
+	tap := pipeline.NewTap(a.Kafka(), a.Config.Topics.DeadLetters, true)
+	defer tap.Close()
+	got := map[string]schemas.DeadLetter{}
+	for len(got) < len(bad) {
+		m, err := tap.Next(ctx)
+		if err != nil {
+			t.Fatalf("dead letters: got %d of %d: %v", len(got), len(bad), err)
+		}
+		dl, err := schemas.ParseDeadLetter(m.Key, m.Value, m.Headers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bad {
+			if string(dl.Value) == b.value {
+				got[b.key] = dl
+			}
+		}
+	}
+	for _, b := range bad {
+		dl := got[b.key]
+		if dl.Class != "poison" || dl.Stage != app.StageSample || dl.Topic != a.Config.Topics.Videos {
+			t.Errorf("%s: dead letter %s from %s/%s, want poison from sample/videos", b.key, dl.Class, dl.Stage, dl.Topic)
+		}
+		if !strings.Contains(dl.Reason, b.reason) {
+			t.Errorf("%s: reason %q does not mention %q", b.key, dl.Reason, b.reason)
+		}
+		t.Logf("%s -> %s", b.key, dl.Reason)
+	}
+
+	for i, c := range colours {
+		r := ask(t, ctx, a, fmt.Sprintf("q%d", i), "a "+c+" video")
+		if len(r.Hits) == 0 {
+			t.Fatalf("%s: no hits", c)
+		}
+		first := r.Hits[0].VideoID
+		if first != c && !(c == "red" && first == "red-again") {
+			t.Errorf("query %q ranked %s first: %+v", r.Text, first, r.Hits)
+		}
+		if r.Hits[0].Cosine <= r.Hits[len(r.Hits)-1].Cosine {
+			t.Errorf("query %q: hits not ordered by relevance: %+v", r.Text, r.Hits)
+		}
+		if r.Rerank != "symmetric" || r.BankSize != i {
+			t.Errorf("query %q: rerank %s with bank %d, want symmetric with %d", r.Text, r.Rerank, r.BankSize, i)
+		}
+	}
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vidx/vidx/config"
+	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/schemas"
+)
+
+func cmdIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("ingest", stderr, "ingest [flags] --video-id ID URI")
+	var cf configFlags
+	cf.register(fs, false)
+	id := fs.String("video-id", "", "video id (default: the file name without extension)")
+	source := fs.String("source", "", "source label stored with the clips")
+	mode := fs.String("mode", "", "segment mode: whole or window")
+	window := fs.Float64("window", 0, "window length in seconds (window mode)")
+	stride := fs.Float64("stride", 0, "window stride in seconds (window mode)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := cf.load(os.Getenv)
+	if err != nil {
+		return err
+	}
+	uri := fs.Arg(0)
+	if abs, err := filepath.Abs(uri); err == nil && !strings.Contains(uri, "://") {
+		uri = abs
+	}
+	job := schemas.VideoJob{VideoID: *id, URI: uri, Source: *source}
+	if job.VideoID == "" {
+		job.VideoID = strings.TrimSuffix(filepath.Base(uri), filepath.Ext(uri))
+	}
+	if *mode != "" || *window != 0 {
+		job.Segment = &schemas.Segment{Mode: *mode, WindowS: *window, StrideS: *stride}
+	}
+	if err := publishJob(ctx, cfg, &job); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "published %s (%s) to %s\n", job.VideoID, job.URI, cfg.Topics.Videos)
+	return nil
+}
+
+func publishJob(ctx context.Context, cfg config.Config, job *schemas.VideoJob) error {
+	job.SchemaVersion = schemas.Version
+	if err := job.Validate(); err != nil {
+		return err
+	}
+	value, err := schemas.Encode(job)
+	if err != nil {
+		return err
+	}
+	return pipeline.Produce(ctx, cfg.Kafka, pipeline.Output{Topic: cfg.Topics.Videos, Key: []byte(job.VideoID), Value: value})
+}
+
+func cmdSearch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("search", stderr, "search [flags] TEXT")
+	var cf configFlags
+	cf.register(fs, false)
+	topK := fs.Int("top-k", 5, "number of results")
+	rerank := fs.String("rerank", "", "re-ranking: none, camoe or symmetric (default: the query stage's)")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the result")
+	asJSON := fs.Bool("json", false, "print the result message as JSON")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := cf.load(os.Getenv)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	res, err := search(ctx, cfg, schemas.Query{Text: strings.Join(fs.Args(), " "), TopK: *topK, Rerank: *rerank})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	printResult(stdout, res)
+	return nil
+}
+
+// search publishes a query and waits for its result.
+func search(ctx context.Context, cfg config.Config, q schemas.Query) (schemas.Result, error) {
+	if q.QueryID == "" {
+		var id [8]byte
+		_, _ = rand.Read(id[:])
+		q.QueryID = hex.EncodeToString(id[:])
+	}
+	q.SchemaVersion = schemas.Version
+	if err := q.Validate(); err != nil {
+		return schemas.Result{}, err
+	}
+	value, err := schemas.Encode(&q)
+	if err != nil {
+		return schemas.Result{}, err
+	}
+	var res schemas.Result
+	_, err = pipeline.Request(ctx, cfg.Kafka, pipeline.Output{Topic: cfg.Topics.Queries, Key: []byte(q.QueryID), Value: value},
+		cfg.Topics.Results, func(m pipeline.Message) bool {
+			r, err := schemas.DecodeResult(m.Value)
+			if err != nil || r.QueryID != q.QueryID {
+				return false
+			}
+			res = r
+			return true
+		})
+	if err != nil {
+		return schemas.Result{}, fmt.Errorf("query %q: %w (is a query stage running against %v?)", q.Text, err, cfg.Kafka.Brokers)
+	}
+	return res, nil
+}
+
+func printResult(w io.Writer, r schemas.Result) {
+	fmt.Fprintf(w, "query %q  (rerank %s, %d candidates, bank %d, %.1f ms)\n", r.Text, r.Rerank, r.Candidates, r.BankSize, r.TookMS)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RANK\tVIDEO\tCLIP\tSTART\tEND\tSCORE\tCOSINE")
+	for _, h := range r.Hits {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%.1fs\t%.1fs\t%.4f\t%.4f\n", h.Rank, h.VideoID, h.ClipIndex, h.StartS, h.EndS, h.Score, h.Cosine)
+	}
+	tw.Flush()
+}

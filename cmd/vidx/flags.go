@@ -1,0 +1,83 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/vidx/vidx/config"
+)
+
+// configFlags are the flags every command that loads a configuration takes.
+// Flags win over the file and the environment.
+type configFlags struct {
+	path       string
+	brokers    string
+	bundle     string
+	dataDir    string
+	store      string
+	logLevel   string
+	ortLib     string
+	embedded   bool
+	brokerPort int
+}
+
+func (c *configFlags) register(fs *flag.FlagSet, withEmbedded bool) {
+	fs.StringVar(&c.path, "config", "", "YAML configuration file")
+	fs.StringVar(&c.brokers, "brokers", "", "Kafka brokers, comma separated (env VIDX_BROKERS)")
+	fs.StringVar(&c.bundle, "bundle", "", "model bundle directory (env VIDX_BUNDLE)")
+	fs.StringVar(&c.dataDir, "data-dir", "", "data directory (env VIDX_DATA_DIR)")
+	fs.StringVar(&c.store, "store", "", "vector store URL: embedded or embedded:///dir (env VIDX_STORE)")
+	fs.StringVar(&c.logLevel, "log-level", "", "debug, info, warn or error (env VIDX_LOG_LEVEL)")
+	fs.StringVar(&c.ortLib, "ort-lib", "", "ONNX Runtime shared library (env VIDX_ORT_LIB)")
+	fs.IntVar(&c.brokerPort, "broker-port", -1, "embedded broker port on 127.0.0.1 (0: any free port)")
+	if withEmbedded {
+		fs.BoolVar(&c.embedded, "embedded", false, "run an in-process Kafka broker and the embedded store")
+	}
+}
+
+func (c *configFlags) load(env func(string) string) (config.Config, error) {
+	cfg, err := config.Load(c.path, env)
+	if err != nil {
+		return cfg, err
+	}
+	if c.brokers != "" {
+		cfg.Kafka.Brokers = strings.Split(c.brokers, ",")
+	}
+	if c.bundle != "" {
+		cfg.Model.Bundle = c.bundle
+	}
+	if c.dataDir != "" {
+		cfg.DataDir = c.dataDir
+	}
+	if c.store != "" {
+		cfg.Store.URL = c.store
+	}
+	if c.logLevel != "" {
+		cfg.LogLevel = c.logLevel
+	}
+	if c.ortLib != "" {
+		cfg.Model.ORTLib = c.ortLib
+	}
+	if c.brokerPort >= 0 {
+		cfg.Embedded.BrokerPort = c.brokerPort
+	}
+	if c.embedded {
+		cfg.Embedded.Broker = true
+		if cfg.Store.URL == "" {
+			cfg.Store.URL = "embedded"
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+func newFlagSet(name string, stderr io.Writer, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: vidx %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}

@@ -1,0 +1,110 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExampleFileIsTheDefaults(t *testing.T) {
+	cfg, err := Load("../deploy/vidx.example.yaml", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg, Default()) {
+		t.Errorf("deploy/vidx.example.yaml differs from Default():\nfile:    %+v\ndefault: %+v", cfg, Default())
+	}
+	// The defaults validate; the bundle is checked when a stage needs it.
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoadLayers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vidx.yaml")
+	yaml := "kafka:\n  brokers: [file:9092]\nstages:\n  query:\n    rerank: camoe\n    max_wait: 50ms\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"VIDX_BROKERS": "env1:9092, env2:9092", "VIDX_BUNDLE": "/models/b32"}
+	cfg, err := Load(path, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Kafka.Brokers; !reflect.DeepEqual(got, []string{"env1:9092", "env2:9092"}) {
+		t.Errorf("brokers = %v, want the environment's", got)
+	}
+	if cfg.Stages.Query.Rerank != "camoe" || cfg.Stages.Query.MaxWait != 50*time.Millisecond {
+		t.Errorf("query = %+v, want the file's rerank and max_wait", cfg.Stages.Query)
+	}
+	if cfg.Stages.Query.Candidates != 100 || cfg.Model.Bundle != "/models/b32" {
+		t.Errorf("defaults or env lost: candidates %d, bundle %q", cfg.Stages.Query.Candidates, cfg.Model.Bundle)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown field", "kafka:\n  brokerz: [x:1]\n", "brokerz"},
+		{"bad type", "stages:\n  sample:\n    fps: fast\n", "line 3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "vidx.yaml")
+			if err := os.WriteFile(path, []byte(tt.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(path, func(string) string { return "" })
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Load() = %v, want an error naming %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := Load("/nonexistent/vidx.yaml", nil); err == nil {
+		t.Error("missing file accepted")
+	}
+}
+
+func TestValidateNamesTheField(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"broker address", func(c *Config) { c.Kafka.Brokers = []string{"nohost"} }, "nohost"},
+		{"no brokers", func(c *Config) { c.Kafka.Brokers = nil }, "broker"},
+		{"embedded needs no brokers", func(c *Config) { c.Kafka.Brokers = nil; c.Embedded.Broker = true }, ""},
+		{"fps", func(c *Config) { c.Stages.Sample.FPS = 0 }, "stages.sample.fps"},
+		{"max frames", func(c *Config) { c.Stages.Sample.MaxFrames = 100 }, "stages.sample.max_frames"},
+		{"codec", func(c *Config) { c.Stages.Sample.Codec = "webp" }, "stages.sample.codec"},
+		{"quality", func(c *Config) { c.Stages.Sample.Quality = 0 }, "stages.sample.quality"},
+		{"rerank", func(c *Config) { c.Stages.Query.Rerank = "max" }, "rerank"},
+		{"duplicate topic", func(c *Config) { c.Topics.Clips = c.Topics.Videos }, "used twice"},
+		{"store", func(c *Config) { c.Store.URL = "redis://x" }, "store url"},
+		{"log level", func(c *Config) { c.LogLevel = "loud" }, "log_level"},
+		{"pool mode", func(c *Config) { c.Stages.Pool.Mode = "maxP" }, "stages.pool.mode"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Default()
+			tt.mutate(&cfg)
+			err := cfg.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Errorf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Validate() = %v, want an error naming %q", err, tt.want)
+			}
+		})
+	}
+}

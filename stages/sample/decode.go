@@ -1,0 +1,341 @@
+package sample
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"log/slog"
+	"math"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	ffmpeg "github.com/u2takey/ffmpeg-go"
+
+	"github.com/vidx/vidx/encoders/preprocess"
+	"github.com/vidx/vidx/pipeline"
+)
+
+// ErrTimeout is wrapped by errors from a Probe or Clips call that ran past
+// Options.Timeout. It is retryable for remote sources (a slow server may
+// recover) and unclassified for local files.
+var ErrTimeout = errors.New("video decode timed out")
+
+// Frame is one sampled frame.
+type Frame struct {
+	TimeS float64 // i / FPS for the i-th sampled frame of the video
+	// Image is the Size x Size CLIP crop (preprocess.ResizeCrop). Overlapping
+	// windows share the same Image, so treat it as read-only.
+	Image *image.RGBA
+}
+
+// Clip is a run of selected frames: the whole video or one window.
+type Clip struct {
+	Index  int     // 0 in whole mode; the window number k in window mode
+	StartS float64 // k * StrideS in window mode
+	EndS   float64 // window end, clamped to the video's end
+	Frames []Frame // in time order, at most MaxFrames
+}
+
+// Decoder samples frames from videos with ffmpeg. It is safe for concurrent
+// use; each call runs its own ffprobe and ffmpeg processes.
+type Decoder struct {
+	opts      Options
+	rwTimeout time.Duration
+}
+
+// NewDecoder applies defaults, validates opts and checks that ffmpeg and
+// ffprobe can be found.
+func NewDecoder(opts Options) (*Decoder, error) {
+	opts = opts.WithDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	for _, bin := range []string{opts.FFmpegPath, opts.FFprobePath} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return nil, fmt.Errorf("sample: %w", err)
+		}
+	}
+	return &Decoder{opts: opts, rwTimeout: netTimeout}, nil
+}
+
+// Options returns the options in effect, defaults applied.
+func (d *Decoder) Options() Options { return d.opts }
+
+func (d *Decoder) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d.opts.Timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeoutCause(ctx, d.opts.Timeout, ErrTimeout)
+}
+
+// ctxError replaces err by the reason ctx ended, if it did: our own timeout
+// (see ErrTimeout) or the caller giving up, which is not the input's fault.
+func (d *Decoder) ctxError(ctx context.Context, src source, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	if errors.Is(context.Cause(ctx), ErrTimeout) {
+		e := fmt.Errorf("%s: %w after %v", src.uri, ErrTimeout, d.opts.Timeout)
+		if src.remote {
+			return pipeline.Retryable(e)
+		}
+		return e
+	}
+	return fmt.Errorf("%s: %w", src.uri, context.Cause(ctx))
+}
+
+// Clips decodes uri and calls fn with each clip as soon as it is complete:
+// in window mode while decoding continues, in whole mode once at the end.
+// It stops decoding and returns fn's error as soon as fn fails. Inputs may be
+// a path, a file:// URI or an http(s):// URL.
+func (d *Decoder) Clips(ctx context.Context, uri string, fn func(Clip) error) error {
+	src, err := parseSource(uri)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := d.withTimeout(ctx)
+	defer cancel()
+	p, err := d.probe(ctx, src)
+	if err != nil {
+		return d.ctxError(ctx, src, err)
+	}
+	return d.decode(ctx, src, p, fn)
+}
+
+// ffmpegArgs builds the decode command: the chosen video stream, sampled by
+// the fps filter, as raw RGB24 on stdout. The final scale to the probed size
+// is a no-op for well-formed input and guarantees the frame size the reader
+// relies on even if the probe and the decoder disagree.
+func (d *Decoder) ffmpegArgs(src source, p probed) []string {
+	out := ffmpeg.KwArgs{"format": "rawvideo", "pix_fmt": "rgb24"}
+	if d.opts.Mode == ModeWhole && d.opts.Selection == SelectHead {
+		out["frames:v"] = strconv.Itoa(d.opts.MaxFrames) // nothing after them is used
+	}
+	stream := ffmpeg.Input(src.input, src.inputArgs(d.rwTimeout)).
+		Get("v:"+strconv.Itoa(p.videoOrdinal)).
+		Filter("fps", ffmpeg.Args{strconv.FormatFloat(d.opts.FPS, 'f', -1, 64)}).
+		Filter("scale", ffmpeg.Args{fmt.Sprintf("%d:%d", p.Width, p.Height)}).
+		Output("pipe:", out)
+	return append([]string{"-hide_banner", "-nostdin", "-v", "error"}, stream.GetArgs()...)
+}
+
+func (d *Decoder) decode(ctx context.Context, src source, p probed, fn func(Clip) error) error {
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	args := d.ffmpegArgs(src, p)
+	cmd := command(runCtx, d.opts.FFmpegPath, args)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("%s: ffmpeg stdout: %w", src.uri, err)
+	}
+	stderr := newTailBuffer(stderrLimit)
+	cmd.Stderr = stderr
+	log := d.opts.Logger.With("uri", src.uri)
+	log.DebugContext(ctx, "sample: exec", "cmd", d.opts.FFmpegPath, "args", strings.Join(args, " "))
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%s: %w", src.uri, &execStartError{tool: d.opts.FFmpegPath, err: err})
+	}
+
+	s := newSampler(d.opts, p)
+	// Frames are large, so ReadFull mostly bypasses the buffer and reads
+	// straight into the frame; the buffer only absorbs pipe-sized pieces.
+	br := bufio.NewReaderSize(stdout, 64<<10)
+	var readErr error
+	for {
+		buf := s.buffer()
+		if _, err := io.ReadFull(br, buf); err != nil {
+			if !errors.Is(err, io.EOF) {
+				readErr = err
+			}
+			break
+		}
+		if err := s.push(ctx, buf, fn, log); err != nil {
+			stop()
+			_ = cmd.Wait() // killed on purpose: its exit status says nothing
+			return err
+		}
+	}
+	if readErr != nil && !errors.Is(readErr, io.ErrUnexpectedEOF) {
+		stop() // ffmpeg may still be writing to a pipe nobody reads
+	}
+	waitErr := cmd.Wait()
+	if ctx.Err() != nil {
+		return d.ctxError(ctx, src, ctx.Err())
+	}
+	if waitErr != nil {
+		cerr := classifyFailure(src, "ffmpeg", waitErr, stderr.String())
+		if s.count == 0 && !pipeline.IsRetryable(cerr) {
+			return pipeline.Poison(fmt.Errorf("no video frames decoded: %w", cerr))
+		}
+		return cerr
+	}
+	if readErr != nil {
+		// ffmpeg succeeded but left a partial frame: the output size was not
+		// the one requested. Drop the fragment; the full frames are good.
+		log.WarnContext(ctx, "sample: ignoring partial frame at end of ffmpeg output", "err", readErr, "frames", s.count)
+	}
+	if s.count == 0 {
+		return pipeline.Poisonf("%s: no video frames decoded (probed duration %.3fs)", src.uri, p.DurationS)
+	}
+	return s.finish(ctx, fn, log)
+}
+
+// countSlack is how far the decoded frame count may be from the estimate
+// (round(duration * fps)) and still get the exact selection; beyond it the
+// nearest kept frames stand in. Each unit of slack costs up to MaxFrames
+// extra crops per clip.
+const countSlack = 1
+
+// lateFrames is how many of the most recent raw frames stay available after
+// decoding ends, for a selection that needs frames past the probed length.
+const lateFrames = 2
+
+// window is a clip being collected.
+type window struct {
+	clip  Clip
+	first int // index of its first frame in the video
+	full  int // frames in the complete window; -1: until the end (whole mode)
+	n     int // frames seen so far
+	pick  *picker
+}
+
+// sampler assigns decoded frames to clips and crops only the frames some
+// clip may select.
+type sampler struct {
+	o       Options
+	p       probed
+	resizer *preprocess.Resizer
+	ring    [lateFrames + 1][]byte // raw frames, the newest at count-1
+	est     int                    // expected frame count from the probe; -1 unknown
+	count   int                    // frames decoded so far
+	open    []*window              // in start order, which is also end order
+	next    int                    // window mode: next window number to open
+}
+
+func newSampler(o Options, p probed) *sampler {
+	s := &sampler{o: o, p: p, resizer: preprocess.NewResizer(o.Size), est: -1}
+	for i := range s.ring {
+		s.ring[i] = make([]byte, 3*p.Width*p.Height)
+	}
+	if p.DurationS > 0 {
+		// The fps filter emits round(duration * fps) frames.
+		s.est = max(1, int(math.Round(p.DurationS*o.FPS)))
+	}
+	if o.Mode == ModeWhole {
+		s.open = []*window{{
+			clip:  Clip{Index: 0, StartS: 0},
+			full:  -1,
+			pick:  newPicker(o.MaxFrames, o.Selection, s.est, countSlack),
+			first: 0,
+		}}
+	}
+	return s
+}
+
+// buffer is where the next frame should be read.
+func (s *sampler) buffer() []byte { return s.ring[s.count%len(s.ring)] }
+
+// frameIndex is the first sampled-frame index at or after t seconds. The
+// epsilon keeps k*StrideS*FPS that is an integer in exact arithmetic from
+// rounding up to the next frame.
+func (s *sampler) frameIndex(t float64) int {
+	return int(math.Ceil(t*s.o.FPS - 1e-9))
+}
+
+func (s *sampler) openWindows(g int) {
+	for {
+		start := float64(s.next) * s.o.StrideS
+		first := s.frameIndex(start)
+		if first > g {
+			return
+		}
+		end := s.frameIndex(start + s.o.WindowS)
+		if end > first { // a window shorter than a frame interval may hold none
+			w := &window{
+				clip:  Clip{Index: s.next, StartS: start, EndS: start + s.o.WindowS},
+				first: first,
+				full:  end - first,
+			}
+			est, slack := w.full, 0
+			if s.est >= 0 && end > s.est-countSlack {
+				// May be cut short by the end of the video.
+				est, slack = min(max(s.est-first, 1), w.full), countSlack
+			}
+			w.pick = newPicker(s.o.MaxFrames, s.o.Selection, est, slack)
+			s.open = append(s.open, w)
+		}
+		s.next++
+	}
+}
+
+// push files the frame just read into buf, emitting windows it completes.
+func (s *sampler) push(ctx context.Context, buf []byte, fn func(Clip) error, log *slog.Logger) error {
+	g := s.count
+	s.count++
+	if s.o.Mode == ModeWindow {
+		s.openWindows(g)
+	}
+	var crop *image.RGBA
+	for _, w := range s.open {
+		local := g - w.first
+		w.n++
+		if !w.pick.wants(local) {
+			continue
+		}
+		if crop == nil {
+			crop = s.resizer.ResizeCrop(preprocess.NewRGB24(buf, s.p.Width, s.p.Height))
+		}
+		w.pick.add(local, Frame{TimeS: float64(g) / s.o.FPS, Image: crop})
+	}
+	for len(s.open) > 0 && s.open[0].full > 0 && s.open[0].n == s.open[0].full {
+		w := s.open[0]
+		s.open = s.open[1:]
+		if err := s.emit(ctx, w, fn, log); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish emits the clips still open when the video ends.
+func (s *sampler) finish(ctx context.Context, fn func(Clip) error, log *slog.Logger) error {
+	end := float64(s.count) / s.o.FPS
+	if s.p.DurationS > 0 {
+		end = s.p.DurationS
+	}
+	for _, w := range s.open {
+		if s.o.Mode == ModeWhole || w.clip.EndS > end {
+			w.clip.EndS = end
+		}
+		if err := s.emit(ctx, w, fn, log); err != nil {
+			return err
+		}
+	}
+	s.open = nil
+	return nil
+}
+
+func (s *sampler) emit(ctx context.Context, w *window, fn func(Clip) error, log *slog.Logger) error {
+	// Frames the picker skipped may still be in the ring: the selection
+	// always includes the clip's last frame, which the estimate can miss.
+	late := func(i int) (Frame, bool) {
+		g := w.first + i
+		if g >= s.count || g < s.count-lateFrames {
+			return Frame{}, false
+		}
+		img := s.resizer.ResizeCrop(preprocess.NewRGB24(s.ring[g%len(s.ring)], s.p.Width, s.p.Height))
+		return Frame{TimeS: float64(g) / s.o.FPS, Image: img}, true
+	}
+	var exact bool
+	w.clip.Frames, exact = w.pick.finish(w.n, late)
+	if !exact {
+		log.WarnContext(ctx, "sample: decoded frame count far from the probed duration; frame selection approximated",
+			"clip", w.clip.Index, "frames", w.n, "expected", s.est, "duration_s", s.p.DurationS)
+	}
+	return fn(w.clip)
+}

@@ -1,0 +1,311 @@
+package sample
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	ffmpeg "github.com/u2takey/ffmpeg-go"
+
+	"github.com/vidx/vidx/pipeline"
+)
+
+// Info describes the video stream that Clips decodes.
+type Info struct {
+	DurationS     float64 // 0 when the container does not say
+	Width, Height int     // as displayed: swapped for 90/270 degree rotation
+	FPS           float64 // average frame rate; 0 when unknown
+	Codec         string
+}
+
+// source is a validated input: what ffmpeg should open and how.
+type source struct {
+	uri    string // as given, for messages
+	input  string // argument to -i
+	local  string // file path for local inputs, "" for remote ones
+	remote bool
+}
+
+// netTimeout bounds one network read or write of ffmpeg/ffprobe so a stalled
+// HTTP server fails the call instead of hanging until Options.Timeout.
+const netTimeout = 30 * time.Second
+
+// inputArgs are the per-input options: a protocol whitelist so a crafted
+// playlist or URI cannot make ffmpeg open other protocols or local files.
+func (s source) inputArgs(rwTimeout time.Duration) ffmpeg.KwArgs {
+	if !s.remote {
+		return ffmpeg.KwArgs{"protocol_whitelist": "file"}
+	}
+	return ffmpeg.KwArgs{
+		"protocol_whitelist": "http,https,tcp,tls,crypto",
+		"rw_timeout":         strconv.FormatInt(rwTimeout.Microseconds(), 10),
+	}
+}
+
+// parseSource accepts a plain path, a file:// URI or an http(s) URL. Local
+// inputs are checked here so the common bad inputs get a precise reason
+// instead of an ffmpeg message.
+func parseSource(uri string) (source, error) {
+	s := source{uri: uri}
+	if uri == "" {
+		return s, pipeline.Poisonf("empty video URI")
+	}
+	path := uri
+	if i := strings.Index(uri, "://"); i > 0 {
+		u, err := url.Parse(uri)
+		if err != nil {
+			return s, pipeline.Poison(fmt.Errorf("invalid video URI %q: %w", uri, err))
+		}
+		switch strings.ToLower(u.Scheme) {
+		case "http", "https":
+			s.input, s.remote = uri, true
+			return s, nil
+		case "file":
+			if u.Host != "" && u.Host != "localhost" {
+				return s, pipeline.Poisonf("file URI %q names host %q; only local files are supported", uri, u.Host)
+			}
+			path = u.Path
+		default:
+			return s, pipeline.Poisonf("unsupported URI scheme %q in %q (want a path, file://, http:// or https://)", u.Scheme, uri)
+		}
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return s, fmt.Errorf("resolve %q: %w", path, err)
+	}
+	st, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return s, pipeline.Poison(fmt.Errorf("video file does not exist: %w", err))
+	case err != nil:
+		// Permissions or I/O: likely the environment, not the message.
+		return s, fmt.Errorf("stat video file: %w", err)
+	case st.IsDir():
+		return s, pipeline.Poisonf("video path %s is a directory", abs)
+	case st.Size() == 0:
+		return s, pipeline.Poisonf("video file %s is empty", abs)
+	}
+	// The file: prefix stops ffmpeg from reading a name such as "concat:x"
+	// or "subfile:..." as a protocol.
+	s.local, s.input = abs, "file:"+abs
+	return s, nil
+}
+
+type probeOutput struct {
+	Streams []struct {
+		CodecType    string `json:"codec_type"`
+		CodecName    string `json:"codec_name"`
+		Width        int    `json:"width"`
+		Height       int    `json:"height"`
+		AvgFrameRate string `json:"avg_frame_rate"`
+		RFrameRate   string `json:"r_frame_rate"`
+		Duration     string `json:"duration"`
+		Disposition  struct {
+			AttachedPic int `json:"attached_pic"`
+		} `json:"disposition"`
+		Tags struct {
+			Rotate string `json:"rotate"`
+		} `json:"tags"`
+		SideData []struct {
+			Rotation *float64 `json:"rotation"`
+		} `json:"side_data_list"`
+	} `json:"streams"`
+	Format struct {
+		Duration string `json:"duration"`
+	} `json:"format"`
+}
+
+// probed is Info plus what the decoder needs to address the stream.
+type probed struct {
+	Info
+	videoOrdinal int // index among the file's video streams, for -map 0:v:N
+}
+
+// Probe reads the first real video stream's properties with ffprobe.
+func (d *Decoder) Probe(ctx context.Context, uri string) (Info, error) {
+	src, err := parseSource(uri)
+	if err != nil {
+		return Info{}, err
+	}
+	ctx, cancel := d.withTimeout(ctx)
+	defer cancel()
+	p, err := d.probe(ctx, src)
+	if err != nil {
+		return Info{}, d.ctxError(ctx, src, err)
+	}
+	return p.Info, nil
+}
+
+func (d *Decoder) probe(ctx context.Context, src source) (probed, error) {
+	args := []string{"-hide_banner", "-v", "error"}
+	args = append(args, ffmpeg.ConvertKwargsToCmdLineArgs(src.inputArgs(d.rwTimeout))...)
+	args = append(args,
+		"-show_entries", "stream=codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,duration"+
+			":stream_disposition=attached_pic:stream_tags=rotate:stream_side_data=rotation:format=duration",
+		"-of", "json", "-i", src.input)
+	var stdout bytes.Buffer
+	stderr := newTailBuffer(stderrLimit)
+	if err := d.run(ctx, d.opts.FFprobePath, args, &stdout, stderr); err != nil {
+		if ctx.Err() != nil {
+			return probed{}, ctx.Err()
+		}
+		return probed{}, classifyFailure(src, "ffprobe", err, stderr.String())
+	}
+	var out probeOutput
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		return probed{}, fmt.Errorf("parse ffprobe output for %s: %w", src.uri, err)
+	}
+	ordinal := 0
+	for _, s := range out.Streams {
+		if s.CodecType != "video" {
+			continue
+		}
+		if s.Disposition.AttachedPic != 0 {
+			ordinal++ // cover art: a still image, not the video
+			continue
+		}
+		if s.Width <= 0 || s.Height <= 0 {
+			return probed{}, pipeline.Poisonf("%s: video stream has no frame size (%dx%d)", src.uri, s.Width, s.Height)
+		}
+		p := probed{videoOrdinal: ordinal, Info: Info{
+			Width: s.Width, Height: s.Height, Codec: s.CodecName,
+			FPS:       parseRate(s.AvgFrameRate),
+			DurationS: parseSeconds(s.Duration),
+		}}
+		if p.FPS == 0 {
+			p.FPS = parseRate(s.RFrameRate)
+		}
+		if p.DurationS == 0 {
+			// Matroska and most streams only carry a container duration.
+			p.DurationS = parseSeconds(out.Format.Duration)
+		}
+		rot := 0.0
+		for _, sd := range s.SideData {
+			if sd.Rotation != nil {
+				rot = *sd.Rotation
+			}
+		}
+		if rot == 0 {
+			rot, _ = strconv.ParseFloat(s.Tags.Rotate, 64)
+		}
+		// ffmpeg applies the display rotation while decoding, so frames
+		// arrive with the displayed orientation.
+		if r := math.Mod(math.Abs(math.Round(rot)), 180); r == 90 {
+			p.Width, p.Height = p.Height, p.Width
+		}
+		return p, nil
+	}
+	return probed{}, pipeline.Poisonf("%s has no video stream", src.uri)
+}
+
+func parseRate(s string) float64 {
+	num, den, ok := strings.Cut(s, "/")
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil {
+		return 0
+	}
+	if ok {
+		d, err := strconv.ParseFloat(den, 64)
+		if err != nil || d == 0 {
+			return 0
+		}
+		n /= d
+	}
+	if math.IsNaN(n) || math.IsInf(n, 0) || n < 0 {
+		return 0
+	}
+	return n
+}
+
+func parseSeconds(s string) float64 {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+		return 0
+	}
+	return v
+}
+
+// classifyFailure turns a failed ffmpeg/ffprobe run into an error that says
+// why and carries the pipeline class: input problems are poison, network
+// trouble with a remote source is retryable, anything else is left
+// unclassified for the runtime's bounded retries.
+func classifyFailure(src source, tool string, runErr error, stderr string) error {
+	msg := lastLines(stderr, 3)
+	lower := strings.ToLower(stderr)
+	wrap := func(reason string) error {
+		if msg == "" {
+			return fmt.Errorf("%s: %s (%s: %w)", src.uri, reason, tool, runErr)
+		}
+		return fmt.Errorf("%s: %s (%s: %w: %s)", src.uri, reason, tool, runErr, msg)
+	}
+	var execErr *execStartError
+	if errors.As(runErr, &execErr) {
+		return fmt.Errorf("%s: %w", src.uri, runErr) // our installation, not the input
+	}
+	if src.remote {
+		switch {
+		case strings.Contains(lower, "server returned 4"):
+			return pipeline.Poison(wrap("HTTP source rejected the request"))
+		case containsAny(lower, "server returned 5", "timed out", "connection refused", "connection reset",
+			"network is unreachable", "temporary failure in name resolution", "no route to host"):
+			return pipeline.Retryable(wrap("HTTP source unavailable"))
+		}
+	}
+	switch {
+	case strings.Contains(lower, "moov atom not found"):
+		if src.local != "" && !looksLikeMP4(src.local) {
+			return pipeline.Poison(wrap("not a video file"))
+		}
+		return pipeline.Poison(wrap("truncated or corrupt MP4 (moov atom not found)"))
+	case containsAny(lower, "invalid data found when processing input", "end of file",
+		"does not contain any stream", "no such file or directory"):
+		return pipeline.Poison(wrap("not a decodable video"))
+	}
+	if src.local != "" && tool == "ffprobe" {
+		// ffprobe failing on an existing regular file is about its content.
+		return pipeline.Poison(wrap("not a decodable video"))
+	}
+	return wrap(tool + " failed")
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// looksLikeMP4 tells a cut-off MP4 (which starts with an ftyp box) from a
+// file that never was one, since ffmpeg reports both as a missing moov atom.
+func looksLikeMP4(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var head [12]byte
+	if _, err := io.ReadFull(f, head[:]); err != nil {
+		return false
+	}
+	return string(head[4:8]) == "ftyp"
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "; ")
+}

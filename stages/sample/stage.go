@@ -1,0 +1,168 @@
+package sample
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/schemas"
+)
+
+// MaxMessageBytes is the largest clip message the stage produces: kafka-go's
+// default writer batch and reader fetch sizes are 1 MiB, and a message must
+// fit in both with room for the record overhead.
+const MaxMessageBytes = 1000 * 1024
+
+// StageConfig configures the sample stage.
+type StageConfig struct {
+	// Options are the defaults; a job's segment settings override them.
+	Options Options
+	// Codec and Quality say how frames travel: JPEG at Quality, or PNG when
+	// lossless frames are wanted.
+	Codec       string
+	Quality     int
+	OutputTopic string
+}
+
+// Stage turns video jobs into clip messages.
+type Stage struct {
+	cfg StageConfig
+	now func() time.Time
+}
+
+// NewStage validates the configuration.
+func NewStage(cfg StageConfig) (*Stage, error) {
+	cfg.Options = cfg.Options.WithDefaults()
+	if err := cfg.Options.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Codec == "" {
+		cfg.Codec = schemas.CodecJPEG
+	}
+	if cfg.Quality == 0 {
+		cfg.Quality = 95
+	}
+	if cfg.Codec != schemas.CodecJPEG && cfg.Codec != schemas.CodecPNG {
+		return nil, fmt.Errorf("sample: codec %q is not jpeg or png", cfg.Codec)
+	}
+	if cfg.Quality < 1 || cfg.Quality > 100 {
+		return nil, fmt.Errorf("sample: quality %d out of range [1, 100]", cfg.Quality)
+	}
+	if cfg.OutputTopic == "" {
+		cfg.OutputTopic = "clips"
+	}
+	return &Stage{cfg: cfg, now: time.Now}, nil
+}
+
+// Handle implements pipeline.Handler, one job at a time: decoding a video
+// already keeps ffmpeg busy.
+func (s *Stage) Handle(ctx context.Context, batch []pipeline.Message) []pipeline.Result {
+	res := make([]pipeline.Result, len(batch))
+	for i, m := range batch {
+		res[i].Outputs, res[i].Err = s.handle(ctx, m)
+	}
+	return res
+}
+
+// JobOptions merges a job's segment settings over the stage defaults.
+func (s *Stage) JobOptions(job *schemas.VideoJob) (Options, error) {
+	o := s.cfg.Options
+	if seg := job.Segment; seg != nil {
+		if seg.Mode != "" {
+			o.Mode = seg.Mode
+		}
+		if seg.FPS != 0 {
+			o.FPS = seg.FPS
+		}
+		if seg.MaxFrames != 0 {
+			o.MaxFrames = seg.MaxFrames
+		}
+		if seg.Selection != "" {
+			o.Selection = seg.Selection
+		}
+		if seg.WindowS != 0 {
+			o.WindowS = seg.WindowS
+		}
+		if seg.StrideS != 0 {
+			o.StrideS = seg.StrideS
+		}
+	}
+	o = o.WithDefaults()
+	if err := o.Validate(); err != nil {
+		return o, pipeline.Poison(fmt.Errorf("video %s: segment: %w", job.VideoID, err))
+	}
+	return o, nil
+}
+
+func (s *Stage) handle(ctx context.Context, m pipeline.Message) ([]pipeline.Output, error) {
+	job, err := schemas.DecodeVideoJob(m.Value)
+	if err != nil {
+		return nil, pipeline.Poison(err)
+	}
+	opts, err := s.JobOptions(&job)
+	if err != nil {
+		return nil, err
+	}
+	dec, err := NewDecoder(opts)
+	if err != nil {
+		return nil, pipeline.Poison(err)
+	}
+	var outs []pipeline.Output
+	err = dec.Clips(ctx, job.URI, func(c Clip) error {
+		value, err := s.EncodeClip(&job, c)
+		if err != nil {
+			return err
+		}
+		outs = append(outs, pipeline.Output{Topic: s.cfg.OutputTopic, Key: []byte(job.VideoID), Value: value})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("video %s: %w", job.VideoID, err)
+	}
+	return outs, nil
+}
+
+// EncodeClip builds the clip message. When JPEG frames at the configured
+// quality would not fit in MaxMessageBytes, quality is lowered step by step
+// rather than failing the video.
+func (s *Stage) EncodeClip(job *schemas.VideoJob, c Clip) ([]byte, error) {
+	h := schemas.ClipHeader{
+		VideoID:   job.VideoID,
+		URI:       job.URI,
+		Source:    job.Source,
+		ClipIndex: c.Index,
+		StartS:    c.StartS,
+		EndS:      c.EndS,
+		Metadata:  job.Metadata,
+		SampledAt: s.now().UTC(),
+		Codec:     s.cfg.Codec,
+	}
+	for _, f := range c.Frames {
+		h.FrameTimes = append(h.FrameTimes, f.TimeS)
+	}
+	if len(c.Frames) > 0 {
+		h.Size = c.Frames[0].Image.Bounds().Dx()
+	}
+	for quality := s.cfg.Quality; ; quality -= 10 {
+		clip := schemas.Clip{Header: h, Frames: make([][]byte, len(c.Frames))}
+		for i, f := range c.Frames {
+			b, err := schemas.EncodeFrame(f.Image, s.cfg.Codec, quality)
+			if err != nil {
+				return nil, err
+			}
+			clip.Frames[i] = b
+		}
+		value, err := schemas.EncodeClip(&clip)
+		if err != nil {
+			return nil, pipeline.Poison(err)
+		}
+		if len(value) <= MaxMessageBytes {
+			return value, nil
+		}
+		if s.cfg.Codec != schemas.CodecJPEG || quality-10 < 50 {
+			return nil, pipeline.Poisonf("clip %d of video %s is %d bytes as %s, over the %d-byte message limit; lower max_frames or use jpeg",
+				c.Index, job.VideoID, len(value), s.cfg.Codec, MaxMessageBytes)
+		}
+	}
+}

@@ -41,7 +41,8 @@ func (MeanPooler) Pool(_ context.Context, clips [][][]float32) ([][]float32, err
 	for i, frames := range clips {
 		v, err := MeanPool(frames)
 		if err != nil {
-			return nil, err
+			// The frames themselves cannot be pooled: retrying cannot help.
+			return nil, pipeline.Poison(fmt.Errorf("clip %d: %w", i, err))
 		}
 		out[i] = v
 	}
@@ -137,6 +138,14 @@ func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeli
 		return res
 	}
 	pooled, err := h.pooler.Pool(ctx, clips)
+	if err == nil && len(pooled) != len(clips) {
+		err = fmt.Errorf("pooler returned %d vectors for %d clips", len(pooled), len(clips))
+	}
+	if err != nil && pipeline.IsPoison(err) && len(clips) > 1 {
+		// One clip's frames broke the batch: pool clip by clip so only the
+		// clips at fault are dead-lettered.
+		pooled, err = h.poolEach(ctx, clips, slots, res), nil
+	}
 	if err != nil {
 		for _, i := range slots {
 			res[i].Err = fmt.Errorf("pool %d clips: %w", len(clips), err)
@@ -144,6 +153,9 @@ func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeli
 		return res
 	}
 	for k, i := range slots {
+		if res[i].Err != nil {
+			continue // failed on its own in poolEach
+		}
 		hd := headers[k]
 		hd.Pooling = h.pooler.Mode()
 		value, err := schemas.EncodeEmbeddings(schemas.KindClipEmbedding, &schemas.Embeddings{Header: hd, Vectors: [][]float32{pooled[k]}})
@@ -154,4 +166,21 @@ func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeli
 		res[i].Outputs = []pipeline.Output{{Topic: h.cfg.OutputTopic, Key: []byte(hd.VideoID), Value: value}}
 	}
 	return res
+}
+
+// poolEach pools the clips one at a time, recording each failure in res.
+func (h *Handler) poolEach(ctx context.Context, clips [][][]float32, slots []int, res []pipeline.Result) [][]float32 {
+	out := make([][]float32, len(clips))
+	for k := range clips {
+		v, err := h.pooler.Pool(ctx, clips[k:k+1])
+		if err == nil && len(v) != 1 {
+			err = fmt.Errorf("pooler returned %d vectors for 1 clip", len(v))
+		}
+		if err != nil {
+			res[slots[k]].Err = fmt.Errorf("pool clip: %w", err)
+			continue
+		}
+		out[k] = v[0]
+	}
+	return out
 }

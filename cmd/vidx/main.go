@@ -22,7 +22,15 @@ Usage:
   vidx ingest [flags] --video-id ID URI          publish a video job
   vidx search [flags] TEXT                       publish a query and print its ranked result
   vidx demo [flags]                              generate videos and test models, index, query, check
+  vidx status [flags]                            show the collection: point count and settings
+  vidx eval --bundle DIR --dataset FILE [--json] retrieval metrics (R@1/5/10, MdR, MnR) on a dataset
+  vidx tokenize (--bundle DIR | --vocab DIR) [--json]   CLIP token ids, one text per stdin line
+  vidx embed-text --bundle DIR [--json] TEXT...  text embeddings
+  vidx embed-video --bundle DIR [--json] FILE    frame and pooled video embeddings
+  vidx sample --dump DIR FILE                    write the sampled 224x224 crops as PNG + frames.json
   vidx models testdata DIR                       write the small generated test model bundles
+  vidx models inspect DIR                        show a bundle and check it against its ONNX models
+  vidx models pull URL|NAME DIR                  download a model bundle with checksum verification
   vidx version
 
 Run "vidx COMMAND -h" for a command's flags. Settings come from defaults, the
@@ -60,7 +68,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr)
 	case "models":
-		return cmdModels(rest, stdout, stderr)
+		return cmdModels(ctx, rest, stdout, stderr)
+	case "status":
+		return cmdStatus(ctx, rest, stdout, stderr)
+	case "eval":
+		return cmdEval(ctx, rest, stdout, stderr)
+	case "tokenize":
+		return cmdTokenize(ctx, rest, os.Stdin, stdout, stderr)
+	case "embed-text":
+		return cmdEmbedText(ctx, rest, stdout, stderr)
+	case "embed-video":
+		return cmdEmbedVideo(ctx, rest, stdout, stderr)
+	case "sample":
+		return cmdSample(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "vidx", version)
 		return nil

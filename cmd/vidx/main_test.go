@@ -22,7 +22,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"run"}, "run STAGE"},
 		{[]string{"search"}, "search [flags] TEXT"},
-		{[]string{"models"}, "models testdata DIR"},
+		{[]string{"models"}, "vidx models testdata DIR"},
 	}
 	for _, tt := range tests {
 		var out, errOut bytes.Buffer

@@ -315,7 +315,6 @@ func (a *App) Close() {
 	a.closers = nil
 }
 
-
 // triple converts a validated three-channel setting.
 func triple(v []float32) [3]float32 {
 	var t [3]float32

@@ -54,35 +54,32 @@ func DualSoftmax(mode string, temp float64, sims [][]float64) ([][]float64, erro
 	if mode == RerankNone || cols == 0 {
 		return out, nil
 	}
-	// Softmax over the text axis: for each column, over the rows. Computed in
-	// log space (max subtraction) because cosine/0.01 reaches 100.
+	// Softmax over the text axis: for each column, over the rows.
 	for j := 0; j < cols; j++ {
-		m := math.Inf(-1)
-		for i := 0; i < rows; i++ {
-			m = math.Max(m, sims[i][j]/temp)
-		}
-		var z float64
-		for i := 0; i < rows; i++ {
-			z += math.Exp(sims[i][j]/temp - m)
-		}
-		for i := 0; i < rows; i++ {
-			out[i][j] *= math.Exp(sims[i][j]/temp-m) / z
-		}
+		softmaxInto(rows, temp, func(i int) float64 { return sims[i][j] }, func(i int, p float64) { out[i][j] *= p })
 	}
 	if mode == RerankSymmetric {
+		// Softmax over the video axis: for each row, over the columns.
 		for i := 0; i < rows; i++ {
-			m := math.Inf(-1)
-			for j := 0; j < cols; j++ {
-				m = math.Max(m, sims[i][j]/temp)
-			}
-			var z float64
-			for j := 0; j < cols; j++ {
-				z += math.Exp(sims[i][j]/temp - m)
-			}
-			for j := 0; j < cols; j++ {
-				out[i][j] *= math.Exp(sims[i][j]/temp-m) / z
-			}
+			softmaxInto(cols, temp, func(j int) float64 { return sims[i][j] }, func(j int, p float64) { out[i][j] *= p })
 		}
 	}
 	return out, nil
+}
+
+// softmaxInto computes softmax(x/temp) over n values read with get and
+// hands each probability to put. It subtracts the maximum first because
+// cosine/0.01 reaches 100 and exp(100) is near float64's limit.
+func softmaxInto(n int, temp float64, get func(int) float64, put func(int, float64)) {
+	m := math.Inf(-1)
+	for k := 0; k < n; k++ {
+		m = math.Max(m, get(k)/temp)
+	}
+	var z float64
+	for k := 0; k < n; k++ {
+		z += math.Exp(get(k)/temp - m)
+	}
+	for k := 0; k < n; k++ {
+		put(k, math.Exp(get(k)/temp-m)/z)
+	}
 }

@@ -167,3 +167,17 @@ func fromKafkaMessage(m kafka.Message) Message {
 		Time:      m.Time,
 	}
 }
+
+// Ping checks that a broker answers a metadata request.
+func Ping(ctx context.Context, c KafkaConfig) error {
+	c = c.WithDefaults()
+	client := &kafka.Client{
+		Addr:      kafka.TCP(c.Brokers...),
+		Timeout:   c.DialTimeout,
+		Transport: &kafka.Transport{ClientID: c.ClientID, DialTimeout: c.DialTimeout},
+	}
+	if _, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}}); err != nil {
+		return fmt.Errorf("kafka: brokers %v unreachable: %w", c.Brokers, err)
+	}
+	return nil
+}

@@ -12,6 +12,8 @@ package pipeline
 import (
 	"context"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Message is one consumed record.
@@ -23,6 +25,9 @@ type Message struct {
 	Value     []byte
 	Headers   map[string]string
 	Time      time.Time
+
+	// span is the span processing this message, set by the runtime.
+	span trace.SpanContext
 }
 
 // Output is one record a handler wants produced.

@@ -7,10 +7,16 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/telemetry"
 )
 
 // StageConfig configures one stage's consumption.
@@ -100,6 +106,10 @@ type Stage struct {
 	log     *slog.Logger
 	writer  *kafka.Writer
 	hooks   Hooks
+	tel     *telemetry.Telemetry
+	// busySince is when the batch in hand was fetched (unix nanoseconds), 0
+	// while waiting for messages.
+	busySince atomic.Int64
 }
 
 // Hooks observe a stage; all fields are optional. They exist for metrics and
@@ -114,7 +124,7 @@ type Hooks struct {
 }
 
 // NewStage validates the configuration and prepares a stage.
-func NewStage(cfg StageConfig, kc KafkaConfig, h Handler, log *slog.Logger, hooks Hooks) (*Stage, error) {
+func NewStage(cfg StageConfig, kc KafkaConfig, h Handler, log *slog.Logger, hooks Hooks, opts ...Option) (*Stage, error) {
 	cfg = cfg.WithDefaults()
 	kc = kc.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -129,14 +139,33 @@ func NewStage(cfg StageConfig, kc KafkaConfig, h Handler, log *slog.Logger, hook
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Stage{
+	s := &Stage{
 		cfg:     cfg,
 		kafka:   kc,
 		handler: h,
 		log:     log.With("stage", cfg.Name),
 		writer:  NewWriter(kc),
 		hooks:   hooks,
-	}, nil
+		tel:     telemetry.From(context.Background()),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// Live reports an error when one batch has been in hand for longer than
+// maxBusy: the handler is stuck. Waiting for messages counts as healthy, so
+// an idle stage is never restarted for being idle.
+func (s *Stage) Live(maxBusy time.Duration) error {
+	since := s.busySince.Load()
+	if since == 0 {
+		return nil
+	}
+	if d := time.Since(time.Unix(0, since)); d > maxBusy {
+		return fmt.Errorf("stage %s: one batch in hand for %s (limit %s)", s.cfg.Name, d.Round(time.Second), maxBusy)
+	}
+	return nil
 }
 
 // Name returns the stage name.
@@ -223,7 +252,9 @@ func (s *Stage) consume(ctx context.Context, replica int) error {
 		// Work on a batch in hand survives the stop signal for DrainTimeout so
 		// a rolling restart does not redo finished work.
 		work, cancel := drainContext(ctx, s.cfg.DrainTimeout)
+		s.busySince.Store(time.Now().UnixNano())
 		err = s.process(work, log, r, batch)
+		s.busySince.Store(0)
 		cancel()
 		if err != nil {
 			log.Warn("batch not committed; it will be redelivered", "err", err, "messages", len(batch))
@@ -273,14 +304,30 @@ func (s *Stage) fetchBatch(ctx context.Context, r *kafka.Reader) ([]Message, err
 
 // process runs the handler with retries, produces all outputs and dead
 // letters, and commits the batch.
-func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, batch []Message) error {
-	outputs, err := s.handle(ctx, log, batch)
+func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, batch []Message) (err error) {
+	inst := s.tel.Instruments()
+	stage := metric.WithAttributes(attribute.String("stage", s.cfg.Name))
+	inst.Consumed.Add(ctx, int64(len(batch)), stage)
+	inst.BatchSize.Record(ctx, int64(len(batch)), stage)
+	hctx, tb := s.startBatch(ctx, batch)
+	defer func() { tb.end(err) }()
+
+	start := time.Now()
+	outputs, parents, err := s.handle(hctx, log, batch)
+	inst.HandleSeconds.Record(ctx, time.Since(start).Seconds(), stage)
 	if err != nil {
 		return err
 	}
-	if err := s.produce(ctx, log, outputs); err != nil {
+	start = time.Now()
+	sends := s.sendSpans(hctx, outputs, parents)
+	err = s.produce(ctx, log, outputs)
+	for _, sp := range sends {
+		telemetry.End(sp, err)
+	}
+	if err != nil {
 		return err
 	}
+	inst.Produced.Add(ctx, int64(len(outputs)), stage)
 	commits := make([]kafka.Message, len(batch))
 	for i, m := range batch {
 		commits[i] = kafka.Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
@@ -290,6 +337,7 @@ func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, 
 	}); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	inst.CommitSeconds.Record(ctx, time.Since(start).Seconds(), stage)
 	if s.hooks.Committed != nil {
 		s.hooks.Committed(s.cfg.Name, batch)
 	}
@@ -298,8 +346,9 @@ func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, 
 
 // handle calls the handler until every message has outputs or is
 // dead-lettered. Only the messages that failed are handed back on a retry.
-func (s *Stage) handle(ctx context.Context, log *slog.Logger, batch []Message) ([]kafka.Message, error) {
+func (s *Stage) handle(ctx context.Context, log *slog.Logger, batch []Message) ([]kafka.Message, []trace.SpanContext, error) {
 	var out []kafka.Message
+	var parents []trace.SpanContext
 	pending := batch
 	attempts := make([]int, len(batch))
 	index := make([]int, len(batch))
@@ -309,7 +358,7 @@ func (s *Stage) handle(ctx context.Context, log *slog.Logger, batch []Message) (
 	for len(pending) > 0 {
 		results := s.handler.Handle(ctx, pending)
 		if len(results) != len(pending) {
-			return nil, fmt.Errorf("handler returned %d results for %d messages", len(results), len(pending))
+			return nil, nil, fmt.Errorf("handler returned %d results for %d messages", len(results), len(pending))
 		}
 		var retryMsgs []Message
 		var retryIdx []int
@@ -319,6 +368,7 @@ func (s *Stage) handle(ctx context.Context, log *slog.Logger, batch []Message) (
 			if res.Err == nil {
 				for _, o := range res.Outputs {
 					out = append(out, kafka.Message{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: toKafkaHeaders(o.Headers)})
+					parents = append(parents, m.span)
 				}
 				continue
 			}
@@ -327,12 +377,14 @@ func (s *Stage) handle(ctx context.Context, log *slog.Logger, batch []Message) (
 			class := Classify(res.Err)
 			if class == ClassPoison || (class == ClassUnknown && n >= s.cfg.MaxAttempts) {
 				log.Warn("dead-lettering message", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "class", class, "attempts", n, "err", res.Err)
-				out = append(out, s.deadLetter(m, res.Err, class, n))
+				out = append(out, s.deadLetter(ctx, m, res.Err, class, n))
+				parents = append(parents, m.span)
 				continue
 			}
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return nil, nil, ctx.Err()
 			}
+			s.tel.Instruments().Retries.Add(ctx, 1, metric.WithAttributes(attribute.String("stage", s.cfg.Name)))
 			if s.hooks.Retrying != nil {
 				s.hooks.Retrying(s.cfg.Name, m, n, res.Err)
 			}
@@ -349,14 +401,14 @@ func (s *Stage) handle(ctx context.Context, log *slog.Logger, batch []Message) (
 			maxAttempt = max(maxAttempt, attempts[i])
 		}
 		if err := sleep(ctx, backoff(s.cfg, maxAttempt)); err != nil {
-			return nil, fmt.Errorf("stopped while retrying: %w (last error: %v)", err, lastErr)
+			return nil, nil, fmt.Errorf("stopped while retrying: %w (last error: %v)", err, lastErr)
 		}
 		pending, index = retryMsgs, retryIdx
 	}
-	return out, nil
+	return out, parents, nil
 }
 
-func (s *Stage) deadLetter(m Message, err error, class ErrorClass, attempts int) kafka.Message {
+func (s *Stage) deadLetter(ctx context.Context, m Message, err error, class ErrorClass, attempts int) kafka.Message {
 	dl := schemas.DeadLetter{
 		Reason:    err.Error(),
 		Class:     class.String(),
@@ -373,6 +425,7 @@ func (s *Stage) deadLetter(m Message, err error, class ErrorClass, attempts int)
 			h[k] = v
 		}
 	}
+	s.tel.Instruments().DeadLetters.Add(ctx, 1, metric.WithAttributes(attribute.String("stage", s.cfg.Name), attribute.String("class", class.String())))
 	if s.hooks.DeadLettered != nil {
 		s.hooks.DeadLettered(s.cfg.Name, m, err)
 	}

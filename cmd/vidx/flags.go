@@ -12,15 +12,16 @@ import (
 // configFlags are the flags every command that loads a configuration takes.
 // Flags win over the file and the environment.
 type configFlags struct {
-	path       string
-	brokers    string
-	bundle     string
-	dataDir    string
-	store      string
-	logLevel   string
-	ortLib     string
-	embedded   bool
-	brokerPort int
+	path        string
+	brokers     string
+	bundle      string
+	dataDir     string
+	store       string
+	logLevel    string
+	ortLib      string
+	embedded    bool
+	brokerPort  int
+	metricsAddr string
 }
 
 func (c *configFlags) register(fs *flag.FlagSet, withEmbedded bool) {
@@ -32,6 +33,7 @@ func (c *configFlags) register(fs *flag.FlagSet, withEmbedded bool) {
 	fs.StringVar(&c.logLevel, "log-level", "", "debug, info, warn or error (env VIDX_LOG_LEVEL)")
 	fs.StringVar(&c.ortLib, "ort-lib", "", "ONNX Runtime shared library (env VIDX_ORT_LIB)")
 	fs.IntVar(&c.brokerPort, "broker-port", -1, "embedded broker port on 127.0.0.1 (0: any free port)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "-", "address of /metrics, /healthz and /readyz (empty disables)")
 	if withEmbedded {
 		fs.BoolVar(&c.embedded, "embedded", false, "run an in-process Kafka broker and the embedded store")
 	}
@@ -59,6 +61,9 @@ func (c *configFlags) load(env func(string) string) (config.Config, error) {
 	}
 	if c.ortLib != "" {
 		cfg.Model.ORTLib = c.ortLib
+	}
+	if c.metricsAddr != "-" {
+		cfg.Telemetry.Addr = c.metricsAddr
 	}
 	if c.brokerPort >= 0 {
 		cfg.Embedded.BrokerPort = c.brokerPort

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/vidx/vidx/app"
+	"github.com/vidx/vidx/telemetry"
 )
 
 func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
@@ -40,13 +43,44 @@ func serve(ctx context.Context, cf configFlags, stages []string, stderr io.Write
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel)
-	a, err := app.New(ctx, cfg, stages, log)
+	service := "vidx"
+	if len(stages) == 1 {
+		service = "vidx-" + stages[0]
+	}
+	tel, err := telemetry.New(ctx, telemetry.Config{ServiceName: service, Env: os.Getenv})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("telemetry shutdown", "err", err)
+		}
+	}()
+	a, err := app.New(ctx, cfg, stages, log, app.WithTelemetry(tel))
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	if cfg.Telemetry.Addr != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := tel.Serve(ctx, cfg.Telemetry.Addr, telemetry.Probes{Live: a.Live, Ready: a.Ready}, log); err != nil {
+				log.Error("metrics and health endpoints stopped", "err", err)
+				stop()
+			}
+		}()
+	}
 	log.Info("vidx running", "stages", stages, "brokers", a.Kafka().Brokers)
-	if err := a.Run(ctx); err != nil {
+	err = a.Run(ctx)
+	stop()
+	wg.Wait()
+	if err != nil {
 		return fmt.Errorf("stages stopped: %w", err)
 	}
 	log.Info("vidx stopped")

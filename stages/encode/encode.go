@@ -6,11 +6,17 @@ import (
 	"context"
 	"fmt"
 	"image"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vidx/vidx/encoders"
 	"github.com/vidx/vidx/encoders/preprocess"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/telemetry"
 )
 
 // Config configures the encode stage.
@@ -61,11 +67,22 @@ func Frames(c *schemas.Clip, size int) ([]*image.RGBA, error) {
 
 // Embed runs the image encoder over images in one call; the encoder splits
 // it into its own batch size.
-func (h *Handler) Embed(ctx context.Context, imgs []*image.RGBA) ([][]float32, error) {
+func (h *Handler) Embed(ctx context.Context, imgs []*image.RGBA) (_ [][]float32, err error) {
+	tel := telemetry.From(ctx)
 	size := h.enc.ImageSize()
 	pixels := make([]float32, len(imgs)*3*size*size)
+	_, span := telemetry.Start(ctx, "preprocess", trace.WithAttributes(attribute.Int("vidx.frames", len(imgs))))
 	preprocess.Normalize(pixels, imgs, h.cfg.Mean, h.cfg.Std)
+	span.End()
+
+	ctx, span = telemetry.Start(ctx, "inference image", trace.WithAttributes(
+		attribute.String("vidx.model", h.cfg.Model), attribute.Int("vidx.batch_size", len(imgs))))
+	defer func() { telemetry.End(span, err) }()
+	start := time.Now()
 	vecs, err := h.enc.EncodeImages(ctx, pixels, len(imgs))
+	model := metric.WithAttributes(attribute.String("model", "image"))
+	tel.Instruments().InferenceSeconds.Record(ctx, time.Since(start).Seconds(), model)
+	tel.Instruments().InferenceBatch.Record(ctx, int64(len(imgs)), model)
 	if err != nil {
 		return nil, fmt.Errorf("encode %d frames: %w", len(imgs), err)
 	}
@@ -122,6 +139,7 @@ func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeli
 			continue
 		}
 		res[it.slot].Outputs = []pipeline.Output{{Topic: h.cfg.OutputTopic, Key: []byte(hd.VideoID), Value: value}}
+		telemetry.From(ctx).Instruments().ClipsEncoded.Add(ctx, 1)
 	}
 	return res
 }

@@ -8,9 +8,13 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
+	"github.com/vidx/vidx/telemetry"
 )
 
 // Store is the part of sinks.Store the index stage uses.
@@ -79,7 +83,7 @@ func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeli
 	if len(points) == 0 {
 		return res
 	}
-	if err := h.store.Upsert(ctx, h.spec.Name, points); err != nil {
+	if err := h.upsert(ctx, points); err != nil {
 		err = fmt.Errorf("upsert %d points into %s: %w", len(points), h.spec.Name, err)
 		if errors.Is(err, sinks.ErrInvalid) {
 			// The batch is rejected whole; upsert one by one to find the bad
@@ -108,4 +112,15 @@ func (h *Handler) upsertEach(ctx context.Context, points []sinks.Point, slots []
 			res[slots[k]].Err = pipeline.Retryable(fmt.Errorf("upsert clip %d of %s: %w", p.Payload.ClipIndex, p.Payload.VideoID, err))
 		}
 	}
+}
+
+// upsert writes points inside an "upsert" span and records its latency.
+func (h *Handler) upsert(ctx context.Context, points []sinks.Point) (err error) {
+	ctx, span := telemetry.Start(ctx, "upsert", trace.WithAttributes(
+		attribute.String("vidx.collection", h.spec.Name), attribute.Int("vidx.points", len(points))))
+	defer func() { telemetry.End(span, err) }()
+	start := time.Now()
+	err = h.store.Upsert(ctx, h.spec.Name, points)
+	telemetry.From(ctx).Instruments().UpsertSeconds.Record(ctx, time.Since(start).Seconds())
+	return err
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/vidx/vidx/stages/pool"
 	"github.com/vidx/vidx/stages/query"
 	"github.com/vidx/vidx/stages/sample"
+	"github.com/vidx/vidx/telemetry"
 )
 
 // Stage names.
@@ -50,14 +51,23 @@ type App struct {
 	closers  []func() error
 
 	stages []*pipeline.Stage
+	tel    *telemetry.Telemetry
 	// Query is the query handler when the query stage runs here.
 	Query *query.Handler
 	// Encode is the encode handler when the encode stage runs here.
 	Encode *encode.Handler
 }
 
+// Option configures an App.
+type Option func(*App)
+
+// WithTelemetry traces and measures every stage with t.
+func WithTelemetry(t *telemetry.Telemetry) Option {
+	return func(a *App) { a.tel = t }
+}
+
 // New assembles the named stages. On error everything opened is closed.
-func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logger) (_ *App, err error) {
+func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logger, opts ...Option) (_ *App, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -67,6 +77,12 @@ func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logge
 		}
 	}
 	a := &App{Config: cfg, log: log}
+	for _, o := range opts {
+		o(a)
+	}
+	if a.tel == nil {
+		a.tel = telemetry.From(ctx)
+	}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -90,6 +106,11 @@ func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logge
 	}
 	if needs(StageEncode, StagePool, StageIndex, StageQuery) {
 		if err := a.loadBundle(); err != nil {
+			return nil, err
+		}
+	}
+	if needs(StagePool, StageIndex, StageQuery) {
+		if err := a.checkPooling(needs(StageSample), needs(StagePool)); err != nil {
 			return nil, err
 		}
 	}
@@ -224,7 +245,18 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 		a.Encode = handler
 		h, rt, topics = handler, cfg.Stages.Encode, []string{t.Clips}
 	case StagePool:
-		handler, err := pool.New(pool.Config{Model: a.manifest.Name, OutputTopic: t.ClipEmbeddings}, pool.MeanPooler{})
+		if a.store != nil {
+			// The store is open here for an index or query stage of the same
+			// process: check early rather than dead-letter every vector.
+			if err := a.checkCollection(ctx); err != nil {
+				return nil, err
+			}
+		}
+		pooler, err := a.pooler()
+		if err != nil {
+			return nil, err
+		}
+		handler, err := pool.New(pool.Config{Model: a.manifest.Name, OutputTopic: t.ClipEmbeddings}, pooler)
 		if err != nil {
 			return nil, err
 		}
@@ -264,11 +296,57 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 		MaxWait:         rt.MaxWait,
 		Replicas:        rt.Replicas,
 		MaxAttempts:     rt.MaxAttempts,
-	}, cfg.Kafka, h, a.log, pipeline.Hooks{})
+	}, cfg.Kafka, h, a.log, pipeline.Hooks{}, pipeline.WithTelemetry(a.tel))
 }
 
-// checkCollection refuses to query a collection built by another model or
-// pooling mode; a missing collection is fine (nothing indexed yet).
+// checkPooling refuses seqTransf with a bundle that has no temporal head:
+// the pool stage could not produce such vectors, and an index or query stage
+// would create or search a collection that can never be filled. When the
+// sample stage runs here too, it also refuses sampling more frames per clip
+// than the head takes, since every clip would be dead-lettered; a sample
+// stage elsewhere may have its own setting, so that only gets a warning.
+func (a *App) checkPooling(sampleHere, poolHere bool) error {
+	mode := a.Config.Stages.Pool.Mode
+	if mode != pool.SeqTransf {
+		return nil
+	}
+	m := a.manifest
+	if !m.HasTemporal() {
+		return fmt.Errorf("stages.pool.mode is %s but model bundle %s (%s) has no temporal head (no temporal section in %s): "+
+			"use %s, or a bundle exported with its seqTransf weights", mode, m.Name, m.Dir, bundle.ManifestFile, pool.MeanP)
+	}
+	if s := a.Config.Stages.Sample.MaxFrames; s > m.Temporal.MaxFrames {
+		switch {
+		case sampleHere:
+			return fmt.Errorf("stages.sample.max_frames is %d but the temporal head of model bundle %s takes at most %d frames (temporal.max_frames): "+
+				"lower stages.sample.max_frames or use %s", s, m.Name, m.Temporal.MaxFrames, pool.MeanP)
+		case poolHere:
+			a.log.Warn("clips with more frames than the temporal head takes will be dead-lettered by the pool stage",
+				"stages.sample.max_frames", s, "temporal.max_frames", m.Temporal.MaxFrames, "model", m.Name)
+		}
+	}
+	return nil
+}
+
+// pooler builds the configured pooling. seqTransf runs the bundle's temporal
+// head with the pool stage's batch size, so each handler batch is one padded
+// run.
+func (a *App) pooler() (pool.Pooler, error) {
+	if a.Config.Stages.Pool.Mode != pool.SeqTransf {
+		return pool.MeanPooler{}, nil
+	}
+	o := a.sessionOptions()
+	o.MaxBatch = max(a.Config.Stages.Pool.MaxBatch, 1)
+	enc, err := a.runtime.NewTemporalEncoder(a.manifest, o)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, enc.Close)
+	return pool.NewSeqTransfPooler(enc)
+}
+
+// checkCollection refuses to run against a collection built by another
+// model or pooling mode; a missing collection is fine (nothing indexed yet).
 func (a *App) checkCollection(ctx context.Context) error {
 	have, err := a.store.Collection(ctx, a.Config.Store.Collection)
 	if errors.Is(err, sinks.ErrNotFound) {
@@ -279,6 +357,33 @@ func (a *App) checkCollection(ctx context.Context) error {
 	}
 	return have.Compatible(a.collectionSpec())
 }
+
+// Live fails when a stage has been stuck on one batch for longer than
+// telemetry.stuck_after.
+func (a *App) Live() error {
+	var errs []error
+	for _, st := range a.stages {
+		errs = append(errs, st.Live(a.Config.Telemetry.StuckAfter))
+	}
+	return errors.Join(errs...)
+}
+
+// Ready fails while the broker or the store cannot be reached. Models are
+// loaded before New returns, so a running App has them.
+func (a *App) Ready(ctx context.Context) error {
+	if err := pipeline.Ping(ctx, a.Config.Kafka); err != nil {
+		return err
+	}
+	if a.store != nil {
+		if _, err := a.store.Collection(ctx, a.Config.Store.Collection); err != nil && !errors.Is(err, sinks.ErrNotFound) {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	return nil
+}
+
+// Telemetry returns the telemetry the stages record to.
+func (a *App) Telemetry() *telemetry.Telemetry { return a.tel }
 
 // Kafka returns the broker settings in use (the embedded broker's address
 // when it runs).

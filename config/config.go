@@ -16,6 +16,7 @@ import (
 
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/stages/pool"
 	"github.com/vidx/vidx/stages/query"
 )
 
@@ -26,12 +27,23 @@ type Config struct {
 	DataDir  string `yaml:"data_dir"`
 	LogLevel string `yaml:"log_level"`
 
-	Kafka    pipeline.KafkaConfig `yaml:"kafka"`
-	Embedded Embedded             `yaml:"embedded"`
-	Topics   Topics               `yaml:"topics"`
-	Model    Model                `yaml:"model"`
-	Store    Store                `yaml:"store"`
-	Stages   Stages               `yaml:"stages"`
+	Kafka     pipeline.KafkaConfig `yaml:"kafka"`
+	Embedded  Embedded             `yaml:"embedded"`
+	Topics    Topics               `yaml:"topics"`
+	Model     Model                `yaml:"model"`
+	Store     Store                `yaml:"store"`
+	Stages    Stages               `yaml:"stages"`
+	Telemetry Telemetry            `yaml:"telemetry"`
+}
+
+// Telemetry configures the metrics and health endpoints. Traces are exported
+// when the standard OTEL_EXPORTER_OTLP_* variables are set.
+type Telemetry struct {
+	// Addr serves /metrics, /healthz and /readyz; empty disables them. Keep
+	// it off any public interface.
+	Addr string `yaml:"addr"`
+	// StuckAfter fails liveness when one batch has been in hand this long.
+	StuckAfter time.Duration `yaml:"stuck_after"`
 }
 
 // Embedded configures the in-process broker used by `vidx up --embedded`.
@@ -109,7 +121,10 @@ type Sample struct {
 // Pool configures the pool stage.
 type Pool struct {
 	Runtime `yaml:",inline"`
-	Mode    string `yaml:"mode"`
+	// Mode is meanP (parameter-free) or seqTransf (the bundle's temporal
+	// head). It is recorded with the collection: vectors pooled one way
+	// cannot be searched or indexed alongside vectors pooled the other.
+	Mode string `yaml:"mode"`
 }
 
 // Query configures the query stage.
@@ -144,14 +159,15 @@ func Default() Config {
 			ClipEmbeddings: "clip-embeddings", Queries: "queries", Results: "results",
 			DeadLetters: "dead-letters",
 		},
-		Model: Model{IntraOpThreads: 2, InterOpThreads: 1, MaxBatch: 8},
-		Store: Store{URL: "embedded", Collection: "clips"},
+		Model:     Model{IntraOpThreads: 2, InterOpThreads: 1, MaxBatch: 8},
+		Store:     Store{URL: "embedded", Collection: "clips"},
+		Telemetry: Telemetry{Addr: ":9464", StuckAfter: 15 * time.Minute},
 		Stages: Stages{
 			Sample: Sample{Runtime: Runtime{MaxBatch: 1}, FPS: 1, MaxFrames: 12, Selection: schemas.SelectUniform,
 				Mode: schemas.ModeWhole, Codec: schemas.CodecJPEG, Quality: 95, Timeout: 10 * time.Minute,
 				FFmpeg: "ffmpeg", FFprobe: "ffprobe"},
 			Encode: Runtime{MaxBatch: 4, MaxWait: 20 * time.Millisecond},
-			Pool:   Pool{Runtime: Runtime{MaxBatch: 16, MaxWait: 10 * time.Millisecond}, Mode: "meanP"},
+			Pool:   Pool{Runtime: Runtime{MaxBatch: 16, MaxWait: 10 * time.Millisecond}, Mode: pool.MeanP},
 			Index:  Runtime{MaxBatch: 64, MaxWait: 20 * time.Millisecond},
 			Query: Query{Runtime: Runtime{MaxBatch: 32, MaxWait: 10 * time.Millisecond},
 				Candidates: 100, TopK: 10, Rerank: query.RerankSymmetric, Temperature: 0.01, BankSize: 256},
@@ -276,6 +292,9 @@ func (c *Config) Validate() error {
 	if c.Store.Collection == "" {
 		add("store.collection is required")
 	}
+	if c.Telemetry.StuckAfter <= 0 {
+		add("telemetry.stuck_after must be positive")
+	}
 	s := c.Stages.Sample
 	if !(s.FPS > 0 && s.FPS <= 30) {
 		add("stages.sample.fps %v out of range (0, 30]", s.FPS)
@@ -289,8 +308,8 @@ func (c *Config) Validate() error {
 	if s.Quality < 1 || s.Quality > 100 {
 		add("stages.sample.quality %d out of range [1, 100]", s.Quality)
 	}
-	if c.Stages.Pool.Mode != "meanP" {
-		add("stages.pool.mode %q is not supported (meanP)", c.Stages.Pool.Mode)
+	if m := c.Stages.Pool.Mode; m != pool.MeanP && m != pool.SeqTransf {
+		add("stages.pool.mode %q is not supported (want %s or %s)", m, pool.MeanP, pool.SeqTransf)
 	}
 	qc := query.Config{
 		Candidates: c.Stages.Query.Candidates, TopK: c.Stages.Query.TopK, Rerank: c.Stages.Query.Rerank,

@@ -90,6 +90,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"store", func(c *Config) { c.Store.URL = "redis://x" }, "store url"},
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, "log_level"},
 		{"pool mode", func(c *Config) { c.Stages.Pool.Mode = "maxP" }, "stages.pool.mode"},
+		{"pool mode seqTransf", func(c *Config) { c.Stages.Pool.Mode = "seqTransf" }, ""},
+		{"pool mode spelling", func(c *Config) { c.Stages.Pool.Mode = "seqtransf" }, "want meanP or seqTransf"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

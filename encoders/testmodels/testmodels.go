@@ -8,9 +8,10 @@
 //     embeddings carry meaning, so retrieval can be checked end to end: the
 //     query "red" ranks a solid red video first;
 //   - the tiny CLIP bundle (WriteTinyCLIPBundle) has the real architecture
-//     (ViT image tower, causal text transformer with end-of-text pooling) at
-//     toy size with seeded random weights, so the runtime is exercised on the
-//     operators, shapes and batching a real model uses.
+//     (ViT image tower, causal text transformer with end-of-text pooling,
+//     CLIP4Clip's seqTransf temporal head) at toy size with seeded random
+//     weights, so the runtime is exercised on the operators, shapes and
+//     batching a real model uses.
 //
 // Every file is a pure function of the code: writing a bundle twice gives
 // identical bytes.
@@ -102,13 +103,13 @@ func WriteColorBundle(dir string) error {
 	if err := writeModels(dir, colorImageModel(), text); err != nil {
 		return fmt.Errorf("colour bundle: %w", err)
 	}
-	if err := writeManifest(dir, ColorName, ColorDim, false); err != nil {
+	if err := writeManifest(dir, ColorName, ColorDim, false, false); err != nil {
 		return fmt.Errorf("colour bundle: %w", err)
 	}
 	return nil
 }
 
-// WriteTinyCLIPBundle writes a small but real CLIP-shaped pair: a ViT (Conv
+// WriteTinyCLIPBundle writes a small but real CLIP-shaped bundle: a ViT (Conv
 // patch embedding 32x32 stride 32 on 224x224 -> 49 patches, class token,
 // position embeddings, 2 pre-LayerNorm transformer blocks with multi-head
 // self-attention and QuickGELU MLP, ln_post on the class token, projection to
@@ -117,6 +118,8 @@ func WriteColorBundle(dir string) error {
 // position, i.e. the end-of-text token as CLIP does, projection to TinyDim).
 // Weights come from a fixed-seed PCG generator, scaled so activations stay
 // near unit variance. The embeddings are meaningless but deterministic.
+// The bundle also has a temporal head (TemporalModel with
+// TinyTemporalWeights), so it can be pooled with meanP or seqTransf.
 func WriteTinyCLIPBundle(dir string) error {
 	vocab, err := writeTokenizer(dir)
 	if err != nil {
@@ -129,7 +132,10 @@ func WriteTinyCLIPBundle(dir string) error {
 	if err := writeModels(dir, tinyImageModel(), tinyTextModel(size)); err != nil {
 		return fmt.Errorf("tiny CLIP bundle: %w", err)
 	}
-	if err := writeManifest(dir, TinyCLIPName, TinyDim, true); err != nil {
+	if err := TemporalModel(TinyTemporalWeights()).WriteFile(filepath.Join(dir, TemporalFile)); err != nil {
+		return fmt.Errorf("tiny CLIP bundle: temporal model: %w", err)
+	}
+	if err := writeManifest(dir, TinyCLIPName, TinyDim, true, true); err != nil {
 		return fmt.Errorf("tiny CLIP bundle: %w", err)
 	}
 	return nil
@@ -184,8 +190,9 @@ func writeModels(dir string, image, text *onnxbuild.Model) error {
 }
 
 // writeManifest writes vidx-model.yaml; withMask says whether the text model
-// takes an attention_mask input.
-func writeManifest(dir, name string, dim int, withMask bool) error {
+// takes an attention_mask input, withTemporal whether the bundle has a
+// seqTransf head in TemporalFile.
+func writeManifest(dir, name string, dim int, withMask, withTemporal bool) error {
 	floats := func(v [3]float64) string {
 		s := make([]string, len(v))
 		for i, f := range v {
@@ -204,6 +211,10 @@ func writeManifest(dir, name string, dim int, withMask bool) error {
 	}
 	fmt.Fprintf(&b, "  output: %s\n  context_length: %d\n  pad_id: %d\n  tokenizer:\n    vocab: %s\n    merges: %s\n",
 		TextOutput, ContextLength, PadID, VocabFile, MergesFile)
+	if withTemporal {
+		fmt.Fprintf(&b, "temporal:\n  onnx: %s\n  frames: %s\n  mask: %s\n  output: %s\n  max_frames: %d\n",
+			TemporalFile, TemporalFrames, TemporalMask, TemporalOutput, TemporalMaxFrames)
+	}
 	if err := os.WriteFile(filepath.Join(dir, ManifestFile), b.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("write manifest: %w", err)
 	}

@@ -185,10 +185,16 @@ func TestDeterministic(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, bundle := range []string{"color", "tiny-clip"} {
-		for _, name := range []string{
+		files := []string{
 			testmodels.ImageFile, testmodels.TextFile, testmodels.VocabFile,
 			testmodels.MergesFile, testmodels.ManifestFile,
-		} {
+		}
+		if bundle == "tiny-clip" {
+			files = append(files, testmodels.TemporalFile)
+		} else if _, err := os.Stat(filepath.Join(a, bundle, testmodels.TemporalFile)); err == nil {
+			t.Errorf("%s has a %s; only the tiny CLIP bundle has a temporal head", bundle, testmodels.TemporalFile)
+		}
+		for _, name := range files {
 			x, err := os.ReadFile(filepath.Join(a, bundle, name))
 			if err != nil {
 				t.Fatal(err)
@@ -225,6 +231,13 @@ type manifest struct {
 			Vocab, Merges string
 		} `yaml:"tokenizer"`
 	} `yaml:"text"`
+	Temporal *struct {
+		ONNX      string `yaml:"onnx"`
+		Frames    string `yaml:"frames"`
+		Mask      string `yaml:"mask"`
+		Output    string `yaml:"output"`
+		MaxFrames int    `yaml:"max_frames"`
+	} `yaml:"temporal"`
 }
 
 func TestManifests(t *testing.T) {
@@ -235,9 +248,11 @@ func TestManifests(t *testing.T) {
 	for _, tc := range []struct {
 		sub, name, mask string
 		dim             int
+		temporal        string
 	}{
-		{"color", testmodels.ColorName, "", testmodels.ColorDim},
-		{"tiny-clip", testmodels.TinyCLIPName, testmodels.TextAttentionMask, testmodels.TinyDim},
+		{"color", testmodels.ColorName, "", testmodels.ColorDim, "none"},
+		{"tiny-clip", testmodels.TinyCLIPName, testmodels.TextAttentionMask, testmodels.TinyDim,
+			"temporal.onnx frame_embeds frame_mask video_embeds 12"},
 	} {
 		raw, err := os.ReadFile(filepath.Join(dir, tc.sub, testmodels.ManifestFile))
 		if err != nil {
@@ -259,6 +274,13 @@ func TestManifests(t *testing.T) {
 			m.Text.Tokenizer.Vocab, m.Text.Tokenizer.Merges)
 		if got != want {
 			t.Errorf("%s manifest:\n got %s\nwant %s", tc.sub, got, want)
+		}
+		temporal := "none"
+		if tp := m.Temporal; tp != nil {
+			temporal = fmt.Sprintf("%s %s %s %s %d", tp.ONNX, tp.Frames, tp.Mask, tp.Output, tp.MaxFrames)
+		}
+		if temporal != tc.temporal {
+			t.Errorf("%s manifest temporal section: got %s, want %s", tc.sub, temporal, tc.temporal)
 		}
 	}
 }

@@ -172,7 +172,7 @@ type frameMsg struct {
 	frames [][]float32
 }
 
-func frameEmbeddings(t *testing.T, m frameMsg) pipeline.Message {
+func frameEmbeddings(t testing.TB, m frameMsg) pipeline.Message {
 	t.Helper()
 	times := make([]float64, len(m.frames))
 	for i := range times {

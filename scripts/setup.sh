@@ -23,6 +23,16 @@ if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
 fi
 ffmpeg -hide_banner -version | head -n1 >&2
 
+# Pillow for Debian's python3: the reference of the preprocessing parity test
+# (encoders/preprocess) and scripts/preprocess_parity.py. Without it that test
+# skips, so a failed install is not fatal.
+if ! /usr/bin/python3 -c "import PIL" 2>/dev/null; then
+  log "installing python3-pil (apt-get)"
+  { as_root apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-pil >/dev/null; } ||
+    log "python3-pil not installed: the preprocessing parity test will skip"
+fi
+
 if [ -n "${VIDX_ORT_LIB:-}" ]; then
   [ -f "$VIDX_ORT_LIB" ] || { log "VIDX_ORT_LIB=$VIDX_ORT_LIB does not exist"; exit 1; }
   log "using ONNX Runtime from VIDX_ORT_LIB=$VIDX_ORT_LIB"

@@ -23,6 +23,12 @@ import (
 // ManifestFile is the manifest's file name inside a bundle directory.
 const ManifestFile = "vidx-model.yaml"
 
+// Bundle layouts (Manifest.Layout).
+const (
+	LayoutManifest    = "vidx-model.yaml"
+	LayoutHuggingFace = "huggingface"
+)
+
 // Defaults applied by Load to fields the manifest leaves out. The numbers are
 // those of OpenAI CLIP, which nearly every CLIP4Clip/CLIP2TV checkpoint keeps.
 const (
@@ -51,6 +57,13 @@ var (
 type Manifest struct {
 	// Dir is the absolute bundle directory; it is not part of the YAML.
 	Dir string `yaml:"-"`
+	// Layout is LayoutManifest, or LayoutHuggingFace when the manifest was
+	// inferred from a Hugging Face export (see Infer).
+	Layout string `yaml:"-"`
+	// Assumptions lists what Infer guessed rather than read, in words
+	// ("logit_scale 100 (CLIP's trained value; ...)"), to be shown to the
+	// user. It is empty for a bundle with a manifest.
+	Assumptions []string `yaml:"-"`
 
 	Name         string  `yaml:"name"`
 	EmbeddingDim int     `yaml:"embedding_dim"`
@@ -110,13 +123,17 @@ type TemporalSpec struct {
 
 // Load reads dir/vidx-model.yaml (dir may also be the manifest file itself),
 // fills in defaults and validates the result, including that every file it
-// names exists.
+// names exists. A directory without vidx-model.yaml is read as a Hugging Face
+// ONNX export with Infer.
 func Load(dir string) (*Manifest, error) {
 	path := dir
 	if fi, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("model bundle %s: %w", dir, err)
 	} else if fi.IsDir() {
 		path = filepath.Join(dir, ManifestFile)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return Infer(dir)
+		}
 	} else {
 		dir = filepath.Dir(dir)
 	}
@@ -133,6 +150,7 @@ func Load(dir string) (*Manifest, error) {
 		return nil, fmt.Errorf("model bundle %s: %s: %w", dir, ManifestFile, err)
 	}
 	m.Dir = abs
+	m.Layout = LayoutManifest
 	if err := m.checkFiles(); err != nil {
 		return nil, fmt.Errorf("model bundle %s (%s): %w", m.Name, abs, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/vidx/vidx/pipeline/embedded"
 	"github.com/vidx/vidx/sinks"
 	embeddedstore "github.com/vidx/vidx/sinks/embedded"
+	"github.com/vidx/vidx/sinks/qdrant"
 	"github.com/vidx/vidx/stages/encode"
 	"github.com/vidx/vidx/stages/index"
 	"github.com/vidx/vidx/stages/pool"
@@ -88,14 +89,6 @@ func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logge
 			a.Close()
 		}
 	}()
-	if cfg.Embedded.Broker {
-		if err := a.startBroker(); err != nil {
-			return nil, err
-		}
-	}
-	if err := pipeline.EnsureTopics(ctx, a.Config.Kafka, cfg.Topics.All()...); err != nil {
-		return nil, err
-	}
 	needs := func(stages ...string) bool {
 		for _, s := range stages {
 			if slices.Contains(names, s) {
@@ -115,9 +108,19 @@ func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logge
 		}
 	}
 	if needs(StageIndex, StageQuery) {
-		if err := a.openStore(); err != nil {
+		if err := a.openStore(ctx); err != nil {
 			return nil, err
 		}
+	}
+	// The broker comes after the model and the store: a bad bundle or an
+	// incompatible collection is reported as such, even with Kafka down.
+	if cfg.Embedded.Broker {
+		if err := a.startBroker(); err != nil {
+			return nil, err
+		}
+	}
+	if err := pipeline.EnsureTopics(ctx, a.Config.Kafka, cfg.Topics.All()...); err != nil {
+		return nil, err
 	}
 	for _, n := range AllStages {
 		if !needs(n) {
@@ -160,6 +163,18 @@ func (a *App) loadBundle() error {
 	if err != nil {
 		return err
 	}
+	for _, s := range m.Assumptions {
+		a.log.Info("model bundle: assumed "+s, "bundle", m.Dir)
+	}
+	// Reading the model headers is cheap and names the manifest field to
+	// fix, where a failed session would only say the model did not load.
+	check := m.Check(bundle.ReadModelIO)
+	for _, w := range check.Warnings() {
+		a.log.Warn("model bundle: "+w.String(), "bundle", m.Dir)
+	}
+	if err := check.Err(); err != nil {
+		return err
+	}
 	lib := a.Config.Model.ORTLib
 	if lib == "" {
 		lib = onnx.DefaultLibPath()
@@ -173,21 +188,42 @@ func (a *App) loadBundle() error {
 	return nil
 }
 
-func (a *App) openStore() error {
-	dir, err := a.Config.StorePath()
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	s, err := embeddedstore.Open(dir, embeddedstore.Options{Logger: a.log})
+func (a *App) openStore(ctx context.Context) error {
+	s, err := OpenStore(ctx, a.Config, a.log)
 	if err != nil {
 		return err
 	}
 	a.store = s
 	a.closers = append(a.closers, s.Close)
 	return nil
+}
+
+// OpenStore opens the vector store cfg.Store.URL names: the embedded store
+// (embedded, embedded:///dir) or a Qdrant server (qdrant://HOST:6334).
+func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (sinks.Store, error) {
+	backend, err := cfg.Store.Backend()
+	if err != nil {
+		return nil, err
+	}
+	if backend == config.StoreQdrant {
+		s, err := qdrant.Open(ctx, cfg.Store.URL, cfg.Store.Qdrant, log)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		return s, nil
+	}
+	dir, err := cfg.StorePath()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s, err := embeddedstore.Open(dir, embeddedstore.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func (a *App) sessionOptions() onnx.SessionOptions {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sinks/qdrant"
 	"github.com/vidx/vidx/stages/pool"
 	"github.com/vidx/vidx/stages/query"
 )
@@ -88,10 +89,30 @@ type Model struct {
 
 // Store selects the vector store.
 type Store struct {
-	// URL is "embedded" (a store under data_dir/store) or
-	// "embedded:///path/to/dir".
+	// URL is "embedded" (a store under data_dir/store),
+	// "embedded:///path/to/dir" or "qdrant://HOST:6334" (Qdrant's gRPC port).
 	URL        string `yaml:"url"`
 	Collection string `yaml:"collection"`
+	// Qdrant configures the client and the collections vidx creates when
+	// URL is a qdrant:// URL.
+	Qdrant qdrant.Config `yaml:"qdrant"`
+}
+
+// Store backends.
+const (
+	StoreEmbedded = "embedded"
+	StoreQdrant   = "qdrant"
+)
+
+// Backend names the store the URL selects.
+func (s Store) Backend() (string, error) {
+	switch {
+	case s.URL == "embedded" || strings.HasPrefix(s.URL, "embedded://"):
+		return StoreEmbedded, nil
+	case qdrant.IsURL(s.URL):
+		return StoreQdrant, nil
+	}
+	return "", fmt.Errorf("config: store url %q is not supported (want embedded, embedded:///dir or qdrant://HOST:6334)", s.URL)
 }
 
 // Runtime holds the stage-runtime settings every stage has.
@@ -160,7 +181,7 @@ func Default() Config {
 			DeadLetters: "dead-letters",
 		},
 		Model:     Model{IntraOpThreads: 2, InterOpThreads: 1, MaxBatch: 8},
-		Store:     Store{URL: "embedded", Collection: "clips"},
+		Store:     Store{URL: "embedded", Collection: "clips", Qdrant: qdrant.Default()},
 		Telemetry: Telemetry{Addr: ":9464", StuckAfter: 15 * time.Minute},
 		Stages: Stages{
 			Sample: Sample{Runtime: Runtime{MaxBatch: 1}, FPS: 1, MaxFrames: 12, Selection: schemas.SelectUniform,
@@ -201,7 +222,7 @@ func Load(path string, env func(string) string) (Config, error) {
 }
 
 // Env lists the environment variables Load reads.
-var Env = []string{"VIDX_BROKERS", "VIDX_BUNDLE", "VIDX_ORT_LIB", "VIDX_DATA_DIR", "VIDX_STORE", "VIDX_LOG_LEVEL", "VIDX_EMBEDDED_BROKER_PORT"}
+var Env = []string{"VIDX_BROKERS", "VIDX_BUNDLE", "VIDX_ORT_LIB", "VIDX_DATA_DIR", "VIDX_STORE", "VIDX_QDRANT_API_KEY", "VIDX_LOG_LEVEL", "VIDX_EMBEDDED_BROKER_PORT"}
 
 func (c *Config) applyEnv(env func(string) string) error {
 	if v := env("VIDX_BROKERS"); v != "" {
@@ -218,6 +239,9 @@ func (c *Config) applyEnv(env func(string) string) error {
 	}
 	if v := env("VIDX_STORE"); v != "" {
 		c.Store.URL = v
+	}
+	if v := env("VIDX_QDRANT_API_KEY"); v != "" {
+		c.Store.Qdrant.APIKey = v
 	}
 	if v := env("VIDX_LOG_LEVEL"); v != "" {
 		c.LogLevel = v
@@ -250,7 +274,7 @@ func (c *Config) StorePath() (string, error) {
 	case strings.HasPrefix(c.Store.URL, "embedded://"):
 		return strings.TrimPrefix(c.Store.URL, "embedded://"), nil
 	}
-	return "", fmt.Errorf("config: store url %q is not supported (want embedded or embedded:///dir)", c.Store.URL)
+	return "", fmt.Errorf("config: store url %q is not an embedded store (want embedded or embedded:///dir)", c.Store.URL)
 }
 
 // Validate checks the whole configuration once, naming the offending field.
@@ -286,8 +310,16 @@ func (c *Config) Validate() error {
 	if c.Model.IntraOpThreads < 0 || c.Model.InterOpThreads < 0 || c.Model.MaxBatch < 0 {
 		add("model: threads and max_batch must not be negative")
 	}
-	if _, err := c.StorePath(); err != nil {
+	switch backend, err := c.Store.Backend(); {
+	case err != nil:
 		errs = append(errs, err)
+	case backend == StoreQdrant:
+		if _, err := qdrant.ParseURL(c.Store.URL); err != nil {
+			errs = append(errs, fmt.Errorf("config: %w", err))
+		}
+		if err := c.Store.Qdrant.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.Store.Collection == "" {
 		add("store.collection is required")

@@ -29,7 +29,7 @@ func (c *configFlags) register(fs *flag.FlagSet, withEmbedded bool) {
 	fs.StringVar(&c.brokers, "brokers", "", "Kafka brokers, comma separated (env VIDX_BROKERS)")
 	fs.StringVar(&c.bundle, "bundle", "", "model bundle directory (env VIDX_BUNDLE)")
 	fs.StringVar(&c.dataDir, "data-dir", "", "data directory (env VIDX_DATA_DIR)")
-	fs.StringVar(&c.store, "store", "", "vector store URL: embedded or embedded:///dir (env VIDX_STORE)")
+	fs.StringVar(&c.store, "store", "", "vector store URL: embedded, embedded:///dir or qdrant://HOST:6334 (env VIDX_STORE)")
 	fs.StringVar(&c.logLevel, "log-level", "", "debug, info, warn or error (env VIDX_LOG_LEVEL)")
 	fs.StringVar(&c.ortLib, "ort-lib", "", "ONNX Runtime shared library (env VIDX_ORT_LIB)")
 	fs.IntVar(&c.brokerPort, "broker-port", -1, "embedded broker port on 127.0.0.1 (0: any free port)")

@@ -91,6 +91,14 @@ type Searcher interface {
 	Search(ctx context.Context, collection string, req sinks.SearchRequest) ([]sinks.Hit, error)
 }
 
+// BatchSearcher is implemented by stores that answer several searches in
+// one round trip (Qdrant's QueryBatchPoints). A micro-batch of queries then
+// costs one call; other stores are searched once per query.
+type BatchSearcher interface {
+	// SearchBatch returns one result per request, in order.
+	SearchBatch(ctx context.Context, collection string, reqs []sinks.SearchRequest) ([][]sinks.Hit, error)
+}
+
 // Handler answers queries. It is safe for concurrent use.
 type Handler struct {
 	cfg   Config
@@ -226,9 +234,13 @@ func (h *Handler) Answer(ctx context.Context, queries []schemas.Query) ([]schema
 		axis = append(axis, axisRow{vec: v})
 	}
 
+	candidates, err := h.candidates(ctx, queries, qvecs)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]schemas.Result, len(queries))
 	for i, q := range queries {
-		r, err := h.rank(ctx, q, qvecs[i], axis)
+		r, err := h.rank(q, candidates[i], axis)
 		if err != nil {
 			return nil, err
 		}
@@ -248,23 +260,51 @@ type axisRow struct {
 	vec  []float32
 }
 
-func (h *Handler) rank(ctx context.Context, q schemas.Query, qvec []float32, axis []axisRow) (schemas.Result, error) {
-	mode := cmp.Or(q.Rerank, h.cfg.Rerank)
-	topK := cmp.Or(q.TopK, h.cfg.TopK)
-	hits, err := h.store.Search(ctx, h.cfg.Collection, sinks.SearchRequest{
-		Vector:      qvec,
-		TopK:        max(h.cfg.Candidates, topK),
-		Filter:      toFilter(q.Filters),
-		WithVectors: mode != RerankNone,
-	})
-	if err != nil {
-		if errors.Is(err, sinks.ErrNotFound) {
-			// Nothing indexed yet is an empty answer, not a failure.
-			hits = nil
-		} else {
-			return schemas.Result{}, pipeline.Retryable(fmt.Errorf("search %s: %w", h.cfg.Collection, err))
+// candidates fetches each query's candidate clips, in one store call when
+// the store can answer a batch.
+func (h *Handler) candidates(ctx context.Context, queries []schemas.Query, qvecs [][]float32) ([][]sinks.Hit, error) {
+	reqs := make([]sinks.SearchRequest, len(queries))
+	for i, q := range queries {
+		reqs[i] = sinks.SearchRequest{
+			Vector:      qvecs[i],
+			TopK:        max(h.cfg.Candidates, cmp.Or(q.TopK, h.cfg.TopK)),
+			Filter:      toFilter(q.Filters),
+			WithVectors: cmp.Or(q.Rerank, h.cfg.Rerank) != RerankNone,
 		}
 	}
+	out := make([][]sinks.Hit, len(reqs))
+	if bs, ok := h.store.(BatchSearcher); ok && len(reqs) > 1 {
+		hits, err := bs.SearchBatch(ctx, h.cfg.Collection, reqs)
+		if err == nil && len(hits) != len(reqs) {
+			err = fmt.Errorf("store answered %d of %d searches", len(hits), len(reqs))
+		}
+		if err != nil {
+			return out, searchError(h.cfg.Collection, err)
+		}
+		return hits, nil
+	}
+	for i, r := range reqs {
+		hits, err := h.store.Search(ctx, h.cfg.Collection, r)
+		if err != nil {
+			return out, searchError(h.cfg.Collection, err)
+		}
+		out[i] = hits
+	}
+	return out, nil
+}
+
+// searchError classifies a failed search; nothing indexed yet is an empty
+// answer, not a failure.
+func searchError(collection string, err error) error {
+	if errors.Is(err, sinks.ErrNotFound) {
+		return nil
+	}
+	return pipeline.Retryable(fmt.Errorf("search %s: %w", collection, err))
+}
+
+func (h *Handler) rank(q schemas.Query, hits []sinks.Hit, axis []axisRow) (schemas.Result, error) {
+	mode := cmp.Or(q.Rerank, h.cfg.Rerank)
+	topK := cmp.Or(q.TopK, h.cfg.TopK)
 	scores := make([]float64, len(hits))
 	for j, hit := range hits {
 		scores[j] = float64(hit.Score)

@@ -1,0 +1,148 @@
+// Package eval measures text-video retrieval on a captioned dataset with the
+// metrics of CLIP4Clip and CLIP2TV (R@1, R@5, R@10, median and mean rank),
+// ingesting the videos through vidx's own stages so that the numbers describe
+// what a deployment returns.
+package eval
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Metrics is one row of the retrieval table, as CLIP4Clip's compute_metrics
+// reports it: recalls in percent, ranks 1-based.
+type Metrics struct {
+	R1  float64 `json:"r1"`
+	R5  float64 `json:"r5"`
+	R10 float64 `json:"r10"`
+	MdR float64 `json:"mdr"`
+	MnR float64 `json:"mnr"`
+}
+
+// Summarize turns 1-based ranks into Metrics. The median of an even number of
+// ranks is the mean of the two middle ones, as numpy's median gives. An empty
+// slice gives zero Metrics.
+func Summarize(ranks []int) Metrics {
+	n := len(ranks)
+	if n == 0 {
+		return Metrics{}
+	}
+	sorted := slices.Clone(ranks)
+	slices.Sort(sorted)
+	var m Metrics
+	var sum float64
+	for _, r := range sorted {
+		sum += float64(r)
+		if r <= 1 {
+			m.R1++
+		}
+		if r <= 5 {
+			m.R5++
+		}
+		if r <= 10 {
+			m.R10++
+		}
+	}
+	m.R1 = 100 * m.R1 / float64(n)
+	m.R5 = 100 * m.R5 / float64(n)
+	m.R10 = 100 * m.R10 / float64(n)
+	m.MnR = sum / float64(n)
+	if n%2 == 1 {
+		m.MdR = float64(sorted[n/2])
+	} else {
+		m.MdR = float64(sorted[n/2-1]+sorted[n/2]) / 2
+	}
+	return m
+}
+
+// Ties: a candidate that scores exactly as high as the ground truth is
+// counted as ranked above it. A model that gives every video the same score
+// thus gets the worst rank rather than rank 1, so a degenerate model cannot
+// look good. NaN scores count as -Inf (as in CLIP4Clip), so a NaN ground truth
+// is ranked last.
+
+// TextToVideoRanks returns, for each text (row of sims, [texts][videos]), the
+// 1-based rank of its ground-truth video truth[i] among all videos.
+func TextToVideoRanks(sims [][]float64, truth []int) ([]int, error) {
+	videos, err := checkMatrix(sims, truth)
+	if err != nil {
+		return nil, err
+	}
+	ranks := make([]int, len(sims))
+	for i, row := range sims {
+		gt := score(row[truth[i]])
+		rank := 1
+		for j := range videos {
+			if j != truth[i] && score(row[j]) >= gt {
+				rank++
+			}
+		}
+		ranks[i] = rank
+	}
+	return ranks, nil
+}
+
+// VideoToTextRanks returns, for each video (column of sims, [texts][videos]),
+// the rank of its best caption among all texts: the 1-based position of the
+// highest-scoring of its own captions when every text is ranked by its score
+// for that video. Only other videos' captions can rank above it. Every video
+// needs at least one caption.
+func VideoToTextRanks(sims [][]float64, truth []int) ([]int, error) {
+	videos, err := checkMatrix(sims, truth)
+	if err != nil {
+		return nil, err
+	}
+	best := make([]float64, videos)
+	has := make([]bool, videos)
+	for i, row := range sims {
+		v := truth[i]
+		if s := score(row[v]); !has[v] || s > best[v] {
+			best[v], has[v] = s, true
+		}
+	}
+	for v, ok := range has {
+		if !ok {
+			return nil, fmt.Errorf("video %d has no caption", v)
+		}
+	}
+	ranks := make([]int, videos)
+	for v := range videos {
+		rank := 1
+		for i, row := range sims {
+			if truth[i] != v && score(row[v]) >= best[v] {
+				rank++
+			}
+		}
+		ranks[v] = rank
+	}
+	return ranks, nil
+}
+
+func score(s float64) float64 {
+	if math.IsNaN(s) {
+		return math.Inf(-1)
+	}
+	return s
+}
+
+// checkMatrix validates a [texts][videos] matrix against its ground truth
+// and returns the number of videos.
+func checkMatrix(sims [][]float64, truth []int) (int, error) {
+	if len(sims) != len(truth) {
+		return 0, fmt.Errorf("similarity matrix has %d rows for %d ground-truth labels", len(sims), len(truth))
+	}
+	if len(sims) == 0 {
+		return 0, nil
+	}
+	videos := len(sims[0])
+	for i, row := range sims {
+		if len(row) != videos {
+			return 0, fmt.Errorf("similarity matrix is ragged: row %d has %d columns, row 0 has %d", i, len(row), videos)
+		}
+		if truth[i] < 0 || truth[i] >= videos {
+			return 0, fmt.Errorf("text %d: ground-truth video %d out of range [0, %d)", i, truth[i], videos)
+		}
+	}
+	return videos, nil
+}

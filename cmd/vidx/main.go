@@ -24,6 +24,7 @@ Usage:
   vidx demo [flags]                              generate videos and test models, index, query, check
   vidx status [flags]                            show the collection: point count and settings
   vidx eval --bundle DIR --dataset FILE [--json] retrieval metrics (R@1/5/10, MdR, MnR) on a dataset
+  vidx eval --example DIR                        write a small generated captioned dataset
   vidx tokenize (--bundle DIR | --vocab DIR) [--json]   CLIP token ids, one text per stdin line
   vidx embed-text --bundle DIR [--json] TEXT...  text embeddings
   vidx embed-video --bundle DIR [--json] FILE    frame and pooled video embeddings

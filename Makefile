@@ -6,7 +6,7 @@ BIN       ?= bin/vidx
 GOFLAGS   ?=
 TEST_ARGS ?= -count=1 -timeout 20m
 
-.PHONY: all setup build demo test vet fmt bench clean
+.PHONY: all setup setup-test build demo test vet fmt bench clean
 
 all: build
 
@@ -15,13 +15,18 @@ all: build
 setup:
 	@bash scripts/setup.sh >/dev/null
 
+# setup plus Debian's python3 with torch, onnx and Pillow, the references of
+# the export and preprocessing parity tests.
+setup-test:
+	@bash scripts/setup.sh --test >/dev/null
+
 build:
 	$(GO) build $(GOFLAGS) -o $(BIN) ./cmd/vidx
 
 demo: setup build
 	./$(BIN) demo
 
-test: setup
+test: setup-test
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 	$(GO) test $(TEST_ARGS) ./...

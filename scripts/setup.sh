@@ -11,6 +11,11 @@ ORT_LIB="$ORT_DIR/libonnxruntime.so.1"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
+# --test also installs what the test suite's reference checks use (Debian's
+# python3 with torch, onnx and Pillow); the demo and the stages need none of it.
+WITH_TEST_TOOLS=0
+[ "${1:-}" = "--test" ] && WITH_TEST_TOOLS=1
+
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
     log "need root to run: $*"; return 1; fi
@@ -23,14 +28,29 @@ if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
 fi
 ffmpeg -hide_banner -version | head -n1 >&2
 
-# Pillow for Debian's python3: the reference of the preprocessing parity test
-# (encoders/preprocess) and scripts/preprocess_parity.py. Without it that test
-# skips, so a failed install is not fatal.
-if ! /usr/bin/python3 -c "import PIL" 2>/dev/null; then
-  log "installing python3-pil (apt-get)"
-  { as_root apt-get update -qq &&
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-pil >/dev/null; } ||
-    log "python3-pil not installed: the preprocessing parity test will skip"
+if [ "$WITH_TEST_TOOLS" = 1 ]; then
+  # Debian's torch and onnx for /usr/bin/python3 (the interpreter they are
+  # built for): scripts/export_bundle.py and its parity test (scripts/export),
+  # which skips without them. No recommends: they would pull libtorch-dev, a
+  # compiler toolchain, Qt and OpenCV.
+  # find_spec looks the modules up without importing torch (1-2 s per run).
+  if ! /usr/bin/python3 -c 'import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ("torch", "onnx", "numpy")))' 2>/dev/null; then
+    log "installing python3-torch python3-onnx python3-numpy (apt-get)"
+    { as_root apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+        python3-torch python3-onnx python3-numpy libopenblas0-pthread >/dev/null; } ||
+      log "python3-torch/python3-onnx not installed: the export parity test will skip"
+  fi
+
+  # Pillow for Debian's python3: the reference of the preprocessing parity test
+  # (encoders/preprocess) and scripts/preprocess_parity.py. Without it that test
+  # skips, so a failed install is not fatal.
+  if ! /usr/bin/python3 -c "import PIL" 2>/dev/null; then
+    log "installing python3-pil (apt-get)"
+    { as_root apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-pil >/dev/null; } ||
+      log "python3-pil not installed: the preprocessing parity test will skip"
+  fi
 fi
 
 if [ -n "${VIDX_ORT_LIB:-}" ]; then

@@ -83,6 +83,33 @@ func TestOneClipTraceCoversEveryStage(t *testing.T) {
 			t.Errorf("trace lacks span %q; it has %v", want, names)
 		}
 	}
+
+	// A query's trace shows tokenizing, text encoding, the candidate search
+	// and the re-rank.
+	ask(t, ctx, a, "traced", "red")
+	var qroot trace.TraceID
+	for time.Now().Before(deadline.Add(10 * time.Second)) {
+		for _, s := range spans.GetSpans() {
+			if s.Name == "results send" {
+				qroot = s.SpanContext.TraceID()
+			}
+		}
+		if qroot.IsValid() {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	names = map[string]bool{}
+	for _, s := range spans.GetSpans() {
+		if s.SpanContext.TraceID() == qroot {
+			names[s.Name] = true
+		}
+	}
+	for _, want := range []string{"queries process", "text encode", "tokenize", "candidate search", "rerank", "results send"} {
+		if !names[want] {
+			t.Errorf("query trace lacks span %q; it has %v", want, names)
+		}
+	}
 }
 
 // TestMetricsEndpoint checks the Prometheus rendering names the runtime and

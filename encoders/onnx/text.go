@@ -6,10 +6,13 @@ import (
 	"fmt"
 
 	ort "github.com/yalue/onnxruntime_go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vidx/vidx/encoders"
 	"github.com/vidx/vidx/encoders/bundle"
 	"github.com/vidx/vidx/encoders/tokenizer"
+	"github.com/vidx/vidx/telemetry"
 )
 
 var _ encoders.TextEncoder = (*TextEncoder)(nil)
@@ -115,9 +118,11 @@ func (e *TextEncoder) encodeChunk(ctx context.Context, texts []string) ([][]floa
 	if e.mask {
 		mask = make([]int64, b*L)
 	}
+	_, span := telemetry.Start(ctx, "tokenize", trace.WithAttributes(attribute.Int("vidx.texts", b)))
 	for i, text := range texts {
 		row := e.Tokenize(text)
 		if len(row) != L {
+			span.End()
 			return nil, fmt.Errorf("%s: tokenizer returned %d ids for text %d, want context_length %d",
 				e.sess.label, len(row), i, L)
 		}
@@ -129,6 +134,8 @@ func (e *TextEncoder) encodeChunk(ctx context.Context, texts []string) ([][]floa
 			}
 		}
 	}
+
+	span.End()
 
 	if err := e.sess.acquire(); err != nil {
 		return nil, err

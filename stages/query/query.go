@@ -15,10 +15,15 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/vidx/vidx/encoders"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
+	"github.com/vidx/vidx/telemetry"
 )
 
 // Config configures the query stage.
@@ -190,6 +195,13 @@ func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeli
 		return res
 	}
 	took := float64(time.Since(start).Microseconds()) / 1000
+	now := time.Now()
+	for _, i := range slot {
+		// End to end: from when the query was produced to its answer.
+		if t := batch[i].Time; !t.IsZero() && now.After(t) {
+			telemetry.From(ctx).Instruments().QuerySeconds.Record(ctx, now.Sub(t).Seconds())
+		}
+	}
 	for k, a := range answers {
 		a.TookMS = took
 		value, err := schemas.Encode(&a)
@@ -209,7 +221,13 @@ func (h *Handler) Answer(ctx context.Context, queries []schemas.Query) ([]schema
 	for i, q := range queries {
 		texts[i] = q.Text
 	}
-	raw, err := h.text.EncodeTexts(ctx, texts)
+	ectx, span := telemetry.Start(ctx, "text encode", trace.WithAttributes(attribute.Int("vidx.batch_size", len(texts))))
+	start := time.Now()
+	raw, err := h.text.EncodeTexts(ectx, texts)
+	model := metric.WithAttributes(attribute.String("model", "text"))
+	telemetry.From(ctx).Instruments().InferenceSeconds.Record(ctx, time.Since(start).Seconds(), model)
+	telemetry.From(ctx).Instruments().InferenceBatch.Record(ctx, int64(len(texts)), model)
+	telemetry.End(span, err)
 	if err != nil {
 		return nil, fmt.Errorf("encode queries: %w", err)
 	}
@@ -238,15 +256,19 @@ func (h *Handler) Answer(ctx context.Context, queries []schemas.Query) ([]schema
 	if err != nil {
 		return nil, err
 	}
+	_, span = telemetry.Start(ctx, "rerank", trace.WithAttributes(
+		attribute.Int("vidx.queries", len(queries)), attribute.Int("vidx.text_axis", len(axis))))
 	out := make([]schemas.Result, len(queries))
 	for i, q := range queries {
 		r, err := h.rank(q, candidates[i], axis)
 		if err != nil {
+			telemetry.End(span, err)
 			return nil, err
 		}
 		r.BankSize = len(axis) - 1
 		out[i] = r
 	}
+	span.End()
 	for i, t := range texts {
 		h.bank.add(t, qvecs[i])
 	}
@@ -262,7 +284,14 @@ type axisRow struct {
 
 // candidates fetches each query's candidate clips, in one store call when
 // the store can answer a batch.
-func (h *Handler) candidates(ctx context.Context, queries []schemas.Query, qvecs [][]float32) ([][]sinks.Hit, error) {
+func (h *Handler) candidates(ctx context.Context, queries []schemas.Query, qvecs [][]float32) (_ [][]sinks.Hit, err error) {
+	ctx, span := telemetry.Start(ctx, "candidate search", trace.WithAttributes(
+		attribute.String("vidx.collection", h.cfg.Collection), attribute.Int("vidx.queries", len(queries))))
+	start := time.Now()
+	defer func() {
+		telemetry.From(ctx).Instruments().SearchSeconds.Record(ctx, time.Since(start).Seconds())
+		telemetry.End(span, err)
+	}()
 	reqs := make([]sinks.SearchRequest, len(queries))
 	for i, q := range queries {
 		reqs[i] = sinks.SearchRequest{

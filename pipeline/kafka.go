@@ -26,6 +26,10 @@ type KafkaConfig struct {
 	BatchTimeout time.Duration `yaml:"batch_timeout"`
 	// DialTimeout bounds connection set-up.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// TLS and SASL secure every connection: consumers, producers, admin
+	// clients and taps.
+	TLS  TLSConfig  `yaml:"tls"`
+	SASL SASLConfig `yaml:"sasl"`
 }
 
 // WithDefaults fills unset fields.
@@ -61,7 +65,10 @@ func (c KafkaConfig) Validate() error {
 	if c.Partitions < 1 || c.ReplicationFactor < 1 {
 		return errors.New("kafka: partitions and replication_factor must be at least 1")
 	}
-	return nil
+	if err := c.TLS.Validate(); err != nil {
+		return err
+	}
+	return c.SASL.Validate()
 }
 
 // NewWriter returns a producer that waits for every in-sync replica, so an
@@ -79,10 +86,7 @@ func NewWriter(c KafkaConfig) *kafka.Writer {
 		MaxAttempts:     5,
 		WriteBackoffMin: 50 * time.Millisecond,
 		WriteBackoffMax: time.Second,
-		Transport: &kafka.Transport{
-			ClientID:    c.ClientID,
-			DialTimeout: c.DialTimeout,
-		},
+		Transport:       c.transport(),
 	}
 }
 
@@ -90,11 +94,7 @@ func NewWriter(c KafkaConfig) *kafka.Writer {
 // left as they are.
 func EnsureTopics(ctx context.Context, c KafkaConfig, topics ...string) error {
 	c = c.WithDefaults()
-	client := &kafka.Client{
-		Addr:      kafka.TCP(c.Brokers...),
-		Timeout:   c.DialTimeout,
-		Transport: &kafka.Transport{ClientID: c.ClientID, DialTimeout: c.DialTimeout},
-	}
+	client := c.client()
 	req := &kafka.CreateTopicsRequest{}
 	seen := map[string]bool{}
 	for _, t := range topics {
@@ -125,6 +125,36 @@ func EnsureTopics(ctx context.Context, c KafkaConfig, topics ...string) error {
 		return fmt.Errorf("kafka: create topics: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// client returns a client for admin and metadata requests. It, transport
+// and dialer are the one place connection settings are applied.
+func (c KafkaConfig) client() *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: c.DialTimeout, Transport: c.transport()}
+}
+
+// transport carries producer and client connections.
+func (c KafkaConfig) transport() *kafka.Transport {
+	t := &kafka.Transport{ClientID: c.ClientID, DialTimeout: c.DialTimeout}
+	tc, m, err := c.security()
+	if err != nil {
+		t.Dial = failingDial(err)
+		return t
+	}
+	t.TLS, t.SASL = tc, m
+	return t
+}
+
+// dialer opens consumer connections.
+func (c KafkaConfig) dialer() *kafka.Dialer {
+	d := &kafka.Dialer{ClientID: c.ClientID, Timeout: c.DialTimeout, DualStack: true}
+	tc, m, err := c.security()
+	if err != nil {
+		d.DialFunc = failingDial(err)
+		return d
+	}
+	d.TLS, d.SASLMechanism = tc, m
+	return d
 }
 
 // kafkaLogger routes kafka-go's chatter to slog at debug level and its
@@ -171,11 +201,7 @@ func fromKafkaMessage(m kafka.Message) Message {
 // Ping checks that a broker answers a metadata request.
 func Ping(ctx context.Context, c KafkaConfig) error {
 	c = c.WithDefaults()
-	client := &kafka.Client{
-		Addr:      kafka.TCP(c.Brokers...),
-		Timeout:   c.DialTimeout,
-		Transport: &kafka.Transport{ClientID: c.ClientID, DialTimeout: c.DialTimeout},
-	}
+	client := c.client()
 	if _, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}}); err != nil {
 		return fmt.Errorf("kafka: brokers %v unreachable: %w", c.Brokers, err)
 	}

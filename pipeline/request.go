@@ -20,11 +20,7 @@ func Request(ctx context.Context, kc KafkaConfig, msg Output, replyTopic string,
 	if len(msg.Key) == 0 {
 		return Message{}, fmt.Errorf("request: the message needs a key to find its reply")
 	}
-	client := &kafka.Client{
-		Addr:      kafka.TCP(kc.Brokers...),
-		Timeout:   kc.DialTimeout,
-		Transport: &kafka.Transport{ClientID: kc.ClientID, DialTimeout: kc.DialTimeout},
-	}
+	client := kc.client()
 	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{replyTopic}})
 	if err != nil {
 		return Message{}, fmt.Errorf("request: metadata of %s: %w", replyTopic, err)
@@ -71,7 +67,7 @@ func Request(ctx context.Context, kc KafkaConfig, msg Output, replyTopic string,
 		Partition: partition,
 		MaxBytes:  4 << 20,
 		MaxWait:   100 * time.Millisecond,
-		Dialer:    &kafka.Dialer{ClientID: kc.ClientID, Timeout: kc.DialTimeout, DualStack: true},
+		Dialer:    kc.dialer(),
 	})
 	defer r.Close()
 	if err := r.SetOffset(start); err != nil {

@@ -45,6 +45,8 @@ type StageConfig struct {
 	// DrainTimeout bounds how long a stopping stage keeps working on the
 	// batch it holds before giving up on it (it is then redelivered).
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// LagInterval is how often the consumer lag metric is refreshed.
+	LagInterval time.Duration `yaml:"lag_interval"`
 }
 
 // WithDefaults fills unset fields.
@@ -75,6 +77,9 @@ func (c StageConfig) WithDefaults() StageConfig {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
+	}
+	if c.LagInterval <= 0 {
+		c.LagInterval = 15 * time.Second
 	}
 	return c
 }
@@ -177,6 +182,11 @@ func (s *Stage) Name() string { return s.cfg.Name }
 func (s *Stage) Run(ctx context.Context) error {
 	defer s.writer.Close()
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.reportLag(ctx, s.cfg.LagInterval)
+	}()
 	errs := make(chan error, s.cfg.Replicas)
 	for i := 0; i < s.cfg.Replicas; i++ {
 		wg.Add(1)
@@ -220,7 +230,7 @@ func (s *Stage) newReader() *kafka.Reader {
 		ReadBackoffMax:    time.Second,
 		Logger:            kafkaLogger{s.log, slog.LevelDebug - 4},
 		ErrorLogger:       kafkaLogger{s.log, slog.LevelDebug},
-		Dialer:            &kafka.Dialer{ClientID: s.kafka.ClientID, Timeout: s.kafka.DialTimeout, DualStack: true},
+		Dialer:            s.kafka.dialer(),
 	}
 	return kafka.NewReader(cfg)
 }

@@ -34,7 +34,7 @@ func NewTap(kc KafkaConfig, topic string, fromStart bool) *Tap {
 		MaxWait:           200 * time.Millisecond,
 		HeartbeatInterval: time.Second,
 		JoinGroupBackoff:  200 * time.Millisecond,
-		Dialer:            &kafka.Dialer{ClientID: kc.ClientID, Timeout: kc.DialTimeout, DualStack: true},
+		Dialer:            kc.dialer(),
 	})}
 }
 

@@ -1,0 +1,130 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// PartitionLag is how far a consumer group is behind on one partition.
+type PartitionLag struct {
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	// Committed is the group's next offset to read; -1 when it has never
+	// committed, in which case the lag counts from the first offset.
+	Committed int64 `json:"committed"`
+	End       int64 `json:"end"`
+	Lag       int64 `json:"lag"`
+}
+
+// GroupLag computes a group's lag on every partition of topics from its
+// committed offsets and the partitions' end offsets, the same numbers an
+// autoscaler on consumer lag uses.
+func GroupLag(ctx context.Context, kc KafkaConfig, group string, topics []string) ([]PartitionLag, error) {
+	kc = kc.WithDefaults()
+	client := kc.client()
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return nil, fmt.Errorf("lag of %s: metadata: %w", group, err)
+	}
+	parts := map[string][]int{}
+	var reqs = map[string][]kafka.OffsetRequest{}
+	for _, t := range meta.Topics {
+		if t.Error != nil {
+			return nil, fmt.Errorf("lag of %s: topic %s: %w", group, t.Name, t.Error)
+		}
+		for _, p := range t.Partitions {
+			parts[t.Name] = append(parts[t.Name], p.ID)
+			reqs[t.Name] = append(reqs[t.Name], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+		}
+	}
+	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: parts})
+	if err == nil {
+		err = committed.Error
+	}
+	switch {
+	case errors.Is(err, kafka.GroupIdNotFound):
+		// A group that never committed: everything is still to do.
+		committed = &kafka.OffsetFetchResponse{Topics: map[string][]kafka.OffsetFetchPartition{}}
+		for topic, ps := range parts {
+			for _, p := range ps {
+				committed.Topics[topic] = append(committed.Topics[topic], kafka.OffsetFetchPartition{Partition: p, CommittedOffset: -1})
+			}
+		}
+	case err != nil:
+		return nil, fmt.Errorf("lag of %s: committed offsets: %w", group, err)
+	}
+	ends, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: reqs})
+	if err != nil {
+		return nil, fmt.Errorf("lag of %s: end offsets: %w", group, err)
+	}
+	type key struct {
+		topic string
+		part  int
+	}
+	first, last := map[key]int64{}, map[key]int64{}
+	for topic, pos := range ends.Topics {
+		for _, po := range pos {
+			if po.Error != nil {
+				return nil, fmt.Errorf("lag of %s: end offset of %s/%d: %w", group, topic, po.Partition, po.Error)
+			}
+			k := key{topic, po.Partition}
+			first[k], last[k] = po.FirstOffset, po.LastOffset
+		}
+	}
+	var out []PartitionLag
+	for topic, ps := range committed.Topics {
+		for _, p := range ps {
+			k := key{topic, p.Partition}
+			pl := PartitionLag{Topic: topic, Partition: p.Partition, Committed: p.CommittedOffset, End: last[k]}
+			from := p.CommittedOffset
+			if from < 0 {
+				from = first[k]
+			}
+			pl.Lag = max(0, pl.End-from)
+			out = append(out, pl)
+		}
+	}
+	slices.SortFunc(out, func(a, b PartitionLag) int {
+		if a.Topic != b.Topic {
+			if a.Topic < b.Topic {
+				return -1
+			}
+			return 1
+		}
+		return a.Partition - b.Partition
+	})
+	return out, nil
+}
+
+// reportLag records the stage's consumer lag every interval until ctx ends.
+// A failed lookup is logged and retried next time: lag is for dashboards
+// and autoscaling, never a reason to stop consuming.
+func (s *Stage) reportLag(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lags, err := GroupLag(ctx, s.kafka, s.cfg.Group, s.cfg.Topics)
+		if err != nil {
+			s.log.Debug("consumer lag", "err", err)
+			continue
+		}
+		for _, l := range lags {
+			s.tel.Instruments().Lag.Record(ctx, l.Lag, metric.WithAttributes(
+				attribute.String("stage", s.cfg.Name), attribute.String("topic", l.Topic),
+				attribute.String("partition", strconv.Itoa(l.Partition))))
+		}
+	}
+}

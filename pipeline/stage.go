@@ -244,6 +244,7 @@ func (s *Stage) consume(ctx context.Context, replica int) error {
 	}()
 	log := s.log.With("replica", replica)
 	log.Info("stage started", "topics", s.cfg.Topics, "group", s.cfg.Group)
+	wm := newWatermarks()
 	for {
 		batch, err := s.fetchBatch(ctx, r)
 		if len(batch) == 0 {
@@ -263,10 +264,12 @@ func (s *Stage) consume(ctx context.Context, replica int) error {
 		// a rolling restart does not redo finished work.
 		work, cancel := drainContext(ctx, s.cfg.DrainTimeout)
 		s.busySince.Store(time.Now().UnixNano())
-		err = s.process(work, log, r, batch)
+		wm.fetched(batch)
+		err = s.process(work, log, r, wm, batch)
 		s.busySince.Store(0)
 		cancel()
 		if err != nil {
+			wm.forget(batch)
 			log.Warn("batch not committed; it will be redelivered", "err", err, "messages", len(batch))
 			return nil
 		}
@@ -314,7 +317,7 @@ func (s *Stage) fetchBatch(ctx context.Context, r *kafka.Reader) ([]Message, err
 
 // process runs the handler with retries, produces all outputs and dead
 // letters, and commits the batch.
-func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, batch []Message) (err error) {
+func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, wm *watermarks, batch []Message) (err error) {
 	inst := s.tel.Instruments()
 	stage := metric.WithAttributes(attribute.String("stage", s.cfg.Name))
 	inst.Consumed.Add(ctx, int64(len(batch)), stage)
@@ -338,14 +341,14 @@ func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, 
 		return err
 	}
 	inst.Produced.Add(ctx, int64(len(outputs)), stage)
-	commits := make([]kafka.Message, len(batch))
-	for i, m := range batch {
-		commits[i] = kafka.Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
-	}
-	if err := retry(ctx, s.cfg, func() error { return r.CommitMessages(ctx, commits...) }, func(attempt int, err error) {
-		log.Warn("commit failed, retrying", "attempt", attempt, "err", err)
-	}); err != nil {
-		return fmt.Errorf("commit: %w", err)
+	wm.finished(batch)
+	if commits := wm.commits(); len(commits) > 0 {
+		if err := retry(ctx, s.cfg, func() error { return r.CommitMessages(ctx, commits...) }, func(attempt int, err error) {
+			log.Warn("commit failed, retrying", "attempt", attempt, "err", err)
+		}); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		wm.committed(commits)
 	}
 	inst.CommitSeconds.Record(ctx, time.Since(start).Seconds(), stage)
 	if s.hooks.Committed != nil {
@@ -368,7 +371,14 @@ func (s *Stage) handle(ctx context.Context, log *slog.Logger, batch []Message) (
 	for len(pending) > 0 {
 		results := s.handler.Handle(ctx, pending)
 		if len(results) != len(pending) {
-			return nil, nil, fmt.Errorf("handler returned %d results for %d messages", len(results), len(pending))
+			// A handler bug must not stop the consumer (the partition would
+			// stall): treat every message as failed, so it is retried and
+			// then dead-lettered with the reason.
+			bad := fmt.Errorf("handler returned %d results for %d messages", len(results), len(pending))
+			results = make([]Result, len(pending))
+			for i := range results {
+				results[i].Err = bad
+			}
 		}
 		var retryMsgs []Message
 		var retryIdx []int
@@ -386,7 +396,7 @@ func (s *Stage) handle(ctx context.Context, log *slog.Logger, batch []Message) (
 			n := attempts[index[i]]
 			class := Classify(res.Err)
 			if class == ClassPoison || (class == ClassUnknown && n >= s.cfg.MaxAttempts) {
-				log.Warn("dead-lettering message", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "class", class, "attempts", n, "err", res.Err)
+				log.WarnContext(m.Context(ctx), "dead-lettering message", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "class", class, "attempts", n, "err", res.Err)
 				out = append(out, s.deadLetter(ctx, m, res.Err, class, n))
 				parents = append(parents, m.span)
 				continue
@@ -398,7 +408,7 @@ func (s *Stage) handle(ctx context.Context, log *slog.Logger, batch []Message) (
 			if s.hooks.Retrying != nil {
 				s.hooks.Retrying(s.cfg.Name, m, n, res.Err)
 			}
-			log.Warn("handler failed, retrying", "topic", m.Topic, "offset", m.Offset, "class", class, "attempt", n, "err", res.Err)
+			log.WarnContext(m.Context(ctx), "handler failed, retrying", "topic", m.Topic, "offset", m.Offset, "class", class, "attempt", n, "err", res.Err)
 			retryMsgs = append(retryMsgs, m)
 			retryIdx = append(retryIdx, index[i])
 			lastErr = res.Err

@@ -3,6 +3,8 @@ package eval
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/vidx/vidx/stages/query"
 )
 
 // syntheticEmbeddings makes n videos with one caption each in dim
@@ -17,8 +19,8 @@ func syntheticEmbeddings(n, dim int) *Embeddings {
 			v[k] = float32(rng.NormFloat64())
 			c[k] = v[k] + 2*float32(rng.NormFloat64())
 		}
-		e.VideoVecs = append(e.VideoVecs, normalize(v))
-		e.TextVecs = append(e.TextVecs, normalize(c))
+		e.VideoVecs = append(e.VideoVecs, query.Normalize(v))
+		e.TextVecs = append(e.TextVecs, query.Normalize(c))
 		e.Texts = append(e.Texts, string(rune('a'+i%26))+string(rune('a'+i/26%26))+string(rune('a'+i/676)))
 		e.Truth = append(e.Truth, i)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
 	"github.com/vidx/vidx/stages/pool"
+	"github.com/vidx/vidx/stages/query"
 )
 
 // DefaultBankSize is the query stage's default bank size, the streaming
@@ -288,7 +289,7 @@ func (e *Evaluator) Embed(ctx context.Context) (*Embeddings, error) {
 	}
 	emb := &Embeddings{Texts: texts, Truth: truth, TextVecs: make([][]float32, len(raw))}
 	for i, v := range raw {
-		emb.TextVecs[i] = normalize(v)
+		emb.TextVecs[i] = query.Normalize(v)
 	}
 	fmt.Fprintf(e.opts.Progress, "embedded %d captions in %.1fs\n", len(texts), time.Since(start).Seconds())
 

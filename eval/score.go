@@ -200,10 +200,12 @@ func streamScores(e *Embeddings, temp float64, bankSize int) (map[string][][]flo
 	// cheap to record, the softmaxes are then independent and run in
 	// parallel.
 	axes := make([][]int, n)
-	b := newBank(bankSize)
+	// The query stage's own bank, holding caption indexes instead of
+	// vectors: same ring order, refresh and own-text exclusion.
+	b := query.NewBank[int](bankSize)
 	for i, t := range e.Texts {
-		axes[i] = b.snapshot(t)
-		b.add(t, i)
+		axes[i] = b.Snapshot(func(other string) bool { return other == t })
+		b.Add(t, i)
 	}
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -297,7 +299,7 @@ func BankDots(texts, videos [][]float32) [][]float64 {
 			for i := range next {
 				row := make([]float64, len(videos))
 				for j, v := range videos {
-					row[j] = dot(texts[i], v)
+					row[j] = query.Dot(texts[i], v)
 				}
 				out[i] = row
 			}
@@ -308,77 +310,5 @@ func BankDots(texts, videos [][]float32) [][]float64 {
 	}
 	close(next)
 	wg.Wait()
-	return out
-}
-
-func dot(a, b []float32) float64 {
-	var s float64
-	for i := range a {
-		s += float64(a[i]) * float64(b[i])
-	}
-	return s
-}
-
-// normalize is the query stage's L2 normalisation (float64 norm, float32
-// result), so the caption vectors here are bit-identical to its bank.
-func normalize(v []float32) []float32 {
-	var s float64
-	for _, x := range v {
-		s += float64(x) * float64(x)
-	}
-	out := make([]float32, len(v))
-	if s == 0 {
-		return out
-	}
-	inv := 1 / math.Sqrt(s)
-	for i, x := range v {
-		out[i] = float32(float64(x) * inv)
-	}
-	return out
-}
-
-// bank mirrors the query stage's query bank (stages/query): the most recent
-// bankSize distinct texts in a ring; a repeated text is refreshed in place
-// and keeps its slot; the query's own text is left out of its axis. It holds
-// caption indexes instead of vectors. The ring order matters only in the
-// last bits of the softmax sums, but keeping it makes the scores equal to
-// the stage's.
-type bank struct {
-	size  int
-	texts []string
-	rows  []int
-	next  int
-	index map[string]int
-}
-
-func newBank(size int) *bank { return &bank{size: size, index: map[string]int{}} }
-
-func (b *bank) add(text string, row int) {
-	if b.size <= 0 {
-		return
-	}
-	if i, ok := b.index[text]; ok {
-		b.rows[i] = row
-		return
-	}
-	if len(b.texts) < b.size {
-		b.index[text] = len(b.texts)
-		b.texts = append(b.texts, text)
-		b.rows = append(b.rows, row)
-		return
-	}
-	delete(b.index, b.texts[b.next])
-	b.texts[b.next], b.rows[b.next] = text, row
-	b.index[text] = b.next
-	b.next = (b.next + 1) % b.size
-}
-
-func (b *bank) snapshot(exclude string) []int {
-	out := make([]int, 0, len(b.rows))
-	for i, r := range b.rows {
-		if b.texts[i] != exclude {
-			out = append(out, r)
-		}
-	}
 	return out
 }

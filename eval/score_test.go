@@ -1,7 +1,6 @@
 package eval
 
 import (
-	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -105,10 +104,10 @@ func TestStreamingAxis(t *testing.T) {
 	e := &Embeddings{Texts: texts, Truth: make([]int, len(texts)), VideoVecs: [][]float32{{1, 0, 0}, {0, 1, 0}, {0, 0, 1}}}
 	for i := range texts {
 		v := []float32{float32(i + 1), float32(2*i%5 + 1), float32(7 - i)}
-		e.TextVecs = append(e.TextVecs, normalize(v))
+		e.TextVecs = append(e.TextVecs, query.Normalize(v))
 		row := make([]float64, 3)
 		for j, w := range e.VideoVecs {
-			row[j] = dot(e.TextVecs[i], w)
+			row[j] = query.Dot(e.TextVecs[i], w)
 		}
 		e.Cosine = append(e.Cosine, row)
 	}
@@ -172,16 +171,6 @@ func TestScoreReport(t *testing.T) {
 	}
 	if _, err := Score(e, ScoreOptions{Temperature: 0}); err == nil {
 		t.Error("zero temperature accepted")
-	}
-}
-
-func TestNormalizeMatchesQueryStage(t *testing.T) {
-	v := normalize([]float32{3, 4, 0})
-	if v[0] != 0.6 || v[1] != 0.8 || v[2] != 0 {
-		t.Errorf("normalize(3,4,0) = %v", v)
-	}
-	if z := normalize([]float32{0, 0}); z[0] != 0 || z[1] != 0 || math.IsNaN(float64(z[0])) {
-		t.Errorf("normalize(0,0) = %v", z)
 	}
 }
 

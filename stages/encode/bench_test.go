@@ -112,4 +112,3 @@ func benchClips(b *testing.B, clips, frames int) []pipeline.Message {
 	}
 	return out
 }
-

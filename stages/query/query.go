@@ -109,7 +109,7 @@ type Handler struct {
 	cfg   Config
 	text  encoders.TextEncoder
 	store Searcher
-	bank  *bank
+	bank  *Bank[[]float32]
 	log   *slog.Logger
 }
 
@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg Config, text encoders.TextEncoder, store Searc
 	if log == nil {
 		log = slog.Default()
 	}
-	h := &Handler{cfg: cfg, text: text, store: store, bank: newBank(cfg.BankSize), log: log}
+	h := &Handler{cfg: cfg, text: text, store: store, bank: NewBank[[]float32](cfg.BankSize), log: log}
 	if cfg.BankFile != "" {
 		if err := h.preload(ctx, cfg.BankFile); err != nil {
 			return nil, err
@@ -158,7 +158,7 @@ func (h *Handler) preload(ctx context.Context, path string) error {
 			return fmt.Errorf("query bank %s: encode: %w", path, err)
 		}
 		for j, v := range vecs {
-			h.bank.add(part[j], normalize(v))
+			h.bank.Add(part[j], Normalize(v))
 		}
 	}
 	h.log.Info("query bank preloaded", "captions", len(texts), "file", path)
@@ -166,7 +166,7 @@ func (h *Handler) preload(ctx context.Context, path string) error {
 }
 
 // BankLen returns the number of embeddings in the query bank.
-func (h *Handler) BankLen() int { return h.bank.len() }
+func (h *Handler) BankLen() int { return h.bank.Len() }
 
 // Handle answers a micro-batch of queries together: they share the text
 // axis of the dual softmax with the bank.
@@ -237,7 +237,7 @@ func (h *Handler) Answer(ctx context.Context, queries []schemas.Query) ([]schema
 	qvecs := make([][]float32, len(raw))
 	inBatch := map[string]bool{}
 	for i, v := range raw {
-		qvecs[i] = normalize(v)
+		qvecs[i] = Normalize(v)
 		inBatch[texts[i]] = true
 	}
 	// The text axis: this batch's queries (distinct texts) and the bank,
@@ -248,7 +248,7 @@ func (h *Handler) Answer(ctx context.Context, queries []schemas.Query) ([]schema
 			axis = append(axis, axisRow{t, qvecs[i]})
 		}
 	}
-	for _, v := range h.bank.snapshot(inBatch) {
+	for _, v := range h.bank.Snapshot(func(t string) bool { return inBatch[t] }) {
 		axis = append(axis, axisRow{vec: v})
 	}
 
@@ -270,7 +270,7 @@ func (h *Handler) Answer(ctx context.Context, queries []schemas.Query) ([]schema
 	}
 	span.End()
 	for i, t := range texts {
-		h.bank.add(t, qvecs[i])
+		h.bank.Add(t, qvecs[i])
 	}
 	return out, nil
 }
@@ -349,7 +349,7 @@ func (h *Handler) rank(q schemas.Query, hits []sinks.Hit, axis []axisRow) (schem
 			}
 			row := make([]float64, len(hits))
 			for j, hit := range hits {
-				row[j] = dot(t.vec, hit.Vector)
+				row[j] = Dot(t.vec, hit.Vector)
 			}
 			sims = append(sims, row)
 		}
@@ -405,7 +405,9 @@ func toFilter(f *schemas.Filters) sinks.Filter {
 	return sinks.Filter{VideoIDs: f.VideoIDs, Sources: f.Sources, StartFrom: f.StartFrom, StartTo: f.StartTo}
 }
 
-func normalize(v []float32) []float32 {
+// Normalize returns v scaled to unit L2 norm (a zero vector stays zero),
+// summing in float64 so every caller gets the same bits.
+func Normalize(v []float32) []float32 {
 	var s float64
 	for _, x := range v {
 		s += float64(x) * float64(x)
@@ -421,7 +423,8 @@ func normalize(v []float32) []float32 {
 	return out
 }
 
-func dot(a, b []float32) float64 {
+// Dot is the float64-accumulated dot product of two vectors.
+func Dot(a, b []float32) float64 {
 	var s float64
 	for i := range a {
 		s += float64(a[i]) * float64(b[i])

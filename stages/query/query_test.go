@@ -107,7 +107,7 @@ func (s sliceStore) Search(_ context.Context, _ string, req sinks.SearchRequest)
 	var hits []sinks.Hit
 	for _, p := range s {
 		if req.Filter.Match(p.Payload) {
-			hits = append(hits, sinks.Hit{Point: p, Score: float32(dot(req.Vector, p.Vector))})
+			hits = append(hits, sinks.Hit{Point: p, Score: float32(Dot(req.Vector, p.Vector))})
 		}
 	}
 	slices.SortFunc(hits, func(a, b sinks.Hit) int {
@@ -216,12 +216,12 @@ func TestBankChangesRankingAsTheFormulaSays(t *testing.T) {
 }
 
 func TestBankEvictsOldestAndDeduplicates(t *testing.T) {
-	b := newBank(2)
-	b.add("x", []float32{1})
-	b.add("y", []float32{2})
-	b.add("x", []float32{3}) // refresh, no growth
-	b.add("z", []float32{4}) // evicts the oldest slot (x)
-	got := b.snapshot(nil)
+	b := NewBank[[]float32](2)
+	b.Add("x", []float32{1})
+	b.Add("y", []float32{2})
+	b.Add("x", []float32{3}) // refresh, no growth
+	b.Add("z", []float32{4}) // evicts the oldest slot (x)
+	got := b.Snapshot(nil)
 	if len(got) != 2 {
 		t.Fatalf("bank len = %d, want 2", len(got))
 	}
@@ -230,7 +230,7 @@ func TestBankEvictsOldestAndDeduplicates(t *testing.T) {
 	if vals[0] != 2 || vals[1] != 4 {
 		t.Errorf("bank = %v, want [2 4]", vals)
 	}
-	if ex := b.snapshot(map[string]bool{"y": true}); len(ex) != 1 || ex[0][0] != 4 {
+	if ex := b.Snapshot(func(t string) bool { return t == "y" }); len(ex) != 1 || ex[0][0] != 4 {
 		t.Errorf("snapshot excluding y = %v", ex)
 	}
 }
@@ -251,5 +251,15 @@ func TestFiltersReachTheStore(t *testing.T) {
 	}
 	if len(res[0].Hits) != 1 || res[0].Hits[0].VideoID != "B" {
 		t.Errorf("filtered hits = %+v, want only B", res[0].Hits)
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	v := Normalize([]float32{3, 4, 0})
+	if v[0] != 0.6 || v[1] != 0.8 || v[2] != 0 {
+		t.Errorf("Normalize(3,4,0) = %v", v)
+	}
+	if z := Normalize([]float32{0, 0}); z[0] != 0 || z[1] != 0 || math.IsNaN(float64(z[0])) {
+		t.Errorf("Normalize(0,0) = %v", z)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/vidx/vidx/encoders/onnx/orttest"
 	"github.com/vidx/vidx/encoders/onnxbuild"
 )
 
@@ -133,8 +134,8 @@ func TestBuildErrors(t *testing.T) {
 // TestRunsInORT loads the model into ONNX Runtime and checks the arithmetic
 // for two batch sizes.
 func TestRunsInORT(t *testing.T) {
-	requireORT(t)
-	s := newSession(t, affineModel(t), []string{"x"}, []string{"y", "s", "yt"})
+	orttest.Require(t)
+	s := orttest.Session(t, affineModel(t), []string{"x"}, []string{"y", "s", "yt"})
 	for _, n := range []int{1, 4} {
 		in := make([]float32, 3*n)
 		for i := range in {

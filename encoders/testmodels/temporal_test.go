@@ -9,6 +9,7 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
+	"github.com/vidx/vidx/encoders/onnx/orttest"
 	"github.com/vidx/vidx/encoders/testmodels"
 )
 
@@ -85,12 +86,12 @@ func meanP(c temporalClip) []float32 {
 // transformer (it is not meanP). Exact parity with a reference computation
 // is checked in encoders/onnx, through the runner.
 func TestTinyTemporal(t *testing.T) {
-	requireORT(t)
+	orttest.Require(t)
 	dir := t.TempDir()
 	if err := testmodels.WriteTinyCLIPBundle(dir); err != nil {
 		t.Fatal(err)
 	}
-	s := newSession(t, filepath.Join(dir, testmodels.TemporalFile),
+	s := orttest.SessionFile(t, filepath.Join(dir, testmodels.TemporalFile),
 		[]string{testmodels.TemporalFrames, testmodels.TemporalMask}, []string{testmodels.TemporalOutput})
 	r := rand.New(rand.NewPCG(5, 9))
 

@@ -12,6 +12,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 	"gopkg.in/yaml.v3"
 
+	"github.com/vidx/vidx/encoders/onnx/orttest"
 	"github.com/vidx/vidx/encoders/testmodels"
 	"github.com/vidx/vidx/encoders/tokenizer"
 )
@@ -286,12 +287,12 @@ func TestManifests(t *testing.T) {
 }
 
 func TestTinyCLIPImage(t *testing.T) {
-	requireORT(t)
+	orttest.Require(t)
 	dir := t.TempDir()
 	if err := testmodels.WriteTinyCLIPBundle(dir); err != nil {
 		t.Fatal(err)
 	}
-	s := newSession(t, filepath.Join(dir, testmodels.ImageFile), []string{testmodels.ImageInput}, []string{testmodels.ImageOutput})
+	s := orttest.SessionFile(t, filepath.Join(dir, testmodels.ImageFile), []string{testmodels.ImageInput}, []string{testmodels.ImageOutput})
 	const n = 8
 	px := noiseImages(n)
 	copy(px[(n-1)*imgSize:], solidImage([3]float32{0.5, 0.5, 0.5})) // a flat image too
@@ -316,12 +317,12 @@ func TestTinyCLIPImage(t *testing.T) {
 }
 
 func TestTinyCLIPText(t *testing.T) {
-	requireORT(t)
+	orttest.Require(t)
 	dir := t.TempDir()
 	if err := testmodels.WriteTinyCLIPBundle(dir); err != nil {
 		t.Fatal(err)
 	}
-	s := newSession(t, filepath.Join(dir, testmodels.TextFile),
+	s := orttest.SessionFile(t, filepath.Join(dir, testmodels.TextFile),
 		[]string{testmodels.TextInputIDs, testmodels.TextAttentionMask}, []string{testmodels.TextOutput})
 	texts := []string{
 		"a dog running", "a dog running on the grass", "a cat", "a red car",
@@ -368,13 +369,13 @@ func TestTinyCLIPText(t *testing.T) {
 }
 
 func TestColorRanking(t *testing.T) {
-	requireORT(t)
+	orttest.Require(t)
 	dir := t.TempDir()
 	if err := testmodels.WriteColorBundle(dir); err != nil {
 		t.Fatal(err)
 	}
-	img := newSession(t, filepath.Join(dir, testmodels.ImageFile), []string{testmodels.ImageInput}, []string{testmodels.ImageOutput})
-	txt := newSession(t, filepath.Join(dir, testmodels.TextFile), []string{testmodels.TextInputIDs}, []string{testmodels.TextOutput})
+	img := orttest.SessionFile(t, filepath.Join(dir, testmodels.ImageFile), []string{testmodels.ImageInput}, []string{testmodels.ImageOutput})
+	txt := orttest.SessionFile(t, filepath.Join(dir, testmodels.TextFile), []string{testmodels.TextInputIDs}, []string{testmodels.TextOutput})
 
 	colors := testmodels.Colors()
 	var px []float32

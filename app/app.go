@@ -57,6 +57,9 @@ type App struct {
 	Query *query.Handler
 	// Encode is the encode handler when the encode stage runs here.
 	Encode *encode.Handler
+	// Streams runs the registered streams when the sample stage runs here;
+	// its Status is what this replica indexes.
+	Streams *sample.Streams
 }
 
 // Option configures an App.
@@ -254,15 +257,26 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 	switch name {
 	case StageSample:
 		s := cfg.Stages.Sample
+		guard, err := sample.NewGuard(s.Sources)
+		if err != nil {
+			return nil, err
+		}
 		handler, err := sample.NewStage(sample.StageConfig{
 			Options: sample.Options{
 				FPS: s.FPS, MaxFrames: s.MaxFrames, Selection: s.Selection, Mode: s.Mode,
 				WindowS: s.WindowS, StrideS: s.StrideS, Timeout: s.Timeout,
-				FFmpegPath: s.FFmpeg, FFprobePath: s.FFprobe,
+				FFmpegPath: s.FFmpeg, FFprobePath: s.FFprobe, Guard: guard, Logger: a.log,
 			},
 			Codec: s.Codec, Quality: s.Quality, OutputTopic: t.Clips,
 		})
 		if err != nil {
+			return nil, err
+		}
+		// Registered streams run beside the job consumer, on the same policy.
+		if a.Streams, err = sample.NewStreams(s.Streams, sample.StreamsEnv{
+			Kafka: cfg.Kafka, RegistryTopic: t.Streams, StateTopic: t.StreamState, ClipsTopic: t.Clips,
+			Guard: guard, Codec: s.Codec, Quality: s.Quality, FFmpegPath: s.FFmpeg, Logger: a.log,
+		}); err != nil {
 			return nil, err
 		}
 		h, rt, topics = handler, s.Runtime, []string{t.Videos}
@@ -332,6 +346,8 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 		MaxWait:         rt.MaxWait,
 		Replicas:        rt.Replicas,
 		MaxAttempts:     rt.MaxAttempts,
+		MaxBatchBytes:   rt.MaxBatchBytes,
+		DrainTimeout:    rt.DrainTimeout,
 	}, cfg.Kafka, h, a.log, pipeline.Hooks{}, pipeline.WithTelemetry(a.tel))
 }
 
@@ -442,8 +458,16 @@ func (a *App) Run(ctx context.Context) error {
 			errs[i] = st.Run(ctx)
 		}()
 	}
+	var streamsErr error
+	if a.Streams != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			streamsErr = a.Streams.Run(ctx)
+		}()
+	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(append(errs, streamsErr)...)
 }
 
 // Close releases everything in reverse order of opening.

@@ -19,6 +19,7 @@ import (
 	"github.com/vidx/vidx/sinks/qdrant"
 	"github.com/vidx/vidx/stages/pool"
 	"github.com/vidx/vidx/stages/query"
+	"github.com/vidx/vidx/stages/sample"
 )
 
 // Config is the whole configuration of a vidx process.
@@ -27,6 +28,9 @@ type Config struct {
 	// generated test models.
 	DataDir  string `yaml:"data_dir"`
 	LogLevel string `yaml:"log_level"`
+	// LogFormat is text or json; both carry trace and span ids on lines
+	// logged while handling a traced message.
+	LogFormat string `yaml:"log_format"`
 
 	Kafka     pipeline.KafkaConfig `yaml:"kafka"`
 	Embedded  Embedded             `yaml:"embedded"`
@@ -68,12 +72,20 @@ type Topics struct {
 	Queries         string `yaml:"queries"`
 	Results         string `yaml:"results"`
 	DeadLetters     string `yaml:"dead_letters"`
+	// Streams (the stream registry) and StreamState (each stream's resume
+	// point and status) are compacted and keyed by stream id.
+	Streams     string `yaml:"streams"`
+	StreamState string `yaml:"stream_state"`
 }
 
 // All returns every topic name.
 func (t Topics) All() []string {
 	return []string{t.Videos, t.Clips, t.FrameEmbeddings, t.ClipEmbeddings, t.Queries, t.Results, t.DeadLetters}
 }
+
+// Compacted returns the compacted topics, which All leaves out: they are
+// created with cleanup.policy=compact by the sample stage.
+func (t Topics) Compacted() []string { return []string{t.Streams, t.StreamState} }
 
 // Model selects the model bundle and how ONNX Runtime runs it.
 type Model struct {
@@ -121,6 +133,13 @@ type Runtime struct {
 	MaxWait     time.Duration `yaml:"max_wait"`
 	Replicas    int           `yaml:"replicas"`
 	MaxAttempts int           `yaml:"max_attempts"`
+	// DrainTimeout bounds how long a stopping stage keeps working on the
+	// batch in hand before it is abandoned for redelivery (default 30s).
+	// Keep it below the pod's termination grace period.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// MaxBatchBytes bounds a batch's message bytes (default 16 MiB), so a
+	// burst of large messages cannot grow a batch without limit.
+	MaxBatchBytes int `yaml:"max_batch_bytes"`
 }
 
 // Sample configures the sample stage.
@@ -137,6 +156,11 @@ type Sample struct {
 	Timeout   time.Duration `yaml:"timeout"`
 	FFmpeg    string        `yaml:"ffmpeg"`
 	FFprobe   string        `yaml:"ffprobe"`
+	// Sources is the allow-list every video job and stream is checked
+	// against: schemes, hosts, networks, file roots and size limits.
+	Sources sample.SourcePolicy `yaml:"sources"`
+	// Streams configures continuous indexing of registered streams.
+	Streams sample.StreamsConfig `yaml:"streams"`
 }
 
 // Pool configures the pool stage.
@@ -171,14 +195,15 @@ type Stages struct {
 // Default returns the built-in configuration.
 func Default() Config {
 	return Config{
-		DataDir:  ".vidx",
-		LogLevel: "info",
-		Kafka:    pipeline.KafkaConfig{Brokers: []string{"127.0.0.1:9092"}}.WithDefaults(),
-		Embedded: Embedded{BrokerPort: 9092},
+		DataDir:   ".vidx",
+		LogLevel:  "info",
+		LogFormat: "text",
+		Kafka:     pipeline.KafkaConfig{Brokers: []string{"127.0.0.1:9092"}}.WithDefaults(),
+		Embedded:  Embedded{BrokerPort: 9092},
 		Topics: Topics{
 			Videos: "videos", Clips: "clips", FrameEmbeddings: "frame-embeddings",
 			ClipEmbeddings: "clip-embeddings", Queries: "queries", Results: "results",
-			DeadLetters: "dead-letters",
+			DeadLetters: "dead-letters", Streams: "streams", StreamState: "stream-state",
 		},
 		Model:     Model{IntraOpThreads: 2, InterOpThreads: 1, MaxBatch: 8},
 		Store:     Store{URL: "embedded", Collection: "clips", Qdrant: qdrant.Default()},
@@ -222,7 +247,7 @@ func Load(path string, env func(string) string) (Config, error) {
 }
 
 // Env lists the environment variables Load reads.
-var Env = []string{"VIDX_BROKERS", "VIDX_BUNDLE", "VIDX_ORT_LIB", "VIDX_DATA_DIR", "VIDX_STORE", "VIDX_QDRANT_API_KEY", "VIDX_LOG_LEVEL", "VIDX_EMBEDDED_BROKER_PORT"}
+var Env = []string{"VIDX_BROKERS", "VIDX_BUNDLE", "VIDX_ORT_LIB", "VIDX_DATA_DIR", "VIDX_STORE", "VIDX_QDRANT_API_KEY", "VIDX_KAFKA_SASL_PASSWORD", "VIDX_LOG_LEVEL", "VIDX_EMBEDDED_BROKER_PORT"}
 
 func (c *Config) applyEnv(env func(string) string) error {
 	if v := env("VIDX_BROKERS"); v != "" {
@@ -239,6 +264,9 @@ func (c *Config) applyEnv(env func(string) string) error {
 	}
 	if v := env("VIDX_STORE"); v != "" {
 		c.Store.URL = v
+	}
+	if v := env("VIDX_KAFKA_SASL_PASSWORD"); v != "" {
+		c.Kafka.SASL.Password = v
 	}
 	if v := env("VIDX_QDRANT_API_KEY"); v != "" {
 		c.Store.Qdrant.APIKey = v
@@ -284,6 +312,9 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		add("data_dir is required")
 	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		add("log_format %q is not text or json", c.LogFormat)
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -299,7 +330,7 @@ func (c *Config) Validate() error {
 		add("embedded.broker_port %d out of range", c.Embedded.BrokerPort)
 	}
 	seen := map[string]bool{}
-	for _, t := range c.Topics.All() {
+	for _, t := range append(c.Topics.All(), c.Topics.Compacted()...) {
 		if t == "" {
 			add("topics: every topic needs a name")
 		} else if seen[t] {
@@ -339,6 +370,12 @@ func (c *Config) Validate() error {
 	}
 	if s.Quality < 1 || s.Quality > 100 {
 		add("stages.sample.quality %d out of range [1, 100]", s.Quality)
+	}
+	if _, err := sample.NewGuard(s.Sources); err != nil {
+		errs = append(errs, fmt.Errorf("stages.sample.sources: %w", err))
+	}
+	if err := s.Streams.WithDefaults().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("stages.sample.streams: %w", err))
 	}
 	if m := c.Stages.Pool.Mode; m != pool.MeanP && m != pool.SeqTransf {
 		add("stages.pool.mode %q is not supported (want %s or %s)", m, pool.MeanP, pool.SeqTransf)

@@ -34,6 +34,11 @@ type StageConfig struct {
 	// MaxBatch messages, waiting at most MaxWait after the first one.
 	MaxBatch int           `yaml:"max_batch"`
 	MaxWait  time.Duration `yaml:"max_wait"`
+	// MaxBatchBytes stops gathering a batch once its message values reach
+	// this many bytes (the message that crosses it is kept), so a burst of
+	// large messages cannot grow a batch, and the handler's work on it,
+	// past a known bound. Default 16 MiB.
+	MaxBatchBytes int `yaml:"max_batch_bytes"`
 	// MaxAttempts bounds retries of unclassified errors before the message is
 	// dead-lettered. Retryable errors are retried until they succeed.
 	MaxAttempts int `yaml:"max_attempts"`
@@ -62,6 +67,9 @@ func (c StageConfig) WithDefaults() StageConfig {
 	}
 	if c.MaxWait <= 0 {
 		c.MaxWait = 20 * time.Millisecond
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = 16 << 20
 	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 3
@@ -216,8 +224,11 @@ func (s *Stage) newReader() *kafka.Reader {
 		GroupID:     s.cfg.Group,
 		GroupTopics: s.cfg.Topics,
 		// MaxBytes must admit the largest message (a 12-frame clip).
-		MinBytes:          1,
-		MaxBytes:          4 << 20,
+		MinBytes: 1,
+		MaxBytes: 4 << 20,
+		// The reader prefetches up to QueueCapacity messages; kafka-go's
+		// default of 100 would hold 100 MiB of 1 MiB messages per replica.
+		QueueCapacity:     max(2*s.cfg.MaxBatch, 8),
 		MaxWait:           500 * time.Millisecond,
 		ReadBatchTimeout:  2 * time.Second,
 		StartOffset:       kafka.FirstOffset,
@@ -269,7 +280,6 @@ func (s *Stage) consume(ctx context.Context, replica int) error {
 		s.busySince.Store(0)
 		cancel()
 		if err != nil {
-			wm.forget(batch)
 			log.Warn("batch not committed; it will be redelivered", "err", err, "messages", len(batch))
 			return nil
 		}
@@ -303,14 +313,16 @@ func (s *Stage) fetchBatch(ctx context.Context, r *kafka.Reader) ([]Message, err
 	if s.cfg.MaxBatch == 1 {
 		return batch, nil
 	}
+	size := len(first.Value)
 	wait, cancel := context.WithTimeout(ctx, s.cfg.MaxWait)
 	defer cancel()
-	for len(batch) < s.cfg.MaxBatch {
+	for len(batch) < s.cfg.MaxBatch && size < s.cfg.MaxBatchBytes {
 		m, err := r.FetchMessage(wait)
 		if err != nil {
 			break
 		}
 		batch = append(batch, fromKafkaMessage(m))
+		size += len(m.Value)
 	}
 	return batch, nil
 }

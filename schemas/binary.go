@@ -79,6 +79,14 @@ type ClipHeader struct {
 	FrameTimes []float64         `json:"frame_times"`
 	Metadata   map[string]string `json:"metadata,omitempty"`
 	SampledAt  time.Time         `json:"sampled_at"`
+	// StreamID names the registered stream a clip was cut from (its
+	// VideoID is the stream id too); empty for clips of video jobs. For
+	// streams ClipIndex is the window number and StartS/EndS are stream time.
+	StreamID string `json:"stream_id,omitempty"`
+	// WallStart and WallEnd are when a live stream's window bounds were
+	// seen; zero for files.
+	WallStart time.Time `json:"wall_start,omitzero"`
+	WallEnd   time.Time `json:"wall_end,omitzero"`
 	// Codec and Size describe the frames of a clip message.
 	Codec string `json:"codec,omitempty"`
 	Size  int    `json:"size,omitempty"`
@@ -92,6 +100,11 @@ func (h *ClipHeader) validate(kind Kind) error {
 	k := kind.String()
 	if err := checkID(k, "video_id", h.VideoID); err != nil {
 		return err
+	}
+	if h.StreamID != "" {
+		if err := checkID(k, "stream_id", h.StreamID); err != nil {
+			return err
+		}
 	}
 	n := len(h.FrameTimes)
 	if n == 0 || n > maxFrames {
@@ -316,13 +329,29 @@ func EncodeFrame(img image.Image, codec string, quality int) ([]byte, error) {
 func DecodeFrame(data []byte, codec string, size int) (*image.RGBA, error) {
 	var img image.Image
 	var err error
+	// The declared size is checked before decoding: the decoders allocate
+	// the whole image from the header, so a few hundred bytes declaring
+	// 60000x60000 would otherwise cost gigabytes.
+	var cfg image.Config
+	switch codec {
+	case CodecJPEG:
+		cfg, err = jpeg.DecodeConfig(bytes.NewReader(data))
+	case CodecPNG:
+		cfg, err = png.DecodeConfig(bytes.NewReader(data))
+	default:
+		return nil, invalidf("clip", "unknown frame codec %q", codec)
+	}
+	if err != nil {
+		return nil, invalidf("clip", "frame: %v", err)
+	}
+	if cfg.Width != size || cfg.Height != size {
+		return nil, invalidf("clip", "frame is %dx%d, want %dx%d", cfg.Width, cfg.Height, size, size)
+	}
 	switch codec {
 	case CodecJPEG:
 		img, err = jpeg.Decode(bytes.NewReader(data))
 	case CodecPNG:
 		img, err = png.Decode(bytes.NewReader(data))
-	default:
-		return nil, invalidf("clip", "unknown frame codec %q", codec)
 	}
 	if err != nil {
 		return nil, invalidf("clip", "frame: %v", err)

@@ -18,6 +18,7 @@ type configFlags struct {
 	dataDir     string
 	store       string
 	logLevel    string
+	logFormat   string
 	ortLib      string
 	embedded    bool
 	brokerPort  int
@@ -31,6 +32,7 @@ func (c *configFlags) register(fs *flag.FlagSet, withEmbedded bool) {
 	fs.StringVar(&c.dataDir, "data-dir", "", "data directory (env VIDX_DATA_DIR)")
 	fs.StringVar(&c.store, "store", "", "vector store URL: embedded, embedded:///dir or qdrant://HOST:6334 (env VIDX_STORE)")
 	fs.StringVar(&c.logLevel, "log-level", "", "debug, info, warn or error (env VIDX_LOG_LEVEL)")
+	fs.StringVar(&c.logFormat, "log-format", "", "text or json")
 	fs.StringVar(&c.ortLib, "ort-lib", "", "ONNX Runtime shared library (env VIDX_ORT_LIB)")
 	fs.IntVar(&c.brokerPort, "broker-port", -1, "embedded broker port on 127.0.0.1 (0: any free port)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "-", "address of /metrics, /healthz and /readyz (empty disables)")
@@ -58,6 +60,9 @@ func (c *configFlags) load(env func(string) string) (config.Config, error) {
 	}
 	if c.logLevel != "" {
 		cfg.LogLevel = c.logLevel
+	}
+	if c.logFormat != "" {
+		cfg.LogFormat = c.logFormat
 	}
 	if c.ortLib != "" {
 		cfg.Model.ORTLib = c.ortLib

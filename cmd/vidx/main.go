@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/vidx/vidx/telemetry"
 )
 
 const usage = `vidx: video-text retrieval over Kafka
@@ -23,6 +25,9 @@ Usage:
   vidx search [flags] TEXT                       publish a query and print its ranked result
   vidx demo [flags]                              generate videos and test models, index, query, check
   vidx status [flags]                            show the collection: point count and settings
+  vidx dlq list [--json] [--filter EXPR]         show dead letters: reason, class, stage, origin
+  vidx dlq replay [--filter EXPR] [--dry-run]    re-submit dead letters to their original topics
+  vidx broker [--port N] [--data-dir DIR]        run the embedded Kafka broker on its own (loopback only)
   vidx eval --bundle DIR --dataset FILE [--json] retrieval metrics (R@1/5/10, MdR, MnR) on a dataset
   vidx eval --example DIR                        write a small generated captioned dataset
   vidx tokenize (--bundle DIR | --vocab DIR) [--json]   CLIP token ids, one text per stdin line
@@ -82,6 +87,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdEmbedVideo(ctx, rest, stdout, stderr)
 	case "sample":
 		return cmdSample(ctx, rest, stdout, stderr)
+	case "dlq":
+		return cmdDLQ(ctx, rest, stdout, stderr)
+	case "broker":
+		return cmdBroker(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "vidx", version)
 		return nil
@@ -97,6 +106,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 var version = "dev"
 
 func newLogger(w io.Writer, level string) *slog.Logger {
+	return newFormatLogger(w, level, "text")
+}
+
+// newFormatLogger logs as text or JSON; either way lines logged while a
+// traced message is handled carry its trace and span ids.
+func newFormatLogger(w io.Writer, level, format string) *slog.Logger {
 	var l slog.Level
 	switch strings.ToLower(level) {
 	case "debug":
@@ -108,5 +123,10 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	default:
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if format == "json" {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(telemetry.NewLogHandler(h))
 }

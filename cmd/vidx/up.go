@@ -42,7 +42,7 @@ func serve(ctx context.Context, cf configFlags, stages []string, stderr io.Write
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfg.LogLevel)
+	log := newFormatLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	service := "vidx"
 	if len(stages) == 1 {
 		service = "vidx-" + stages[0]

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 
@@ -262,8 +263,8 @@ func (m *Manifest) validate() error {
 	if m.EmbeddingDim <= 0 {
 		return fail("embedding_dim must be > 0, got %d", m.EmbeddingDim)
 	}
-	if m.LogitScale < 0 {
-		return fail("logit_scale must be >= 0, got %g", m.LogitScale)
+	if !(m.LogitScale >= 0) || math.IsInf(m.LogitScale, 0) {
+		return fail("logit_scale must be >= 0 and finite, got %g", m.LogitScale)
 	}
 
 	im := m.Image
@@ -280,8 +281,13 @@ func (m *Manifest) validate() error {
 		return fail("image.std needs 3 values (RGB), got %d", len(im.Std))
 	}
 	for i, s := range im.Std {
-		if !(s > 0) {
-			return fail("image.std[%d] must be > 0, got %g", i, s)
+		if !(s > 0) || math.IsInf(float64(s), 0) {
+			return fail("image.std[%d] must be > 0 and finite, got %g", i, s)
+		}
+	}
+	for i, v := range im.Mean {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fail("image.mean[%d] must be finite, got %g", i, v)
 		}
 	}
 

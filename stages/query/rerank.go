@@ -49,6 +49,14 @@ func DualSoftmax(mode string, temp float64, sims [][]float64) ([][]float64, erro
 		if len(r) != cols {
 			return nil, fmt.Errorf("similarity matrix is ragged: row %d has %d columns, row 0 has %d", i, len(r), cols)
 		}
+		for j, v := range r {
+			// One NaN or infinity would spread through its whole column and
+			// row of softmax, and NaN scores sort unpredictably and cannot
+			// be written as JSON.
+			if math.IsNaN(v) || math.IsInf(v, 0) || math.IsInf(v/temp, 0) {
+				return nil, fmt.Errorf("similarity[%d][%d] = %v is not finite at temperature %v", i, j, v, temp)
+			}
+		}
 		out[i] = append([]float64(nil), r...)
 	}
 	if mode == RerankNone || cols == 0 {

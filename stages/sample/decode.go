@@ -60,7 +60,11 @@ func NewDecoder(opts Options) (*Decoder, error) {
 			return nil, fmt.Errorf("sample: %w", err)
 		}
 	}
-	return &Decoder{opts: opts, rwTimeout: netTimeout}, nil
+	d := &Decoder{opts: opts, rwTimeout: netTimeout}
+	if opts.Guard != nil {
+		d.rwTimeout = opts.Guard.p.IOTimeout
+	}
+	return d, nil
 }
 
 // Options returns the options in effect, defaults applied.
@@ -94,29 +98,82 @@ func (d *Decoder) ctxError(ctx context.Context, src source, err error) error {
 // It stops decoding and returns fn's error as soon as fn fails. Inputs may be
 // a path, a file:// URI or an http(s):// URL.
 func (d *Decoder) Clips(ctx context.Context, uri string, fn func(Clip) error) error {
-	src, err := parseSource(uri)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := d.withTimeout(ctx)
 	defer cancel()
-	p, err := d.probe(ctx, src)
+	src, px, err := d.open(ctx, uri)
 	if err != nil {
 		return d.ctxError(ctx, src, err)
 	}
-	return d.decode(ctx, src, p, fn)
+	defer d.release(&src, px)
+	p, err := d.probe(ctx, src, px)
+	if err != nil {
+		return d.ctxError(ctx, src, err)
+	}
+	return d.decode(ctx, src, px, p, fn)
+}
+
+// open checks uri: with Options.Guard against the source policy (live
+// sources are refused: they are streams, not jobs), otherwise as a path or
+// an http(s) URL.
+func (d *Decoder) open(ctx context.Context, uri string) (source, *filterProxy, error) {
+	g := d.opts.Guard
+	if g == nil {
+		src, err := parseSource(uri)
+		return src, nil, err
+	}
+	src, err := g.source(ctx, uri, d.opts.Size)
+	if err == nil && src.live() {
+		err = pipeline.Poisonf("%s is a live source: register it on the streams topic instead of sending a video job", src.uri)
+	}
+	if err != nil {
+		src.close()
+		return src, nil, err
+	}
+	var px *filterProxy
+	if src.proxied {
+		if px, err = g.startProxy(src.uri, d.opts.Logger); err != nil {
+			src.close()
+			return src, nil, err
+		}
+	}
+	return src, px, nil
+}
+
+func (d *Decoder) release(src *source, px *filterProxy) {
+	if px != nil {
+		px.Close()
+	}
+	src.close()
+}
+
+// failure explains a failed ffmpeg or ffprobe run: a request the source
+// proxy refused is the reason when there is one.
+func failure(src source, px *filterProxy, tool string, runErr error, stderr string) error {
+	if px != nil {
+		if r := px.Refusal(); r != nil {
+			return r
+		}
+	}
+	return classifyFailure(src, tool, runErr, src.scrub(stderr))
+}
+
+func proxyURL(px *filterProxy) string {
+	if px == nil {
+		return ""
+	}
+	return px.URL()
 }
 
 // ffmpegArgs builds the decode command: the chosen video stream, sampled by
 // the fps filter, as raw RGB24 on stdout. The final scale to the probed size
 // is a no-op for well-formed input and guarantees the frame size the reader
 // relies on even if the probe and the decoder disagree.
-func (d *Decoder) ffmpegArgs(src source, p probed) []string {
+func (d *Decoder) ffmpegArgs(src source, px *filterProxy, p probed) []string {
 	out := ffmpeg.KwArgs{"format": "rawvideo", "pix_fmt": "rgb24"}
 	if d.opts.Mode == ModeWhole && d.opts.Selection == SelectHead {
 		out["frames:v"] = strconv.Itoa(d.opts.MaxFrames) // nothing after them is used
 	}
-	stream := ffmpeg.Input(src.input, src.inputArgs(d.rwTimeout)).
+	stream := ffmpeg.Input(src.input, src.inputArgs(d.rwTimeout, proxyURL(px))).
 		Get("v:"+strconv.Itoa(p.videoOrdinal)).
 		Filter("fps", ffmpeg.Args{strconv.FormatFloat(d.opts.FPS, 'f', -1, 64)}).
 		Filter("scale", ffmpeg.Args{fmt.Sprintf("%d:%d", p.Width, p.Height)}).
@@ -124,11 +181,12 @@ func (d *Decoder) ffmpegArgs(src source, p probed) []string {
 	return append([]string{"-hide_banner", "-nostdin", "-v", "error"}, stream.GetArgs()...)
 }
 
-func (d *Decoder) decode(ctx context.Context, src source, p probed, fn func(Clip) error) error {
+func (d *Decoder) decode(ctx context.Context, src source, px *filterProxy, p probed, fn func(Clip) error) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	args := d.ffmpegArgs(src, p)
+	args := d.ffmpegArgs(src, px, p)
 	cmd := command(runCtx, d.opts.FFmpegPath, args)
+	src.prepare(cmd)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return fmt.Errorf("%s: ffmpeg stdout: %w", src.uri, err)
@@ -136,7 +194,7 @@ func (d *Decoder) decode(ctx context.Context, src source, p probed, fn func(Clip
 	stderr := newTailBuffer(stderrLimit)
 	cmd.Stderr = stderr
 	log := d.opts.Logger.With("uri", src.uri)
-	log.DebugContext(ctx, "sample: exec", "cmd", d.opts.FFmpegPath, "args", strings.Join(args, " "))
+	log.DebugContext(ctx, "sample: exec", "cmd", d.opts.FFmpegPath, "args", src.scrub(strings.Join(args, " ")))
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("%s: %w", src.uri, &execStartError{tool: d.opts.FFmpegPath, err: err})
 	}
@@ -168,7 +226,7 @@ func (d *Decoder) decode(ctx context.Context, src source, p probed, fn func(Clip
 		return d.ctxError(ctx, src, ctx.Err())
 	}
 	if waitErr != nil {
-		cerr := classifyFailure(src, "ffmpeg", waitErr, stderr.String())
+		cerr := failure(src, px, "ffmpeg", waitErr, stderr.String())
 		if s.count == 0 && !pipeline.IsRetryable(cerr) {
 			return pipeline.Poison(fmt.Errorf("no video frames decoded: %w", cerr))
 		}

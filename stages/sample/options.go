@@ -48,6 +48,10 @@ type Options struct {
 	// Logger receives warnings such as a probed duration that disagreed
 	// with the decoded frame count; nil means slog.Default().
 	Logger *slog.Logger
+
+	// Guard checks every source against a SourcePolicy; nil reads any
+	// path or http(s) URL (for tools and tests, not for jobs from a topic).
+	Guard *Guard
 }
 
 // WithDefaults returns o with zero fields replaced by their defaults.

@@ -26,14 +26,32 @@ type Info struct {
 	Width, Height int     // as displayed: swapped for 90/270 degree rotation
 	FPS           float64 // average frame rate; 0 when unknown
 	Codec         string
+	BitRate       float64 // bits per second of the whole file; 0 when unknown
 }
 
 // source is a validated input: what ffmpeg should open and how.
 type source struct {
-	uri    string // as given, for messages
+	uri    string // as given (password redacted), for messages
 	input  string // argument to -i
 	local  string // file path for local inputs, "" for remote ones
 	remote bool
+
+	// Set for sources checked by a Guard (see Guard.source).
+	guarded bool
+	scheme  string
+	file    *os.File // the opened local file ffmpeg reads as descriptor 3
+	proxied bool     // http(s): ffmpeg connects through a filterProxy
+	hls     *hlsInfo // the source is an HLS playlist
+	secret  string   // the URI's password, kept out of messages
+}
+
+// scrub removes the source's password from ffmpeg's diagnostics, which
+// quote the input URL.
+func (s source) scrub(text string) string {
+	if s.secret == "" {
+		return text
+	}
+	return strings.ReplaceAll(text, s.secret, "xxxxx")
 }
 
 // netTimeout bounds one network read or write of ffmpeg/ffprobe so a stalled
@@ -41,15 +59,21 @@ type source struct {
 const netTimeout = 30 * time.Second
 
 // inputArgs are the per-input options: a protocol whitelist so a crafted
-// playlist or URI cannot make ffmpeg open other protocols or local files.
-func (s source) inputArgs(rwTimeout time.Duration) ffmpeg.KwArgs {
+// playlist or URI cannot make ffmpeg open other protocols or local files,
+// and for a guarded source the proxy every HTTP connection goes through.
+func (s source) inputArgs(rwTimeout time.Duration, proxyURL string) ffmpeg.KwArgs {
 	if !s.remote {
 		return ffmpeg.KwArgs{"protocol_whitelist": "file"}
 	}
-	return ffmpeg.KwArgs{
+	args := ffmpeg.KwArgs{
 		"protocol_whitelist": "http,https,tcp,tls,crypto",
 		"rw_timeout":         strconv.FormatInt(rwTimeout.Microseconds(), 10),
 	}
+	if proxyURL != "" {
+		args["protocol_whitelist"] = "http,https,tcp,tls,crypto,httpproxy"
+		args["http_proxy"] = proxyURL
+	}
+	return args
 }
 
 // parseSource accepts a plain path, a file:// URI or an http(s) URL. Local
@@ -122,6 +146,7 @@ type probeOutput struct {
 	} `json:"streams"`
 	Format struct {
 		Duration string `json:"duration"`
+		BitRate  string `json:"bit_rate"`
 	} `json:"format"`
 }
 
@@ -133,33 +158,34 @@ type probed struct {
 
 // Probe reads the first real video stream's properties with ffprobe.
 func (d *Decoder) Probe(ctx context.Context, uri string) (Info, error) {
-	src, err := parseSource(uri)
-	if err != nil {
-		return Info{}, err
-	}
 	ctx, cancel := d.withTimeout(ctx)
 	defer cancel()
-	p, err := d.probe(ctx, src)
+	src, px, err := d.open(ctx, uri)
+	if err != nil {
+		return Info{}, d.ctxError(ctx, src, err)
+	}
+	defer d.release(&src, px)
+	p, err := d.probe(ctx, src, px)
 	if err != nil {
 		return Info{}, d.ctxError(ctx, src, err)
 	}
 	return p.Info, nil
 }
 
-func (d *Decoder) probe(ctx context.Context, src source) (probed, error) {
+func (d *Decoder) probe(ctx context.Context, src source, px *filterProxy) (probed, error) {
 	args := []string{"-hide_banner", "-v", "error"}
-	args = append(args, ffmpeg.ConvertKwargsToCmdLineArgs(src.inputArgs(d.rwTimeout))...)
+	args = append(args, ffmpeg.ConvertKwargsToCmdLineArgs(src.inputArgs(d.rwTimeout, proxyURL(px)))...)
 	args = append(args,
 		"-show_entries", "stream=codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,duration"+
-			":stream_disposition=attached_pic:stream_tags=rotate:stream_side_data=rotation:format=duration",
+			":stream_disposition=attached_pic:stream_tags=rotate:stream_side_data=rotation:format=duration,bit_rate",
 		"-of", "json", "-i", src.input)
 	var stdout bytes.Buffer
 	stderr := newTailBuffer(stderrLimit)
-	if err := d.run(ctx, d.opts.FFprobePath, args, &stdout, stderr); err != nil {
+	if err := d.run(ctx, src, d.opts.FFprobePath, args, &stdout, stderr); err != nil {
 		if ctx.Err() != nil {
 			return probed{}, ctx.Err()
 		}
-		return probed{}, classifyFailure(src, "ffprobe", err, stderr.String())
+		return probed{}, failure(src, px, "ffprobe", err, stderr.String())
 	}
 	var out probeOutput
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
@@ -202,6 +228,18 @@ func (d *Decoder) probe(ctx context.Context, src source) (probed, error) {
 		// arrive with the displayed orientation.
 		if r := math.Mod(math.Abs(math.Round(rot)), 180); r == 90 {
 			p.Width, p.Height = p.Height, p.Width
+		}
+		p.BitRate = parseSeconds(out.Format.BitRate) // same parsing: a non-negative number
+		if g := d.opts.Guard; g != nil {
+			if err := g.checkFrame(src.uri, p.Width, p.Height); err != nil {
+				return probed{}, err
+			}
+			if err := g.checkDuration(src.uri, p.DurationS); err != nil {
+				return probed{}, err
+			}
+			if err := g.checkBitrate(src.uri, p.BitRate); err != nil {
+				return probed{}, err
+			}
 		}
 		return p, nil
 	}
@@ -253,12 +291,17 @@ func classifyFailure(src source, tool string, runErr error, stderr string) error
 		return fmt.Errorf("%s: %w", src.uri, runErr) // our installation, not the input
 	}
 	if src.remote {
+		kind := "HTTP source"
+		switch src.scheme {
+		case SchemeRTSP, SchemeRTMP, SchemeRTMPS, SchemeSRT:
+			kind = strings.ToUpper(src.scheme) + " source"
+		}
 		switch {
 		case strings.Contains(lower, "server returned 4"):
-			return pipeline.Poison(wrap("HTTP source rejected the request"))
+			return pipeline.Poison(wrap(kind + " rejected the request"))
 		case containsAny(lower, "server returned 5", "timed out", "connection refused", "connection reset",
 			"network is unreachable", "temporary failure in name resolution", "no route to host"):
-			return pipeline.Retryable(wrap("HTTP source unavailable"))
+			return pipeline.Retryable(wrap(kind + " unavailable"))
 		}
 	}
 	switch {

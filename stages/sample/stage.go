@@ -52,6 +52,9 @@ func NewStage(cfg StageConfig) (*Stage, error) {
 	if cfg.OutputTopic == "" {
 		cfg.OutputTopic = "clips"
 	}
+	if g := cfg.Options.Guard; g != nil && len(g.roots) == 0 && g.schemes[SchemeFile] {
+		cfg.Options.Logger.Warn("sample: jobs and streams may read any local file; set stages.sample.sources.file_roots to confine them")
+	}
 	return &Stage{cfg: cfg, now: time.Now}, nil
 }
 
@@ -138,16 +141,25 @@ func (s *Stage) EncodeClip(job *schemas.VideoJob, c Clip) ([]byte, error) {
 		SampledAt: s.now().UTC(),
 		Codec:     s.cfg.Codec,
 	}
-	for _, f := range c.Frames {
+	return encodeClip(h, c.Frames, s.cfg.Codec, s.cfg.Quality)
+}
+
+// encodeClip fills h's frame fields from frames and encodes the message,
+// lowering JPEG quality in steps of 10 (down to 50) until it fits in
+// MaxMessageBytes.
+func encodeClip(h schemas.ClipHeader, frames []Frame, codec string, quality int) ([]byte, error) {
+	h.Codec = codec
+	h.FrameTimes = nil
+	for _, f := range frames {
 		h.FrameTimes = append(h.FrameTimes, f.TimeS)
 	}
-	if len(c.Frames) > 0 {
-		h.Size = c.Frames[0].Image.Bounds().Dx()
+	if len(frames) > 0 {
+		h.Size = frames[0].Image.Bounds().Dx()
 	}
-	for quality := s.cfg.Quality; ; quality -= 10 {
-		clip := schemas.Clip{Header: h, Frames: make([][]byte, len(c.Frames))}
-		for i, f := range c.Frames {
-			b, err := schemas.EncodeFrame(f.Image, s.cfg.Codec, quality)
+	for q := quality; ; q -= 10 {
+		clip := schemas.Clip{Header: h, Frames: make([][]byte, len(frames))}
+		for i, f := range frames {
+			b, err := schemas.EncodeFrame(f.Image, codec, q)
 			if err != nil {
 				return nil, err
 			}
@@ -160,9 +172,9 @@ func (s *Stage) EncodeClip(job *schemas.VideoJob, c Clip) ([]byte, error) {
 		if len(value) <= MaxMessageBytes {
 			return value, nil
 		}
-		if s.cfg.Codec != schemas.CodecJPEG || quality-10 < 50 {
-			return nil, pipeline.Poisonf("clip %d of video %s is %d bytes as %s, over the %d-byte message limit; lower max_frames or use jpeg",
-				c.Index, job.VideoID, len(value), s.cfg.Codec, MaxMessageBytes)
+		if codec != schemas.CodecJPEG || q-10 < 50 {
+			return nil, pipeline.Poisonf("clip %d is %d bytes as %s, over the %d-byte message limit; lower max_frames or use jpeg",
+				h.ClipIndex, len(value), codec, MaxMessageBytes)
 		}
 	}
 }

@@ -1,0 +1,94 @@
+//go:build chaos
+
+package chaos_test
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/vidx/vidx/chaos"
+	"github.com/vidx/vidx/encoders/onnx"
+)
+
+var (
+	jobs  = flag.Int("chaos.jobs", 16, "video jobs (the full run uses 200)")
+	kills = flag.Int("chaos.kills", 4, "SIGKILLs of random stages (the full run uses 20)")
+	seed  = flag.Uint64("chaos.seed", 0, "kill schedule seed (0: random)")
+	keep  = flag.Bool("chaos.keep", false, "keep the work directory (models, videos, logs)")
+	burst = flag.Int("chaos.burst", 0, "publish this many jobs at once before the chaos and report peak RSS per stage (40 is 10x the calibration load)")
+)
+
+// TestChaos runs the broker and every stage as separate processes, breaks
+// them, and checks nothing was lost or indexed twice:
+//
+//	go test -tags chaos ./chaos/                                          # small run
+//	go test -tags chaos ./chaos/ -chaos.jobs 200 -chaos.kills 20 -timeout 30m -v  # full run
+func TestChaos(t *testing.T) {
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		t.Skip("ffmpeg not installed (run make setup)")
+	}
+	if _, err := os.Stat(onnx.DefaultLibPath()); err != nil {
+		t.Skipf("ONNX Runtime library not found at %s (run make setup or set VIDX_ORT_LIB)", onnx.DefaultLibPath())
+	}
+	dir := t.TempDir()
+	if *keep {
+		var err error
+		if dir, err = os.MkdirTemp("", "vidx-chaos-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("work directory: %s", dir)
+	}
+	bin := filepath.Join(dir, "vidx")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/vidx").CombinedOutput(); err != nil {
+		t.Fatalf("build vidx: %v\n%s", err, out)
+	}
+	level := slog.LevelInfo
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	rep, err := chaos.Run(context.Background(), chaos.Config{
+		Bin: bin, Dir: dir, Jobs: *jobs, Kills: *kills, Seed: *seed, Burst: *burst,
+		BrokerRestart: true, StoreOutage: 5 * time.Second, Drain: true,
+		Timeout: time.Duration(60+*jobs+30**kills) * time.Second, Log: log,
+	})
+	if err != nil {
+		t.Fatalf("chaos run: %v\n%s", err, chaos.Tails(dir, 15))
+	}
+	t.Log(rep.String())
+	for _, s := range chaos.Stages {
+		if p, ok := rep.PeakRSS[s]; ok {
+			t.Logf("peak RSS %-6s %4d MiB after calibration, %4d MiB after a burst of %d jobs", s, p[0]>>20, p[1]>>20, *burst)
+		}
+	}
+	// The summary line goes to stdout as well, for scripts.
+	os.Stdout.WriteString(rep.Summary() + "\n")
+	if rep.Lost != 0 || rep.Duplicated != 0 || rep.Orphans != 0 {
+		t.Errorf("delivery broken: %s\n%s", rep, chaos.Tails(dir, 15))
+	}
+	if rep.DeadLetters != 0 {
+		t.Errorf("%d dead letters for valid jobs", rep.DeadLetters)
+	}
+	if rep.Kills != *kills || rep.BrokerRestarts != 1 {
+		t.Errorf("ran %d kills and %d broker restarts, want %d and 1", rep.Kills, rep.BrokerRestarts, *kills)
+	}
+	if !rep.OutageHeld {
+		t.Error("the index stage committed offsets while the store refused upserts")
+	}
+	if rep.OutageFailedUpserts == 0 {
+		t.Error("no upsert was attempted during the store outage: the outage did not hit work in flight")
+	}
+	if !rep.DrainClean || rep.DrainExit > 35*time.Second {
+		t.Errorf("SIGTERM: exit after %s, clean %v; want a clean exit within the 30s drain timeout", rep.DrainExit, rep.DrainClean)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p[:len(p)-1]))
+	return len(p), nil
+}

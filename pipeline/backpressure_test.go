@@ -1,0 +1,68 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vidx/vidx/pipeline"
+)
+
+// TestMaxBatchBytes checks a burst of large messages is cut into batches
+// of bounded size even when MaxBatch would allow many more.
+func TestMaxBatchBytes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kc := startBroker(t, "in", "out", "dead-letters")
+	const n, size, limit = 12, 400, 1000
+	var outs []pipeline.Output
+	for range n {
+		outs = append(outs, pipeline.Output{Topic: "in", Key: []byte("one-partition"), Value: bytes.Repeat([]byte{'x'}, size)})
+	}
+	if err := pipeline.Produce(ctx, kc, outs...); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var sizes []int
+	h := pipeline.HandlerFunc(func(_ context.Context, batch []pipeline.Message) []pipeline.Result {
+		mu.Lock()
+		sizes = append(sizes, len(batch))
+		mu.Unlock()
+		return make([]pipeline.Result, len(batch))
+	})
+	cfg := pipeline.StageConfig{Name: "bytes", Topics: []string{"in"}, MaxBatch: 100, MaxWait: 500 * time.Millisecond, MaxBatchBytes: limit}
+	st, err := pipeline.NewStage(cfg, kc, h, testLogger(), pipeline.Hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runStage(t, ctx, st)
+	for {
+		mu.Lock()
+		total := 0
+		for _, s := range sizes {
+			total += s
+		}
+		got := append([]int(nil), sizes...)
+		mu.Unlock()
+		if total >= n {
+			// The message that crosses the limit is kept: at most
+			// ceil(limit/size) messages per batch.
+			for _, s := range got {
+				if s > (limit+size-1)/size {
+					t.Fatalf("batch of %d messages of %d bytes with max_batch_bytes %d: %v", s, size, limit, got)
+				}
+			}
+			if len(got) < n*size/limit-1 {
+				t.Fatalf("batches %v: the byte limit did not split the burst", got)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("handled %d of %d messages", total, n)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// ScanTopic calls fn for every message of topic that exists when the scan
+// starts, partition by partition in offset order, then returns. It joins no
+// consumer group and commits nothing, so tools can read a topic (the
+// dead-letter topic) without moving any stage's position.
+func ScanTopic(ctx context.Context, kc KafkaConfig, topic string, fn func(Message) error) error {
+	kc = kc.WithDefaults()
+	client := kc.client()
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return fmt.Errorf("scan %s: metadata: %w", topic, err)
+	}
+	var parts []int
+	for _, t := range meta.Topics {
+		if t.Name != topic {
+			continue
+		}
+		if t.Error != nil {
+			return fmt.Errorf("scan %s: %w", topic, t.Error)
+		}
+		for _, p := range t.Partitions {
+			parts = append(parts, p.ID)
+		}
+	}
+	if len(parts) == 0 {
+		return fmt.Errorf("scan %s: topic has no partitions", topic)
+	}
+	slices.Sort(parts)
+	var reqs []kafka.OffsetRequest
+	for _, p := range parts {
+		reqs = append(reqs, kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
+	}
+	offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return fmt.Errorf("scan %s: offsets: %w", topic, err)
+	}
+	first, last := map[int]int64{}, map[int]int64{}
+	for _, po := range offs.Topics[topic] {
+		if po.Error != nil {
+			return fmt.Errorf("scan %s/%d: offsets: %w", topic, po.Partition, po.Error)
+		}
+		first[po.Partition], last[po.Partition] = po.FirstOffset, po.LastOffset
+	}
+	for _, p := range parts {
+		if last[p] <= first[p] {
+			continue
+		}
+		if err := scanPartition(ctx, kc, topic, p, first[p], last[p], fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func scanPartition(ctx context.Context, kc KafkaConfig, topic string, partition int, from, end int64, fn func(Message) error) error {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:   kc.Brokers,
+		Topic:     topic,
+		Partition: partition,
+		MaxBytes:  4 << 20,
+		MaxWait:   100 * time.Millisecond,
+		Dialer:    kc.dialer(),
+	})
+	defer r.Close()
+	if err := r.SetOffset(from); err != nil {
+		return fmt.Errorf("scan %s/%d: %w", topic, partition, err)
+	}
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			return fmt.Errorf("scan %s/%d at offset %d of %d: %w", topic, partition, r.Offset(), end, err)
+		}
+		if err := fn(fromKafkaMessage(m)); err != nil {
+			return err
+		}
+		if m.Offset+1 >= end {
+			return nil
+		}
+	}
+}

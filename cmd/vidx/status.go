@@ -36,6 +36,8 @@ type statusReport struct {
 	// Qdrant holds the server version and collection settings.
 	QdrantVersion string                 `json:"qdrant_version,omitempty"`
 	Qdrant        *qdrant.CollectionInfo `json:"qdrant,omitempty"`
+	// Pipeline is the Kafka side: stage lag and stream states.
+	Pipeline *pipelineStatus `json:"pipeline,omitempty"`
 }
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -45,6 +47,8 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	collection := fs.String("collection", "", "collection to describe (default: store.collection)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	timeout := fs.Duration("timeout", 15*time.Second, "how long to wait for the store")
+	storeOnly := fs.Bool("store-only", false, "skip the brokers (stage lag and stream states)")
+	kafkaWait := fs.Duration("kafka-timeout", 3*time.Second, "how long to wait for the brokers")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -67,12 +71,19 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if !*storeOnly {
+		p := collectPipeline(ctx, cfg, *kafkaWait)
+		rep.Pipeline = &p
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
 	printStatus(stdout, rep)
+	if rep.Pipeline != nil {
+		printPipeline(stdout, *rep.Pipeline)
+	}
 	return nil
 }
 

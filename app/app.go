@@ -449,6 +449,8 @@ func (a *App) Manifest() *bundle.Manifest { return a.manifest }
 
 // Run runs every stage until ctx is cancelled.
 func (a *App) Run(ctx context.Context) error {
+	// Work outside the stage runtime (streams) finds the telemetry here.
+	ctx = telemetry.With(ctx, a.tel)
 	var wg sync.WaitGroup
 	errs := make([]error, len(a.stages))
 	for i, st := range a.stages {

@@ -153,7 +153,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	for _, want := range []string{
 		`vidx_messages_consumed_total{`, `stage="encode"`, `vidx_handle_duration_seconds_bucket{`,
 		`vidx_inference_duration_seconds_count{`, `model="image"`, `vidx_store_upsert_duration_seconds_count`,
-		`vidx_dead_letters_total{`, `class="poison"`, `vidx_clips_encoded_total`,
+		`vidx_dead_letters_total{`, `class="poison"`, `vidx_clips_encoded_total`, `vidx_frames_sampled_total`,
+		`vidx_store_search_duration_seconds_count`, `vidx_query_duration_seconds_count`, `model="text"`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/telemetry"
 )
 
 // stopGrace bounds the work a stopping stream still finishes: the window
@@ -179,6 +180,7 @@ func (s *Streams) emitWindow(ctx context.Context, spec schemas.StreamSpec, st *s
 	if err := s.produce(ctx, kafka.Message{Topic: s.env.ClipsTopic, Key: []byte(spec.StreamID), Value: value}); err != nil {
 		return fmt.Errorf("stream %s window %d: produce clip: %w", spec.StreamID, w.Index, err)
 	}
+	telemetry.From(ctx).Instruments().FramesSampled.Add(ctx, int64(len(w.Frames)))
 	st.Live = w.Live
 	st.Windows++
 	st.LastWindow = &schemas.StreamWindow{Index: w.Index, StartS: w.StartS, EndS: w.EndS, Frames: len(w.Frames),

@@ -7,6 +7,7 @@ import (
 
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/telemetry"
 )
 
 // MaxMessageBytes is the largest clip message the stage produces: kafka-go's
@@ -118,6 +119,7 @@ func (s *Stage) handle(ctx context.Context, m pipeline.Message) ([]pipeline.Outp
 			return err
 		}
 		outs = append(outs, pipeline.Output{Topic: s.cfg.OutputTopic, Key: []byte(job.VideoID), Value: value})
+		telemetry.From(ctx).Instruments().FramesSampled.Add(ctx, int64(len(c.Frames)))
 		return nil
 	})
 	if err != nil {

@@ -15,9 +15,12 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/telemetry"
 )
 
 // StreamsConfig configures continuous indexing of registered streams by the
@@ -562,6 +565,12 @@ func (s *Streams) forget(id string) {
 func (s *Streams) setState(ctx context.Context, st *schemas.StreamState, state string, cause error) {
 	if st.State != state {
 		s.log.Info("stream "+state, "stream", st.StreamID, "err", cause)
+		// One series per (stream, state), 1 for the current state.
+		gauge := telemetry.From(ctx).Instruments().StreamState
+		if st.State != "" {
+			gauge.Record(ctx, 0, metric.WithAttributes(attribute.String("stream", st.StreamID), attribute.String("state", st.State)))
+		}
+		gauge.Record(ctx, 1, metric.WithAttributes(attribute.String("stream", st.StreamID), attribute.String("state", state)))
 	}
 	st.State, st.Owner, st.UpdatedAt = state, s.env.Owner, s.now().UTC()
 	st.Error = ""

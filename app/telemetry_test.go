@@ -75,7 +75,7 @@ func TestOneClipTraceCoversEveryStage(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"videos process", "clips send", "clips process", "inference image",
+		"videos process", "decode", "clips send", "clips process", "preprocess", "inference image",
 		"frame-embeddings send", "frame-embeddings process", "clip-embeddings send",
 		"clip-embeddings process", "upsert",
 	} {

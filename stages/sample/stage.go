@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/telemetry"
@@ -99,7 +102,7 @@ func (s *Stage) JobOptions(job *schemas.VideoJob) (Options, error) {
 	return o, nil
 }
 
-func (s *Stage) handle(ctx context.Context, m pipeline.Message) ([]pipeline.Output, error) {
+func (s *Stage) handle(ctx context.Context, m pipeline.Message) (_ []pipeline.Output, err error) {
 	job, err := schemas.DecodeVideoJob(m.Value)
 	if err != nil {
 		return nil, pipeline.Poison(err)
@@ -113,7 +116,12 @@ func (s *Stage) handle(ctx context.Context, m pipeline.Message) ([]pipeline.Outp
 		return nil, pipeline.Poison(err)
 	}
 	var outs []pipeline.Output
-	err = dec.Clips(ctx, job.URI, func(c Clip) error {
+	// The decode span covers ffmpeg, frame selection, the CLIP crops and
+	// the frame encoding of every clip of the video.
+	dctx, span := telemetry.Start(m.Context(ctx), "decode", trace.WithAttributes(
+		attribute.String("vidx.video_id", job.VideoID), attribute.String("vidx.mode", opts.Mode)))
+	defer func() { telemetry.End(span, err) }()
+	err = dec.Clips(dctx, job.URI, func(c Clip) error {
 		value, err := s.EncodeClip(&job, c)
 		if err != nil {
 			return err

@@ -6,7 +6,7 @@ BIN       ?= bin/vidx
 GOFLAGS   ?=
 TEST_ARGS ?= -count=1 -timeout 20m
 
-.PHONY: all setup setup-test build demo test vet fmt bench clean
+.PHONY: all setup setup-test build demo test vet fmt bench chaos clean
 
 all: build
 
@@ -33,6 +33,10 @@ test: setup-test
 
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./encoders/onnx/ ./stages/sample/
+
+chaos: setup
+	$(GO) vet -tags chaos ./chaos/
+	$(GO) test -tags chaos -v -timeout 30m ./chaos/ $(CHAOS_ARGS)   # CHAOS_ARGS="-chaos.jobs 200 -chaos.kills 20" for the full run
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -258,3 +258,47 @@ func TestPipelineEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestLongVideoWindowsAllIndexed indexes a video in window mode with more
+// windows than the sample stage holds before producing, so clips go out
+// while ffmpeg still decodes: every window must be indexed exactly once.
+func TestLongVideoWindowsAllIndexed(t *testing.T) {
+	f := requireTools(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	video := filepath.Join(t.TempDir(), "long.mp4")
+	if err := ffmpeg("-f", "lavfi", "-i", "color=c=blue:size=320x240:rate=5:duration=21", "-c:v", "libx264", "-pix_fmt", "yuv420p", video); err != nil {
+		t.Fatal(err)
+	}
+	a := startApp(t, ctx, f, "color")
+	value, err := schemas.Encode(&schemas.VideoJob{VideoID: "long", URI: video,
+		Segment: &schemas.Segment{Mode: schemas.ModeWindow, WindowS: 2, StrideS: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, ctx, a, "long", value)
+	const windows = 11 // 21 s in 2 s windows, the last one partial
+	waitCount(t, ctx, a.Store(), a.Config.Store.Collection, windows)
+	probe := make([]float32, a.Manifest().EmbeddingDim)
+	probe[0] = 1
+	hits, err := a.Store().Search(ctx, a.Config.Store.Collection, sinks.SearchRequest{
+		Vector: probe, TopK: 100, Filter: sinks.Filter{VideoIDs: []string{"long"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, h := range hits {
+		if seen[h.Payload.ClipIndex] {
+			t.Errorf("window %d indexed twice", h.Payload.ClipIndex)
+		}
+		seen[h.Payload.ClipIndex] = true
+		if h.Payload.EndS-h.Payload.StartS > 2.001 {
+			t.Errorf("window %d spans %.1f-%.1f s", h.Payload.ClipIndex, h.Payload.StartS, h.Payload.EndS)
+		}
+	}
+	for i := 0; i < windows; i++ {
+		if !seen[i] {
+			t.Errorf("window %d missing", i)
+		}
+	}
+}

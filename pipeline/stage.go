@@ -336,6 +336,7 @@ func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, 
 	inst.BatchSize.Record(ctx, int64(len(batch)), stage)
 	hctx, tb := s.startBatch(ctx, batch)
 	defer func() { tb.end(err) }()
+	hctx = s.withEmitter(hctx, log)
 
 	start := time.Now()
 	outputs, parents, err := s.handle(hctx, log, batch)

@@ -13,6 +13,10 @@ import (
 	"github.com/vidx/vidx/telemetry"
 )
 
+// flushClips is how many clips of one video the stage holds before
+// producing them: at most 8 x 1000 KiB.
+const flushClips = 8
+
 // MaxMessageBytes is the largest clip message the stage produces: kafka-go's
 // default writer batch and reader fetch sizes are 1 MiB, and a message must
 // fit in both with room for the record overhead.
@@ -121,6 +125,11 @@ func (s *Stage) handle(ctx context.Context, m pipeline.Message) (_ []pipeline.Ou
 	dctx, span := telemetry.Start(m.Context(ctx), "decode", trace.WithAttributes(
 		attribute.String("vidx.video_id", job.VideoID), attribute.String("vidx.mode", opts.Mode)))
 	defer func() { telemetry.End(span, err) }()
+	// A long video in window mode has thousands of clips: inside a running
+	// stage they are produced every flushClips clips instead of being held
+	// until the end, which bounds memory. Point ids are deterministic, so a
+	// redelivered job re-indexes the same points.
+	early := pipeline.CanEmit(ctx)
 	err = dec.Clips(dctx, job.URI, func(c Clip) error {
 		value, err := s.EncodeClip(&job, c)
 		if err != nil {
@@ -128,6 +137,12 @@ func (s *Stage) handle(ctx context.Context, m pipeline.Message) (_ []pipeline.Ou
 		}
 		outs = append(outs, pipeline.Output{Topic: s.cfg.OutputTopic, Key: []byte(job.VideoID), Value: value})
 		telemetry.From(ctx).Instruments().FramesSampled.Add(ctx, int64(len(c.Frames)))
+		if early && len(outs) >= flushClips {
+			if err := pipeline.Emit(dctx, outs...); err != nil {
+				return pipeline.Retryable(fmt.Errorf("produce clips: %w", err))
+			}
+			outs = outs[:0:0]
+		}
 		return nil
 	})
 	if err != nil {

@@ -274,7 +274,7 @@ func (s *Streams) Run(ctx context.Context) error {
 		RebalanceTimeout:  15 * time.Second,
 		JoinGroupBackoff:  500 * time.Millisecond,
 		StartOffset:       kafka.FirstOffset,
-		Dialer:            &kafka.Dialer{ClientID: kc.ClientID, Timeout: kc.DialTimeout, DualStack: true},
+		Dialer:            kc.Dialer(),
 		Logger:            kafkaLog{s.log, slog.LevelDebug - 4},
 		ErrorLogger:       kafkaLog{s.log, slog.LevelDebug},
 	})

@@ -15,6 +15,7 @@ import (
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sinks"
 )
 
 // TestPoisonInputs sends one of each kind of bad input to the stage that
@@ -194,4 +195,35 @@ func startAppWith(t *testing.T, ctx context.Context, f fixtures, change func(*co
 		a.Close()
 	})
 	return a
+}
+
+// TestDecodeTimeoutIsRetriedThenDeadLettered gives the sample stage a decode
+// timeout no video can meet: a timeout may be transient, so the job is
+// retried a bounded number of times, then dead-lettered with its reason,
+// and nothing is indexed.
+func TestDecodeTimeoutIsRetriedThenDeadLettered(t *testing.T) {
+	f := requireTools(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a := startAppWith(t, ctx, f, func(c *config.Config) {
+		c.Stages.Sample.Timeout = time.Millisecond
+		c.Stages.Sample.MaxAttempts = 2
+	})
+	publish(t, ctx, a, "slow", job("slow", f.videos["red"]))
+	tap := pipeline.NewTap(a.Kafka(), a.Config.Topics.DeadLetters, true)
+	defer tap.Close()
+	m, err := tap.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := schemas.ParseDeadLetter(m.Key, m.Value, m.Headers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dl.Stage != app.StageSample || dl.Class != "unknown" || dl.Attempts != 2 || !strings.Contains(dl.Reason, "timed out") {
+		t.Errorf("dead letter = stage %s class %s attempts %d reason %q; want sample, unknown, 2, a timeout", dl.Stage, dl.Class, dl.Attempts, dl.Reason)
+	}
+	if n, err := a.Store().Count(ctx, a.Config.Store.Collection, sinks.Filter{}); err != nil || n != 0 {
+		t.Errorf("index holds %d clips (%v), want 0", n, err)
+	}
 }

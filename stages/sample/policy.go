@@ -85,10 +85,10 @@ func (p SourcePolicy) WithDefaults() SourcePolicy {
 		p.Schemes = slices.Clone(DefaultSchemes)
 	}
 	if p.MaxWidth == 0 {
-		p.MaxWidth = 4096
+		p.MaxWidth = 8192
 	}
 	if p.MaxHeight == 0 {
-		p.MaxHeight = 4096
+		p.MaxHeight = 8192
 	}
 	if p.MaxDuration == 0 {
 		p.MaxDuration = 24 * time.Hour

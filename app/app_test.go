@@ -105,12 +105,22 @@ func testLogger() *slog.Logger {
 // startApp runs every stage against a fresh embedded broker and store.
 func startApp(t *testing.T, ctx context.Context, f fixtures, bundle string) *app.App {
 	t.Helper()
+	return startAppWith(t, ctx, f, func(c *config.Config) { c.Model.Bundle = filepath.Join(f.models, bundle) })
+}
+
+// startAppWith is startApp on the colour bundle with a configuration
+// change; it stops the stages when the test ends.
+func startAppWith(t *testing.T, ctx context.Context, f fixtures, change func(*config.Config), opts ...app.Option) *app.App {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.Embedded.Broker, cfg.Embedded.BrokerPort = true, 0
-	cfg.Model.Bundle = filepath.Join(f.models, bundle)
+	cfg.Model.Bundle = filepath.Join(f.models, "color")
 	cfg.Stages.Query.MaxBatch = 1
-	a, err := app.New(ctx, cfg, app.AllStages, testLogger())
+	if change != nil {
+		change(&cfg)
+	}
+	a, err := app.New(ctx, cfg, app.AllStages, testLogger(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -171,32 +171,6 @@ func keys(m map[string]schemas.DeadLetter) []string {
 	return out
 }
 
-// startAppWith is startApp with a configuration change.
-func startAppWith(t *testing.T, ctx context.Context, f fixtures, change func(*config.Config)) *app.App {
-	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.Embedded.Broker, cfg.Embedded.BrokerPort = true, 0
-	cfg.Model.Bundle = filepath.Join(f.models, "color")
-	cfg.Stages.Query.MaxBatch = 1
-	change(&cfg)
-	a, err := app.New(ctx, cfg, app.AllStages, testLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("stages: %v", err)
-		}
-		a.Close()
-	})
-	return a
-}
-
 // TestDecodeTimeoutIsRetriedThenDeadLettered gives the sample stage a decode
 // timeout no video can meet: a timeout may be transient, so the job is
 // retried a bounded number of times, then dead-lettered with its reason,

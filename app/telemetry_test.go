@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vidx/vidx/app"
-	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/telemetry"
 )
 
@@ -35,19 +33,8 @@ func TestOneClipTraceCoversEveryStage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.Embedded.Broker, cfg.Embedded.BrokerPort = true, 0
-	cfg.Model.Bundle = filepath.Join(f.models, "color")
-	a, err := app.New(ctx, cfg, app.AllStages, testLogger(), app.WithTelemetry(tel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(runCtx) }()
-	defer func() { stop(); <-done }()
+	a := startAppWith(t, ctx, f, nil, app.WithTelemetry(tel))
+	cfg := a.Config
 
 	publish(t, ctx, a, "red", job("red", f.videos["red"]))
 	waitCount(t, ctx, a.Store(), cfg.Store.Collection, 1)
@@ -123,19 +110,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tel.Shutdown(context.Background())
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.Embedded.Broker, cfg.Embedded.BrokerPort = true, 0
-	cfg.Model.Bundle = filepath.Join(f.models, "color")
-	a, err := app.New(ctx, cfg, app.AllStages, testLogger(), app.WithTelemetry(tel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(runCtx) }()
-	defer func() { stop(); <-done }()
+	a := startAppWith(t, ctx, f, nil, app.WithTelemetry(tel))
+	cfg := a.Config
 	publish(t, ctx, a, "blue", job("blue", f.videos["blue"]))
 	publish(t, ctx, a, "bad", []byte("{not json"))
 	waitCount(t, ctx, a.Store(), cfg.Store.Collection, 1)

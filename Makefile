@@ -32,7 +32,7 @@ test: setup-test
 	$(GO) test $(TEST_ARGS) ./...
 
 bench: setup
-	$(GO) test -run '^$$' -bench . -benchtime 20x ./encoders/onnx/ ./stages/sample/
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./encoders/onnx/ ./stages/sample/ ./stages/encode/ ./stages/pool/ ./sinks/storetest/
 
 chaos: setup
 	$(GO) vet -tags chaos ./chaos/

@@ -20,6 +20,7 @@ import (
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
+	"github.com/vidx/vidx/stages/query"
 )
 
 // fixtures are generated once per test binary: models and videos take a
@@ -175,15 +176,7 @@ func waitCount(t *testing.T, ctx context.Context, s sinks.Store, collection stri
 
 func ask(t *testing.T, ctx context.Context, a *app.App, id, text string) schemas.Result {
 	t.Helper()
-	value, err := schemas.Encode(&schemas.Query{QueryID: id, Text: text, TopK: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := pipeline.Request(ctx, a.Kafka(), pipeline.Output{Topic: a.Config.Topics.Queries, Key: []byte(id), Value: value}, a.Config.Topics.Results, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := schemas.DecodeResult(m.Value)
+	r, err := query.Ask(ctx, a.Kafka(), a.Config.Topics.Queries, a.Config.Topics.Results, schemas.Query{QueryID: id, Text: text, TopK: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +14,7 @@ import (
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/stages/query"
 )
 
 func cmdIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -104,31 +103,9 @@ func cmdSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // search publishes a query and waits for its result.
 func search(ctx context.Context, cfg config.Config, q schemas.Query) (schemas.Result, error) {
-	if q.QueryID == "" {
-		var id [8]byte
-		_, _ = rand.Read(id[:])
-		q.QueryID = hex.EncodeToString(id[:])
-	}
-	q.SchemaVersion = schemas.Version
-	if err := q.Validate(); err != nil {
-		return schemas.Result{}, err
-	}
-	value, err := schemas.Encode(&q)
+	res, err := query.Ask(ctx, cfg.Kafka, cfg.Topics.Queries, cfg.Topics.Results, q)
 	if err != nil {
-		return schemas.Result{}, err
-	}
-	var res schemas.Result
-	_, err = pipeline.Request(ctx, cfg.Kafka, pipeline.Output{Topic: cfg.Topics.Queries, Key: []byte(q.QueryID), Value: value},
-		cfg.Topics.Results, func(m pipeline.Message) bool {
-			r, err := schemas.DecodeResult(m.Value)
-			if err != nil || r.QueryID != q.QueryID {
-				return false
-			}
-			res = r
-			return true
-		})
-	if err != nil {
-		return schemas.Result{}, fmt.Errorf("query %q: %w (is a query stage running against %v?)", q.Text, err, cfg.Kafka.Brokers)
+		return schemas.Result{}, fmt.Errorf("%w (is a query stage running against %v?)", err, cfg.Kafka.Brokers)
 	}
 	return res, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
+	"github.com/vidx/vidx/stages/query"
 	"github.com/vidx/vidx/stages/sample"
 )
 
@@ -268,16 +269,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func ask(t *testing.T, ctx context.Context, a *app.App, text string) schemas.Result {
 	t.Helper()
-	id := fmt.Sprintf("q-%d", time.Now().UnixNano())
-	value, err := schemas.Encode(&schemas.Query{QueryID: id, Text: text, TopK: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := pipeline.Request(ctx, a.Kafka(), pipeline.Output{Topic: a.Config.Topics.Queries, Key: []byte(id), Value: value}, a.Config.Topics.Results, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := schemas.DecodeResult(m.Value)
+	r, err := query.Ask(ctx, a.Kafka(), a.Config.Topics.Queries, a.Config.Topics.Results, schemas.Query{Text: text, TopK: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

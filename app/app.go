@@ -340,6 +340,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 	}
 	return pipeline.NewStage(pipeline.StageConfig{
 		Name:            name,
+		Group:           rt.Group,
 		Topics:          topics,
 		DeadLetterTopic: t.DeadLetters,
 		MaxBatch:        rt.MaxBatch,

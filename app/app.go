@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logge
 			return nil, err
 		}
 	}
-	if err := pipeline.EnsureTopics(ctx, a.Config.Kafka, cfg.Topics.All()...); err != nil {
+	if err := pipeline.AwaitTopics(ctx, a.Config.Kafka, a.log, cfg.Topics.All()...); err != nil {
 		return nil, err
 	}
 	for _, n := range AllStages {

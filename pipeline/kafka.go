@@ -26,6 +26,10 @@ type KafkaConfig struct {
 	BatchTimeout time.Duration `yaml:"batch_timeout"`
 	// DialTimeout bounds connection set-up.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// StartupTimeout is how long a starting process waits for the brokers
+	// to answer before it gives up with an error (default 2m): a stage
+	// started while Kafka restarts waits rather than exits.
+	StartupTimeout time.Duration `yaml:"startup_timeout"`
 	// TLS and SASL secure every connection: consumers, producers, admin
 	// clients and taps.
 	TLS  TLSConfig  `yaml:"tls"`
@@ -48,6 +52,9 @@ func (c KafkaConfig) WithDefaults() KafkaConfig {
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = 10 * time.Second
+	}
+	if c.StartupTimeout == 0 {
+		c.StartupTimeout = 2 * time.Minute
 	}
 	return c
 }
@@ -195,6 +202,30 @@ func fromKafkaMessage(m kafka.Message) Message {
 		Value:     m.Value,
 		Headers:   h,
 		Time:      m.Time,
+	}
+}
+
+// AwaitTopics creates the missing topics as EnsureTopics does, waiting up
+// to StartupTimeout for unreachable brokers and saying so every time it
+// tries; a refusal by a broker that answers (bad settings, no rights) is
+// returned at once.
+func AwaitTopics(ctx context.Context, c KafkaConfig, log *slog.Logger, topics ...string) error {
+	c = c.WithDefaults()
+	deadline := time.Now().Add(c.StartupTimeout)
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := EnsureTopics(ctx, c, topics...)
+		if err == nil || Classify(err) != ClassRetryable || ctx.Err() != nil {
+			return err
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("kafka: brokers %v unreachable for %s: %w", c.Brokers, c.StartupTimeout, err)
+		}
+		log.Warn("kafka not reachable yet; waiting", "brokers", c.Brokers, "attempt", attempt, "retry_in", wait, "err", err)
+		if sleep(ctx, wait) != nil {
+			return ctx.Err()
+		}
+		wait = min(2*wait, 5*time.Second)
 	}
 }
 

@@ -42,6 +42,22 @@ if [ "$WITH_TEST_TOOLS" = 1 ]; then
       log "python3-torch/python3-onnx not installed: the export parity test will skip"
   fi
 
+  # kcat (librdkafka): a second, independent Kafka client for the interop
+  # test (app/kcat_test.go), and Java for the real Apache Kafka broker that
+  # make test runs (scripts/kafka.sh fetches the broker with Maven).
+  if ! command -v kcat >/dev/null; then
+    log "installing kcat (apt-get)"
+    { as_root apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends kcat >/dev/null; } ||
+      log "kcat not installed: the Kafka interop test will skip"
+  fi
+  if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+    log "installing openjdk-17-jre-headless and maven (apt-get)"
+    { as_root apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless maven >/dev/null; } ||
+      log "java/maven not installed: make test cannot start Apache Kafka"
+  fi
+
   # Pillow for Debian's python3: the reference of the preprocessing parity test
   # (encoders/preprocess) and scripts/preprocess_parity.py. Without it that test
   # skips, so a failed install is not fatal.

@@ -53,12 +53,17 @@ func TestChaos(t *testing.T) {
 	}
 	level := slog.LevelInfo
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	timeout := time.Duration(60+*jobs+30**kills) * time.Second
+	if *kafka == chaos.KafkaReal {
+		// A JVM per node to start, and a rolling restart, on a busy machine.
+		timeout += time.Duration(120+60**nodes) * time.Second
+	}
 	rep, err := chaos.Run(context.Background(), chaos.Config{
 		Bin: bin, Dir: dir, Jobs: *jobs, Kills: *kills, Seed: *seed, Burst: *burst,
 		Kafka: *kafka, KafkaScript: "../scripts/kafka.sh", KafkaNodes: *nodes,
 		BrokerRestart: true, BrokerLoss: *kafka == chaos.KafkaReal && *nodes >= 3,
 		StoreOutage: 5 * time.Second, Drain: true,
-		Timeout: time.Duration(60+*jobs+30**kills) * time.Second, Log: log,
+		Timeout: timeout, Log: log,
 	})
 	if err != nil {
 		t.Fatalf("chaos run: %v\n%s", err, chaos.Tails(dir, 15))

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -218,6 +220,11 @@ func AwaitTopics(ctx context.Context, c KafkaConfig, log *slog.Logger, topics ..
 		if err == nil || Classify(err) != ClassRetryable || ctx.Err() != nil {
 			return err
 		}
+		// The admin client reports a refused handshake as an unavailable
+		// broker; a plain connection says what was refused.
+		if perr := c.probe(ctx); perr != nil && settingsError(perr) {
+			return fmt.Errorf("kafka: brokers %v refused the connection settings (check kafka.tls and kafka.sasl): %w", c.Brokers, perr)
+		}
 		if time.Now().Add(wait).After(deadline) {
 			return fmt.Errorf("kafka: brokers %v unreachable for %s: %w", c.Brokers, c.StartupTimeout, err)
 		}
@@ -227,6 +234,43 @@ func AwaitTopics(ctx context.Context, c KafkaConfig, log *slog.Logger, topics ..
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// probe opens and closes one connection to each broker, with the TLS
+// handshake and SASL authentication of every other connection; it returns
+// the first failure.
+func (c KafkaConfig) probe(ctx context.Context) error {
+	d := c.dialer()
+	for _, b := range c.Brokers {
+		conn, err := d.DialContext(ctx, "tcp", b)
+		if err != nil {
+			return err
+		}
+		conn.Close()
+	}
+	return nil
+}
+
+// settingsError reports errors that waiting cannot cure: credentials,
+// rights or TLS settings the brokers refuse.
+func settingsError(err error) bool {
+	var ke kafka.Error
+	if errors.As(err, &ke) {
+		switch ke {
+		case kafka.SASLAuthenticationFailed, kafka.UnsupportedSASLMechanism, kafka.IllegalSASLState,
+			kafka.TopicAuthorizationFailed, kafka.ClusterAuthorizationFailed, kafka.GroupAuthorizationFailed:
+			return true
+		}
+	}
+	var (
+		header   tls.RecordHeaderError
+		verify   *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	return errors.As(err, &header) || errors.As(err, &verify) || errors.As(err, &unknown) ||
+		errors.As(err, &hostname) || errors.As(err, &invalid)
 }
 
 // Ping checks that a broker answers a metadata request.

@@ -81,9 +81,12 @@ configure() { # $1 node count: ports, configs and formatted storage
   free_ports "$n" >"$RUN/ports"
   free_ports "$n" >"$RUN/cports"
   for ((i = 1; i <= n; i++)); do voters="${voters:+$voters,}$i@127.0.0.1:$(cport "$i")"; done
+  # A cluster id is a Kafka Uuid: 16 random bytes, URL-safe base64 without
+  # padding (what `kafka-storage random-uuid` prints, without a JVM start).
   local cluster
-  cluster="$(java_run kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
-  [ -n "$cluster" ] || die "kafka-storage random-uuid failed"
+  cluster="$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')"
+  [ -n "$cluster" ] || die "could not make a cluster id"
+  local pids=()
   for ((i = 1; i <= n; i++)); do
     mkdir -p "$RUN/node$i/data"
     cat >"$RUN/node$i/server.properties" <<EOF
@@ -111,8 +114,13 @@ auto.create.topics.enable=false
 # A local cluster has no reason to hold the first group join back.
 group.initial.rebalance.delay.ms=0
 EOF
+    # One JVM per node: format them side by side.
     java_run kafka.tools.StorageTool format -t "$cluster" -c "$RUN/node$i/server.properties" --ignore-formatted \
-      >>"$RUN/node$i/kafka.log" 2>&1 || { tail -n 20 "$RUN/node$i/kafka.log" >&2; die "formatting node $i failed"; }
+      >>"$RUN/node$i/kafka.log" 2>&1 &
+    pids+=($!)
+  done
+  for ((i = 1; i <= n; i++)); do
+    wait "${pids[$((i - 1))]}" || { tail -n 20 "$RUN/node$i/kafka.log" >&2; die "formatting node $i failed"; }
   done
 }
 

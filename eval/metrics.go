@@ -63,7 +63,9 @@ func Summarize(ranks []int) Metrics {
 // is ranked last.
 
 // TextToVideoRanks returns, for each text (row of sims, [texts][videos]), the
-// 1-based rank of its ground-truth video truth[i] among all videos.
+// 1-based rank of its ground-truth video truth[i] among all videos: what
+// CLIP4Clip's compute_metrics (one caption per video) and
+// tensor_text_to_video_metrics (several) compute per caption.
 func TextToVideoRanks(sims [][]float64, truth []int) ([]int, error) {
 	videos, err := checkMatrix(sims, truth)
 	if err != nil {
@@ -84,22 +86,23 @@ func TextToVideoRanks(sims [][]float64, truth []int) ([]int, error) {
 }
 
 // VideoToTextRanks returns, for each video (column of sims, [texts][videos]),
-// the rank of its best caption among all texts: the 1-based position of the
-// highest-scoring of its own captions when every text is ranked by its score
-// for that video. Only other videos' captions can rank above it. Every video
-// needs at least one caption.
+// the 1-based rank of its own caption group among all videos' caption
+// groups, CLIP4Clip's multi-sentence protocol (metrics.py,
+// tensor_video_to_text_sim followed by compute_metrics): a group's score for
+// a video is the maximum over that group's captions, and the video's rank is
+// 1 plus the number of other groups whose score is at least its own group's.
+// A group counts once however many of its captions beat the video's own, so
+// there are as many candidates as videos. With one caption per video this is
+// compute_metrics on the transposed matrix. Every video needs at least one
+// caption.
 func VideoToTextRanks(sims [][]float64, truth []int) ([]int, error) {
 	videos, err := checkMatrix(sims, truth)
 	if err != nil {
 		return nil, err
 	}
-	best := make([]float64, videos)
 	has := make([]bool, videos)
-	for i, row := range sims {
-		v := truth[i]
-		if s := score(row[v]); !has[v] || s > best[v] {
-			best[v], has[v] = s, true
-		}
+	for _, v := range truth {
+		has[v] = true
 	}
 	for v, ok := range has {
 		if !ok {
@@ -107,10 +110,18 @@ func VideoToTextRanks(sims [][]float64, truth []int) ([]int, error) {
 		}
 	}
 	ranks := make([]int, videos)
+	group := make([]float64, videos)
 	for v := range videos {
-		rank := 1
+		// group[g]: the best score any caption of video g gives video v.
+		for g := range group {
+			group[g] = math.Inf(-1)
+		}
 		for i, row := range sims {
-			if truth[i] != v && score(row[v]) >= best[v] {
+			group[truth[i]] = math.Max(group[truth[i]], score(row[v]))
+		}
+		rank := 1
+		for g, s := range group {
+			if g != v && s >= group[v] {
 				rank++
 			}
 		}

@@ -80,6 +80,38 @@ func TestVideoToTextRanks(t *testing.T) {
 			want:  []int{2, 2},
 		},
 		{
+			// CLIP4Clip's multi-sentence rule (max per caption group, then
+			// rank the groups), worked by hand. Groups: v0 = {c0, c1},
+			// v1 = {c2, c3}, v2 = {c4}.
+			// Column v0: c0..c4 = .5 .6 .7 .8 .1; groups v0 .6, v1 .8,
+			//   v2 .1: rank 2. Ranking single captions would give 3, as
+			//   both of v1's captions beat .6.
+			// Column v1: .2 .9 .3 .4 .95; groups v0 .9, v1 .4, v2 .95:
+			//   rank 3.
+			// Column v2: .1 .1 .2 .1 .3; groups .1 .2 .3: rank 1.
+			name: "several captions: groups ranked by their best caption",
+			sims: [][]float64{
+				{0.5, 0.2, 0.1},
+				{0.6, 0.9, 0.1},
+				{0.7, 0.3, 0.2},
+				{0.8, 0.4, 0.1},
+				{0.1, 0.95, 0.3},
+			},
+			truth: []int{0, 0, 1, 1, 2},
+			want:  []int{2, 3, 1},
+		},
+		{
+			// Column v0: groups v0 max(NaN, .4) = .4, v1 max(.5, NaN) = .5:
+			// rank 2. Column v1: v0 max(.3, NaN->-Inf) = .3, v1 max(NaN,
+			// .2) = .2: rank 2. A NaN caption counts as -Inf, as
+			// tensor_video_to_text_sim sets it, and does not hide its
+			// group's other captions.
+			name:  "NaN captions inside groups",
+			sims:  [][]float64{{math.NaN(), 0.3}, {0.4, math.NaN()}, {0.5, math.NaN()}, {math.NaN(), 0.2}},
+			truth: []int{0, 0, 1, 1},
+			want:  []int{2, 2},
+		},
+		{
 			// A video's own captions never rank above its best one, tied or
 			// not; another video's caption tied with it does.
 			name:  "ties with own and other captions",

@@ -55,6 +55,9 @@ type Report struct {
 	Videos    int    `json:"videos"`
 	Captions  int    `json:"captions"`
 	Pooling   string `json:"pooling"`
+	// Codec is the frames' transport from the sample stage to the encoder
+	// (jpeg or png).
+	Codec string `json:"codec,omitempty"`
 
 	Model       string  `json:"-"`
 	BankSize    int     `json:"-"`

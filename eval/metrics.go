@@ -20,10 +20,18 @@ type Metrics struct {
 	MnR float64 `json:"mnr"`
 }
 
-// Summarize turns 1-based ranks into Metrics. The median of an even number of
-// ranks is the mean of the two middle ones, as numpy's median gives. An empty
-// slice gives zero Metrics.
-func Summarize(ranks []int) Metrics {
+// Summarize turns 1-based ranks into Metrics as CLIP4Clip's compute_metrics
+// does. The median of an even number of ranks is the mean of the two middle
+// ones, as numpy's median gives. An empty slice gives zero Metrics.
+func Summarize(ranks []int) Metrics { return summarize(ranks, false) }
+
+// SummarizeMultiSentence is Summarize as CLIP4Clip's
+// tensor_text_to_video_metrics reports text-to-video when videos have
+// several captions: its median is torch.median's, the lower of the two
+// middle ranks of an even count.
+func SummarizeMultiSentence(ranks []int) Metrics { return summarize(ranks, true) }
+
+func summarize(ranks []int, lowerMedian bool) Metrics {
 	n := len(ranks)
 	if n == 0 {
 		return Metrics{}
@@ -48,12 +56,39 @@ func Summarize(ranks []int) Metrics {
 	m.R5 = 100 * m.R5 / float64(n)
 	m.R10 = 100 * m.R10 / float64(n)
 	m.MnR = sum / float64(n)
-	if n%2 == 1 {
+	switch {
+	case n%2 == 1:
 		m.MdR = float64(sorted[n/2])
-	} else {
+	case lowerMedian:
+		m.MdR = float64(sorted[n/2-1])
+	default:
 		m.MdR = float64(sorted[n/2-1]+sorted[n/2]) / 2
 	}
 	return m
+}
+
+// MultiSentence reports whether some video has more than one caption:
+// CLIP4Clip's multi_sentence_per_video case, where eval_epoch reshapes the
+// matrix per video and text-to-video is summarised by
+// tensor_text_to_video_metrics.
+func MultiSentence(truth []int) bool {
+	seen := make(map[int]bool, len(truth))
+	for _, v := range truth {
+		if seen[v] {
+			return true
+		}
+		seen[v] = true
+	}
+	return false
+}
+
+// summarizeT2V summarises text-to-video ranks with the rule CLIP4Clip uses
+// for the dataset's shape.
+func summarizeT2V(ranks, truth []int) Metrics {
+	if MultiSentence(truth) {
+		return SummarizeMultiSentence(ranks)
+	}
+	return Summarize(ranks)
 }
 
 // Ties: a candidate that scores exactly as high as the ground truth is

@@ -179,11 +179,14 @@ func TestSummarize(t *testing.T) {
 		name  string
 		ranks []int
 		want  Metrics
+		// wantMdRMulti is SummarizeMultiSentence's median: only the median
+		// of an even count differs.
+		wantMdRMulti float64
 	}{
-		{"odd count", []int{1, 3, 2}, Metrics{R1: 100.0 / 3, R5: 100, R10: 100, MdR: 2, MnR: 2}},
-		{"even count takes the middle mean", []int{10, 1, 3, 2}, Metrics{R1: 25, R5: 75, R10: 100, MdR: 2.5, MnR: 4}},
-		{"recall bounds are inclusive", []int{5, 10, 11, 6}, Metrics{R1: 0, R5: 25, R10: 75, MdR: 8, MnR: 8}},
-		{"empty", nil, Metrics{}},
+		{"odd count", []int{1, 3, 2}, Metrics{R1: 100.0 / 3, R5: 100, R10: 100, MdR: 2, MnR: 2}, 2},
+		{"even count takes the middle mean", []int{10, 1, 3, 2}, Metrics{R1: 25, R5: 75, R10: 100, MdR: 2.5, MnR: 4}, 2},
+		{"recall bounds are inclusive", []int{5, 10, 11, 6}, Metrics{R1: 0, R5: 25, R10: 75, MdR: 8, MnR: 8}, 6},
+		{"empty", nil, Metrics{}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -191,7 +194,29 @@ func TestSummarize(t *testing.T) {
 			if !closeMetrics(got, tt.want) {
 				t.Errorf("Summarize(%v) = %+v, want %+v", tt.ranks, got, tt.want)
 			}
+			multi := tt.want
+			multi.MdR = tt.wantMdRMulti
+			if got := SummarizeMultiSentence(tt.ranks); !closeMetrics(got, multi) {
+				t.Errorf("SummarizeMultiSentence(%v) = %+v, want %+v", tt.ranks, got, multi)
+			}
 		})
+	}
+}
+
+func TestMultiSentence(t *testing.T) {
+	for _, tt := range []struct {
+		truth []int
+		want  bool
+	}{
+		{nil, false},
+		{[]int{0, 1, 2}, false},
+		{[]int{2, 0, 1}, false},
+		{[]int{0, 1, 0}, true},
+		{[]int{0, 0}, true},
+	} {
+		if got := MultiSentence(tt.truth); got != tt.want {
+			t.Errorf("MultiSentence(%v) = %v, want %v", tt.truth, got, tt.want)
+		}
 	}
 }
 

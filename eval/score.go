@@ -137,7 +137,7 @@ func Score(e *Embeddings, o ScoreOptions) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.T2VStream.set(mode, Summarize(ranks))
+		r.T2VStream.set(mode, summarizeT2V(ranks, e.Truth))
 	}
 	return r, nil
 }
@@ -164,7 +164,7 @@ func Transductive(cosine [][]float64, truth []int, mode string, temp float64) (t
 	if err != nil {
 		return t2v, v2t, err
 	}
-	return Summarize(tr), Summarize(vr), nil
+	return summarizeT2V(tr, truth), Summarize(vr), nil
 }
 
 // TextToVideoScores re-scores a [captions][videos] matrix for ranking videos

@@ -177,7 +177,9 @@ func TestVideoToTextPrior(t *testing.T) {
 //
 // Text-to-video, per caption: c0 .9 beats .85 .2 -> 1; c1 .3 is beaten by
 // .9 and .4 -> 3; c2 .8 -> 1; c3 .2 is beaten by .6 -> 2; c4 .7 -> 1; c5 .1
-// is beaten by .3 and .2 -> 3. Sorted 1 1 1 2 3 3: median 1.5, mean 11/6.
+// is beaten by .3 and .2 -> 3. Sorted 1 1 1 2 3 3: mean 11/6, median 1 (the
+// lower middle: with several captions per video CLIP4Clip summarises
+// text-to-video with torch.median in tensor_text_to_video_metrics).
 //
 // Video-to-text, caption groups by their best caption (CLIP4Clip's
 // tensor_video_to_text_sim): v0's column c0..c5 = .9 .3 .1 .6 .2 .3, groups
@@ -199,7 +201,7 @@ func TestTransductiveSeveralCaptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantT2V := Metrics{R1: 50, R5: 100, R10: 100, MdR: 1.5, MnR: 11.0 / 6}
+	wantT2V := Metrics{R1: 50, R5: 100, R10: 100, MdR: 1, MnR: 11.0 / 6}
 	wantV2T := Metrics{R1: 200.0 / 3, R5: 100, R10: 100, MdR: 1, MnR: 4.0 / 3}
 	if !closeMetrics(t2v, wantT2V) {
 		t.Errorf("text-to-video %+v, want %+v", t2v, wantT2V)

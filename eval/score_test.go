@@ -367,3 +367,47 @@ func TestRowSoftmaxIsDualSoftmax(t *testing.T) {
 		}
 	}
 }
+
+// TestSingleQueryAxis pins down what docs/eval.md says the query stage does
+// with a one-query batch and an empty bank: a text axis of one row. The
+// text-axis softmax is then 1, so camoe returns the cosines; symmetric
+// multiplies by the row's own video-axis softmax, s*e^(s/T)/Z, which keeps
+// the cosine order among candidates whose cosine is above -T and stays
+// negative below 0 (so they remain last) but is not monotone there.
+func TestSingleQueryAxis(t *testing.T) {
+	const temp = 0.01
+	row := []float64{0.31, 0.28, 0.3, 0, -0.2, -0.05}
+	camoe, err := query.DualSoftmax(query.RerankCAMoE, temp, [][]float64{row})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(camoe[0], row) {
+		t.Errorf("camoe on one row: %v, want the cosines %v", camoe[0], row)
+	}
+	sym, err := query.DualSoftmax(query.RerankSymmetric, temp, [][]float64{row})
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := func(s []float64) []int {
+		idx := []int{0, 1, 2, 3, 4, 5}
+		slices.SortStableFunc(idx, func(a, b int) int {
+			switch {
+			case s[a] > s[b]:
+				return -1
+			case s[a] < s[b]:
+				return 1
+			}
+			return 0
+		})
+		return idx
+	}
+	// Cosine order: .31 .3 .28 0 -.05 -.2. Symmetric keeps the four
+	// non-negative ones in place; of the two negative ones, -.2 scores
+	// -.2*e^-51/Z, nearer 0 than -.05*e^-36/Z, so it comes first.
+	if got := order(row); !slices.Equal(got, []int{0, 2, 1, 3, 5, 4}) {
+		t.Fatalf("cosine order %v", got)
+	}
+	if got := order(sym[0]); !slices.Equal(got, []int{0, 2, 1, 3, 4, 5}) {
+		t.Errorf("symmetric order %v, want [0 2 1 3 4 5]", got)
+	}
+}

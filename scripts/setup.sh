@@ -12,7 +12,8 @@ ORT_LIB="$ORT_DIR/libonnxruntime.so.1"
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 # --test also installs what the test suite's reference checks use (Debian's
-# python3 with torch, onnx and Pillow); the demo and the stages need none of it.
+# python3 with torch, onnx and Pillow; ftfy and regex in a venv); the demo
+# and the stages need none of it.
 WITH_TEST_TOOLS=0
 [ "${1:-}" = "--test" ] && WITH_TEST_TOOLS=1
 

@@ -198,10 +198,15 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local n i
+  local n i p
   n="$(nodes)"
-  # Brokers first, the node that is likely the active controller last.
-  for ((i = n; i >= 1; i--)); do stop_node "$i" TERM; done
+  # Every node at once: stopped one by one, the last ones lose their
+  # controller quorum and wait in controlled shutdown until killed.
+  for ((i = 1; i <= n; i++)); do
+    p="$(pid_of "$i")"
+    [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true
+  done
+  for ((i = 1; i <= n; i++)); do stop_node "$i" TERM; done
 }
 
 cmd_clean() {

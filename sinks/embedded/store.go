@@ -284,6 +284,20 @@ func (s *Store) DeleteVideo(ctx context.Context, collection, videoID string) (in
 	return n, nil
 }
 
+// DeleteOlder removes the points of videoID whose generation is below
+// generation (points without one included) and returns how many there were.
+func (s *Store) DeleteOlder(ctx context.Context, collection, videoID string, generation int64) (int, error) {
+	c, err := s.get(ctx, collection)
+	if err != nil {
+		return 0, err
+	}
+	n, err := c.deleteOlder(videoID, generation)
+	if err != nil {
+		return 0, fmt.Errorf("delete generations of video %q older than %d from %q: %w", videoID, generation, collection, err)
+	}
+	return n, nil
+}
+
 // Count returns the number of points matching f.
 func (s *Store) Count(ctx context.Context, collection string, f sinks.Filter) (int, error) {
 	c, err := s.get(ctx, collection)

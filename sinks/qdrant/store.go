@@ -44,8 +44,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/blang/semver/v4"
 	qc "github.com/qdrant/go-client/qdrant"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -53,9 +55,9 @@ import (
 	"github.com/vidx/vidx/sinks"
 )
 
-// MinServerVersion is the oldest Qdrant that keeps collection metadata, where
-// vidx records which model produced a collection's vectors.
-const MinServerVersion = "1.16"
+// MinServerVersion is the oldest Qdrant that keeps collection metadata over
+// gRPC, where vidx records which model produced a collection's vectors.
+const MinServerVersion = "1.15.4"
 
 // maxMessage bounds gRPC messages both ways. gRPC's 4 MiB default is too
 // small for a batch of queries that return their vectors.
@@ -74,6 +76,10 @@ type Store struct {
 	// validated without a round trip; a collection's dimension and model
 	// never change while it exists.
 	specs map[string]sinks.CollectionSpec
+
+	// batch is the number of points per upsert call: Config.UpsertBatch,
+	// lowered for good when the server refuses batches of that size.
+	batch atomic.Int64
 
 	// conn is held for reading around every RPC and for writing by Close,
 	// which empties the client's connection pool.
@@ -148,6 +154,7 @@ func Open(ctx context.Context, rawURL string, cfg Config, log *slog.Logger) (*St
 		return nil, fmt.Errorf("qdrant client for %s: %w", ep, err)
 	}
 	s := &Store{cfg: cfg, ep: ep, client: client, log: log, specs: map[string]sinks.CollectionSpec{}}
+	s.batch.Store(int64(cfg.UpsertBatch))
 	if err := s.checkServer(ctx); err != nil {
 		client.Close()
 		return nil, err
@@ -166,17 +173,29 @@ func (s *Store) checkServer(ctx context.Context) error {
 		return fmt.Errorf("connect to qdrant at %s: %w", s.ep, err)
 	}
 	s.version = reply.GetVersion()
-	have, err := qc.ParseVersion(s.version)
+	have, err := semver.ParseTolerant(s.version)
 	if err != nil {
 		s.log.Warn("cannot parse the qdrant server version; assuming it keeps collection metadata", "version", s.version)
 		return nil
 	}
-	want, _ := qc.ParseVersion(MinServerVersion)
-	if have.Major < want.Major || have.Major == want.Major && have.Minor < want.Minor {
-		return fmt.Errorf("qdrant at %s is version %s; vidx needs %s or newer, which keeps collection metadata where vidx records the model of a collection's vectors",
+	want := semver.MustParse(MinServerVersion)
+	// A pre-release or build of a supported version is fine: compare the
+	// release numbers only.
+	have.Pre, have.Build = nil, nil
+	if have.LT(want) {
+		return fmt.Errorf("qdrant at %s is version %s; vidx needs %s or newer, which keeps collection metadata over gRPC where vidx records the model of a collection's vectors",
 			s.ep, s.version, MinServerVersion)
 	}
 	return nil
+}
+
+// serverTimeout is the timeout field of writes and collection creation:
+// the server gives up (DeadlineExceeded) before the attempt's own timeout
+// cancels the call, so a slow write is never still running on the server
+// while vidx sends it again. Qdrant counts it in whole seconds.
+func (s *Store) serverTimeout() *uint64 {
+	margin := max(time.Second, s.cfg.Timeout/5)
+	return qc.PtrOf(uint64(max(1, (s.cfg.Timeout-margin)/time.Second)))
 }
 
 // Endpoint returns the server address.
@@ -223,7 +242,7 @@ func (s *Store) EnsureCollection(ctx context.Context, spec sinks.CollectionSpec)
 	if errors.Is(err, sinks.ErrNotFound) {
 		if err := s.create(ctx, spec); err != nil {
 			// Another replica may have created it in between (Qdrant then
-			// answers InvalidArgument), or a retried create may have
+			// answers AlreadyExists), or a retried create may have
 			// succeeded the first time: look again before giving up.
 			var again error
 			info, again = s.info(ctx, spec.Name)
@@ -263,9 +282,16 @@ func (s *Store) create(ctx context.Context, spec sinks.CollectionSpec) error {
 			M:           qc.PtrOf(uint64(s.cfg.HNSWM)),
 			EfConstruct: qc.PtrOf(uint64(s.cfg.HNSWEfConstruct)),
 		},
-		ShardNumber:       qc.PtrOf(uint32(s.cfg.Shards)),
-		ReplicationFactor: qc.PtrOf(uint32(s.cfg.ReplicationFactor)),
-		Metadata:          encodeMetadata(spec),
+		Metadata: encodeMetadata(spec),
+		Timeout:  s.serverTimeout(),
+	}
+	// Unset shards and replication leave the choice to the cluster (one
+	// shard per node, its default replication factor).
+	if s.cfg.Shards > 0 {
+		req.ShardNumber = qc.PtrOf(uint32(s.cfg.Shards))
+	}
+	if s.cfg.ReplicationFactor > 0 {
+		req.ReplicationFactor = qc.PtrOf(uint32(s.cfg.ReplicationFactor))
 	}
 	if s.cfg.Quantization == QuantizationInt8 {
 		// Quantized vectors stay in RAM even when the originals are on disk;
@@ -308,6 +334,7 @@ func (s *Store) ensureIndexes(ctx context.Context, name string, info *qc.Collect
 				Wait:           qc.PtrOf(true),
 				FieldName:      f.Name,
 				FieldType:      qc.PtrOf(f.Type),
+				Timeout:        s.serverTimeout(),
 			})
 			if err != nil {
 				return err
@@ -350,8 +377,12 @@ func (s *Store) noteSettings(name string, info *qc.CollectionInfo) {
 	add("hnsw_ef_construct", ci.HNSWEfConstruct, uint64(s.cfg.HNSWEfConstruct))
 	add("on_disk", ci.OnDisk, s.cfg.OnDisk)
 	add("quantization", ci.Quantization, s.cfg.Quantization)
-	add("shards", ci.Shards, uint32(s.cfg.Shards))
-	add("replication_factor", ci.ReplicationFactor, uint32(s.cfg.ReplicationFactor))
+	if s.cfg.Shards > 0 {
+		add("shards", ci.Shards, uint32(s.cfg.Shards))
+	}
+	if s.cfg.ReplicationFactor > 0 {
+		add("replication_factor", ci.ReplicationFactor, uint32(s.cfg.ReplicationFactor))
+	}
 	if len(diffs) > 0 {
 		s.log.Info("existing collection keeps its own settings", append([]any{"collection", name}, diffs...)...)
 	}

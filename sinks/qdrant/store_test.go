@@ -140,8 +140,8 @@ func TestConfigValidate(t *testing.T) {
 		{"hnsw_m", func(c *qdrant.Config) { c.HNSWM = -1 }},
 		{"hnsw_ef_construct", func(c *qdrant.Config) { c.HNSWEfConstruct = 2 }},
 		{"quantization", func(c *qdrant.Config) { c.Quantization = "int4" }},
-		{"shards", func(c *qdrant.Config) { c.Shards = 0 }},
-		{"replication_factor", func(c *qdrant.Config) { c.ReplicationFactor = 0 }},
+		{"shards", func(c *qdrant.Config) { c.Shards = -1 }},
+		{"replication_factor", func(c *qdrant.Config) { c.ReplicationFactor = 65 }},
 		{"upsert_batch", func(c *qdrant.Config) { c.UpsertBatch = 5000 }},
 		{"ca_file", func(c *qdrant.Config) { c.CAFile = "ca.pem" }},
 	}
@@ -193,6 +193,9 @@ func TestBootstrapCreatesTheConfiguredCollection(t *testing.T) {
 		cr.GetMetadata()["vidx_dim"].GetIntegerValue() != int64(sp.Dim):
 		t.Errorf("metadata %v, want model %s, pooling %s, dim %d", cr.GetMetadata(), sp.Model, sp.Pooling, sp.Dim)
 	}
+	if cr.Timeout == nil || cr.GetTimeout() >= uint64(qdrant.Default().Timeout/time.Second) {
+		t.Errorf("create timeout %v, want one shorter than the call's %s", cr.Timeout, qdrant.Default().Timeout)
+	}
 	for _, r := range srv.Requests("Points/CreateFieldIndex") {
 		if !r.(*qc.CreateFieldIndexCollection).GetWait() {
 			t.Errorf("payload index created without wait: %v", r)
@@ -203,7 +206,7 @@ func TestBootstrapCreatesTheConfiguredCollection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantIndexes := map[string]string{"video_id": "keyword", "source": "keyword", "start_s": "float", "ingested_at": "datetime"}
+	wantIndexes := map[string]string{"video_id": "keyword", "source": "keyword", "start_s": "float", "ingested_at": "datetime", "generation": "integer"}
 	if fmt.Sprint(info.PayloadIndexes) != fmt.Sprint(wantIndexes) {
 		t.Errorf("payload indexes %v, want %v", info.PayloadIndexes, wantIndexes)
 	}
@@ -300,8 +303,8 @@ func TestAddsMissingPayloadIndexes(t *testing.T) {
 	if err := s.EnsureCollection(ctx, sp); err != nil {
 		t.Fatal(err)
 	}
-	if n := srv.Calls("Points/CreateFieldIndex"); n != 4 {
-		t.Errorf("%d payload indexes created, want 4", n)
+	if n := srv.Calls("Points/CreateFieldIndex"); n != 5 {
+		t.Errorf("%d payload indexes created, want 5", n)
 	}
 	if n := srv.Calls("Collections/Create"); n != 0 {
 		t.Errorf("existing collection was created again (%d calls)", n)
@@ -327,6 +330,11 @@ func TestUpsertSendsBatchesWithWait(t *testing.T) {
 		u := r.(*qc.UpsertPoints)
 		if !u.GetWait() {
 			t.Errorf("upsert without wait=true")
+		}
+		// The server gives up before the call does, so a slow upsert is
+		// never still running there while it is sent again.
+		if u.Timeout == nil || u.GetTimeout() < 1 || u.GetTimeout() >= uint64(qdrant.Default().Timeout/time.Second) {
+			t.Errorf("upsert timeout %v, want 1 s or more and below the call's %s", u.Timeout, qdrant.Default().Timeout)
 		}
 		sizes = append(sizes, len(u.GetPoints()))
 		for _, p := range u.GetPoints() {
@@ -370,7 +378,15 @@ func TestRetries(t *testing.T) {
 		{"unavailable twice", qdranttest.Fault{Code: codes.Unavailable, Times: 2}, 5 * time.Second, 3, 0, nil},
 		{"rate limited with retry-after", qdranttest.Fault{Code: codes.ResourceExhausted, RetryAfter: "1", Times: 1}, 5 * time.Second, 2, time.Second, nil},
 		{"unavailable with fractional retry-after", qdranttest.Fault{Code: codes.Unavailable, RetryAfter: "0.4", Times: 1}, 5 * time.Second, 2, 400 * time.Millisecond, nil},
-		{"rate limited without hint", qdranttest.Fault{Code: codes.ResourceExhausted, Times: 1}, 5 * time.Second, 2, 0, nil},
+		// Without retry-after Qdrant means "never": the request alone is
+		// over the limiter's budget. Halves of the batch pass.
+		{"rate limited without hint splits the batch", qdranttest.Fault{Code: codes.ResourceExhausted, Message: "Rate limiting exceeded: Write rate limit exceeded, request larger than rate limiter capacity, please try to split your request", Times: 1}, 5 * time.Second, 3, 0, nil},
+		{"rate limited without hint, for good", qdranttest.Fault{Code: codes.ResourceExhausted, Message: "Rate limiting exceeded: Write rate limit exceeded, request larger than rate limiter capacity, please try to split your request"}, 5 * time.Second, 3, 0, sinks.ErrRejected},
+		{"insufficient storage", qdranttest.Fault{Code: codes.ResourceExhausted, Message: "Insufficient storage: node quota reached", Trailer: map[string]string{"qdrant-insufficient-storage": "1"}}, 5 * time.Second, 1, 0, sinks.ErrCapacity},
+		{"strict mode points limit", qdranttest.Fault{Code: codes.InvalidArgument, Message: "Bad request: Max points count limit of 1000 reached!"}, 5 * time.Second, 1, 0, sinks.ErrCapacity},
+		{"strict mode storage limit", qdranttest.Fault{Code: codes.InvalidArgument, Message: "Bad request: Max vector storage size limit of 64MB reached!"}, 5 * time.Second, 1, 0, sinks.ErrCapacity},
+		{"disk full (1.17)", qdranttest.Fault{Code: codes.Internal, Message: "Service internal error: No space left on device: WAL buffer size exceeds available disk space"}, 5 * time.Second, 1, 0, sinks.ErrCapacity},
+		{"server-side timeout", qdranttest.Fault{Code: codes.DeadlineExceeded, Message: "Timeout: Operation 'upsert' timed out after 8s", Times: 1}, 5 * time.Second, 2, 0, nil},
 		{"attempt timeout", qdranttest.Fault{Code: codes.DeadlineExceeded, Times: 1}, 5 * time.Second, 2, 0, nil},
 		{"down for longer than retry_for", qdranttest.Fault{Code: codes.Unavailable}, 400 * time.Millisecond, -1, 0, qdrant.ErrUnavailable},
 		{"retry-after beyond retry_for", qdranttest.Fault{Code: codes.ResourceExhausted, RetryAfter: "30"}, 2 * time.Second, 1, 0, qdrant.ErrUnavailable},

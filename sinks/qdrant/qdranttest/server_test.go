@@ -67,8 +67,8 @@ func TestAnswers(t *testing.T) {
 	create(t, c, "clips")
 
 	if err := c.CreateCollection(ctx(t), &qc.CreateCollection{CollectionName: "clips",
-		VectorsConfig: qc.NewVectorsConfig(&qc.VectorParams{Size: 3, Distance: qc.Distance_Cosine})}); code(err) != codes.InvalidArgument {
-		t.Errorf("creating an existing collection: %v, want InvalidArgument", err)
+		VectorsConfig: qc.NewVectorsConfig(&qc.VectorParams{Size: 3, Distance: qc.Distance_Cosine})}); code(err) != codes.AlreadyExists {
+		t.Errorf("creating an existing collection: %v, want AlreadyExists", err)
 	}
 	if _, err := c.GetCollectionInfo(ctx(t), "missing"); code(err) != codes.NotFound {
 		t.Errorf("missing collection: %v, want NotFound", err)
@@ -77,10 +77,16 @@ func TestAnswers(t *testing.T) {
 	if _, err := c.Upsert(ctx(t), &qc.UpsertPoints{CollectionName: "clips", Wait: &wait, Points: []*qc.PointStruct{point("a"), point("b")}}); err != nil {
 		t.Fatal(err)
 	}
-	bad := point("c")
-	bad.Payload["colour"] = qc.NewValueString("red")
+	// Qdrant takes any payload; keys vidx does not know are accepted.
+	extra := point("c")
+	extra.Payload["colour"] = qc.NewValueString("red")
+	if _, err := c.Upsert(ctx(t), &qc.UpsertPoints{CollectionName: "clips", Wait: &wait, Points: []*qc.PointStruct{extra}}); err != nil {
+		t.Errorf("payload with an unknown key: %v, want it accepted", err)
+	}
+	bad := point("d")
+	bad.Payload["start_s"] = qc.NewValueString("soon")
 	if _, err := c.Upsert(ctx(t), &qc.UpsertPoints{CollectionName: "clips", Points: []*qc.PointStruct{bad}}); code(err) != codes.InvalidArgument {
-		t.Errorf("payload outside the vidx schema: %v, want InvalidArgument", err)
+		t.Errorf("payload with a known key of the wrong type: %v, want InvalidArgument", err)
 	}
 	wide := point("c")
 	wide.Vectors = qc.NewVectorsDense([]float32{1, 2, 3, 4})
@@ -101,11 +107,11 @@ func TestAnswers(t *testing.T) {
 		t.Errorf("match any: %d, %v; want 1", n, err)
 	}
 	inclusive := &qc.Filter{Must: []*qc.Condition{qc.NewRange("start_s", &qc.Range{Gte: qc.PtrOf(1.5), Lte: qc.PtrOf(1.5)})}}
-	if n, err := c.Count(ctx(t), &qc.CountPoints{CollectionName: "clips", Filter: inclusive}); err != nil || n != 2 {
-		t.Errorf("inclusive range: %d, %v; want 2", n, err)
+	if n, err := c.Count(ctx(t), &qc.CountPoints{CollectionName: "clips", Filter: inclusive}); err != nil || n != 3 {
+		t.Errorf("inclusive range: %d, %v; want 3", n, err)
 	}
 	res, err := c.Query(ctx(t), &qc.QueryPoints{CollectionName: "clips", Query: qc.NewQueryDense([]float32{1, 2, 3}), WithPayload: qc.NewWithPayload(true)})
-	if err != nil || len(res) != 2 || res[0].GetScore() < 0.9999 || res[0].GetPayload()["start_s"].GetDoubleValue() != 1.5 {
+	if err != nil || len(res) != 3 || res[0].GetScore() < 0.9999 || res[0].GetPayload()["start_s"].GetDoubleValue() != 1.5 {
 		t.Errorf("query: %v, %v", res, err)
 	}
 	if err := c.DeleteCollection(ctx(t), "clips"); code(err) != codes.Unimplemented {

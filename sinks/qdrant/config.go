@@ -59,13 +59,13 @@ type Config struct {
 // Default returns the recommended settings.
 func Default() Config {
 	return Config{
-		PoolSize:          3,
-		Timeout:           10 * time.Second,
-		RetryFor:          30 * time.Second,
-		HNSWM:             16,
-		HNSWEfConstruct:   100,
-		Quantization:      QuantizationNone,
-		UpsertBatch:       128,
+		PoolSize:        3,
+		Timeout:         10 * time.Second,
+		RetryFor:        30 * time.Second,
+		HNSWM:           16,
+		HNSWEfConstruct: 100,
+		Quantization:    QuantizationNone,
+		UpsertBatch:     128,
 	}
 }
 

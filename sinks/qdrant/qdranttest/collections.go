@@ -241,10 +241,10 @@ func (c *collection) info(points uint64) *qc.CollectionInfo {
 		replicas = cr.GetReplicationFactor()
 	}
 	info := &qc.CollectionInfo{
-		Status:              qc.CollectionStatus_Green,
-		OptimizerStatus:     &qc.OptimizerStatus{Ok: true},
-		SegmentsCount:       1,
-		PointsCount:         qc.PtrOf(points),
+		Status:          qc.CollectionStatus_Green,
+		OptimizerStatus: &qc.OptimizerStatus{Ok: true},
+		SegmentsCount:   1,
+		PointsCount:     qc.PtrOf(points),
 		// Qdrant builds no HNSW index below the indexing threshold.
 		IndexedVectorsCount: qc.PtrOf(uint64(0)),
 		Config: &qc.CollectionConfig{

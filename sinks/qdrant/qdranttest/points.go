@@ -306,6 +306,37 @@ func olderFrom(f *qc.Filter) (video string, gen int64, ok bool) {
 	return kw.Keyword, int64(math.Ceil(r.GetGte())), true
 }
 
+// countOlder counts the points of video with a generation below gen. The
+// embedded store's filters cannot say "below", so the video's points are
+// listed with a search (any direction ranks them all) and inspected.
+func (s *Server) countOlder(ctx context.Context, c *collection, video string, gen int64) (int, error) {
+	store, err := s.state()
+	if err != nil {
+		return 0, err
+	}
+	f := sinks.Filter{VideoIDs: []string{video}}
+	all, err := store.Count(ctx, c.name, f)
+	if err != nil || all == 0 {
+		return 0, grpcError(err)
+	}
+	s.mu.Lock()
+	dim := int(c.create.GetVectorsConfig().GetParams().GetSize())
+	s.mu.Unlock()
+	probe := make([]float32, dim)
+	probe[0] = 1
+	hits, err := store.Search(ctx, c.name, sinks.SearchRequest{Vector: probe, TopK: all, Filter: f})
+	if err != nil {
+		return 0, grpcError(err)
+	}
+	n := 0
+	for _, h := range hits {
+		if h.Payload.Generation < gen {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // indexedNow reports whether c counts as indexed, i.e. searched and
 // counted approximately unless exact is asked for.
 func (s *Server) indexedNow(ctx context.Context, c *collection) (bool, error) {
@@ -455,11 +486,18 @@ func (ps pointsService) Count(ctx context.Context, req *qc.CountPoints) (*qc.Cou
 	if err != nil {
 		return nil, err
 	}
-	f, err := filterFromQdrant(req.GetFilter())
+	store, err := ps.s.state()
 	if err != nil {
 		return nil, err
 	}
-	store, err := ps.s.state()
+	if video, gen, ok := olderFrom(req.GetFilter()); ok {
+		n, err := ps.s.countOlder(ctx, c, video, gen)
+		if err != nil {
+			return nil, err
+		}
+		return &qc.CountResponse{Result: &qc.CountResult{Count: uint64(n)}}, nil
+	}
+	f, err := filterFromQdrant(req.GetFilter())
 	if err != nil {
 		return nil, err
 	}

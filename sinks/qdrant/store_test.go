@@ -669,19 +669,211 @@ func TestTLS(t *testing.T) {
 }
 
 func TestRefusesOldServers(t *testing.T) {
-	for _, v := range []string{"1.15.3", "0.11.0"} {
-		srv := qdranttest.New(t, qdranttest.Options{Version: v})
-		_, err := qdrant.Open(testCtx(t), srv.URL(), qdrant.Config{}, quiet)
-		if err == nil || !strings.Contains(err.Error(), v) || !strings.Contains(err.Error(), qdrant.MinServerVersion) {
-			t.Errorf("server %s: Open = %v, want an error naming both versions", v, err)
+	tests := []struct {
+		version string
+		ok      bool
+	}{
+		{"1.15.3", false},
+		{"1.14.1", false},
+		{"0.11.0", false},
+		{"1.15.4", true},
+		{"1.16.0", true},
+		{"1.17.1", true},
+		{"v1.18.0-dev", true},
+		{"2.0", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.version, func(t *testing.T) {
+			srv := qdranttest.New(t, qdranttest.Options{Version: tc.version})
+			s, err := qdrant.Open(testCtx(t), srv.URL(), qdrant.Config{}, quiet)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("server %s: %v", tc.version, err)
+				}
+				s.Close()
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.version) || !strings.Contains(err.Error(), qdrant.MinServerVersion) {
+				t.Errorf("server %s: Open = %v, want an error naming both versions", tc.version, err)
+			}
+		})
+	}
+}
+
+// TestClusterDefaultsForShards checks that unset shards and replication are
+// left out of the create request, for the cluster to choose.
+func TestClusterDefaultsForShards(t *testing.T) {
+	tests := []struct {
+		name           string
+		cfg            qdrant.Config
+		shards, copies *uint32
+	}{
+		{"unset", qdrant.Config{}, nil, nil},
+		{"shards only", qdrant.Config{Shards: 6}, qc.PtrOf(uint32(6)), nil},
+		{"both", qdrant.Config{Shards: 2, ReplicationFactor: 3}, qc.PtrOf(uint32(2)), qc.PtrOf(uint32(3))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := qdranttest.New(t, qdranttest.Options{RecordRequests: true})
+			s := open(t, srv, tc.cfg, nil)
+			if err := s.EnsureCollection(testCtx(t), spec("clips")); err != nil {
+				t.Fatal(err)
+			}
+			cr := srv.Requests("Collections/Create")[0].(*qc.CreateCollection)
+			if fmt.Sprint(cr.ShardNumber) != fmt.Sprint(tc.shards) && (cr.ShardNumber == nil || tc.shards == nil || *cr.ShardNumber != *tc.shards) {
+				t.Errorf("shard_number %v, want %v", cr.ShardNumber, tc.shards)
+			}
+			if (cr.ReplicationFactor == nil) != (tc.copies == nil) || (tc.copies != nil && *cr.ReplicationFactor != *tc.copies) {
+				t.Errorf("replication_factor %v, want %v", cr.ReplicationFactor, tc.copies)
+			}
+		})
+	}
+}
+
+// TestStrictModeLimits runs the store and the index stage against a server
+// with strict-mode limits: a batch over upsert_max_batchsize is split, a
+// full collection is a retryable capacity error counted as such and never
+// dead-letters the clips.
+func TestStrictModeLimits(t *testing.T) {
+	ctx := testCtx(t)
+	srv := qdranttest.New(t, qdranttest.Options{RecordRequests: true, Strict: qdranttest.Strict{UpsertMaxBatchsize: 20, MaxPointsCount: 100}})
+	s := open(t, srv, qdrant.Config{UpsertBatch: 64}, nil)
+	if err := s.EnsureCollection(ctx, spec("clips")); err != nil {
+		t.Fatal(err)
+	}
+	pts := points(45)
+	if err := s.Upsert(ctx, "clips", pts); err != nil {
+		t.Fatalf("Upsert over the batch limit: %v", err)
+	}
+	var sizes []int
+	for _, r := range srv.Requests("Points/Upsert") {
+		sizes = append(sizes, len(r.(*qc.UpsertPoints).GetPoints()))
+	}
+	if !slices.Equal(sizes, []int{45, 20, 20, 5}) {
+		t.Errorf("upsert sizes %v, want the refused 45 then the server's limit of 20", sizes)
+	}
+	// Later calls use the server's size at once.
+	srv.ResetCalls()
+	all := storetest.Points(mrand.New(mrand.NewPCG(5, 5)), 100, spec("").Dim, 5)
+	if err := s.Upsert(ctx, "clips", all[45:75]); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Calls("Points/Upsert"); n != 2 {
+		t.Errorf("%d upsert calls for 30 points, want 2 of at most 20", n)
+	}
+	if err := s.Upsert(ctx, "clips", all[75:]); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Count(ctx, "clips", sinks.Filter{}); err != nil || n != 100 {
+		t.Fatalf("Count = %d, %v; want 100", n, err)
+	}
+	more := storetest.Points(mrand.New(mrand.NewPCG(7, 7)), 3, spec("").Dim, 1)
+	for i := range more {
+		more[i].Payload.VideoID = "late"
+		more[i].ID = sinks.PointID("late", float64(i), float64(i+1), spec("").Model)
+	}
+	err := s.Upsert(ctx, "clips", more)
+	if !errors.Is(err, sinks.ErrCapacity) || errors.Is(err, sinks.ErrInvalid) || !strings.Contains(err.Error(), "Max points count limit of 100 reached") {
+		t.Fatalf("Upsert into a full collection: %v, want ErrCapacity with Qdrant's message", err)
+	}
+
+	h, err := index.New(ctx, spec("clips"), s, index.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	value, err := schemas.EncodeEmbeddings(schemas.KindClipEmbedding, &schemas.Embeddings{
+		Header: schemas.ClipHeader{VideoID: "late", StartS: 0, EndS: 1, FrameTimes: []float64{0},
+			Dim: spec("").Dim, Model: spec("").Model, Pooling: spec("").Pooling},
+		Vectors: [][]float32{more[0].Vector},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := h.Handle(ctx, []pipeline.Message{{Value: value}})
+	if !pipeline.IsRetryable(res[0].Err) || !errors.Is(res[0].Err, sinks.ErrCapacity) {
+		t.Errorf("index stage on a full collection: %v, want a retryable capacity error", res[0].Err)
+	}
+}
+
+// TestSlowWritesDoNotPileUp sends upserts to a server slower than the
+// call's timeout: the server's own timeout answers first, so a retry starts
+// only after the previous attempt ended there and attempts never overlap.
+func TestSlowWritesDoNotPileUp(t *testing.T) {
+	ctx := testCtx(t)
+	srv := qdranttest.New(t, qdranttest.Options{})
+	s := open(t, srv, qdrant.Config{Timeout: 2 * time.Second, RetryFor: 3 * time.Second}, nil)
+	if err := s.EnsureCollection(ctx, spec("clips")); err != nil {
+		t.Fatal(err)
+	}
+	srv.Inject(qdranttest.Fault{Method: "Points/Upsert", Delay: 2500 * time.Millisecond, Times: 2})
+	if err := s.Upsert(ctx, "clips", points(3)); err != nil {
+		t.Fatalf("Upsert: %v", err)
+	}
+	if n := srv.Calls("Points/Upsert"); n != 3 {
+		t.Errorf("server saw %d upserts, want 2 timed out and 1 through", n)
+	}
+	if n := srv.PeakInFlight("Points/Upsert"); n != 1 {
+		t.Errorf("%d upserts ran on the server at once, want 1", n)
+	}
+	if n, err := s.Count(ctx, "clips", sinks.Filter{}); err != nil || n != 3 {
+		t.Errorf("Count = %d, %v; want 3", n, err)
+	}
+}
+
+// TestCreateRace creates the collection from two stores at once, as two
+// index replicas starting together do: one gets AlreadyExists, and both
+// end up using the collection.
+func TestCreateRace(t *testing.T) {
+	ctx := testCtx(t)
+	srv := qdranttest.New(t, qdranttest.Options{})
+	a, b := open(t, srv, qdrant.Config{}, nil), open(t, srv, qdrant.Config{}, nil)
+	// The first create is slowed down so that the second one arrives while
+	// the collection is missing to both.
+	srv.Inject(qdranttest.Fault{Method: "Collections/Create", Delay: 300 * time.Millisecond, Times: 1})
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, s := range []*qdrant.Store{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.EnsureCollection(ctx, spec("clips"))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("store %d: %v", i, err)
 		}
 	}
-	srv := qdranttest.New(t, qdranttest.Options{Version: "1.16.0"})
-	s, err := qdrant.Open(testCtx(t), srv.URL(), qdrant.Config{}, quiet)
-	if err != nil {
-		t.Fatalf("server 1.16.0: %v", err)
+	if n := srv.Calls("Collections/Create"); n != 2 {
+		t.Errorf("%d create calls, want 2 (one answered AlreadyExists)", n)
 	}
-	s.Close()
+}
+
+// TestStatusWhileIndexing reads a collection past the indexing threshold:
+// yellow while it optimises after a write, then green with its vectors
+// indexed.
+func TestStatusWhileIndexing(t *testing.T) {
+	ctx := testCtx(t)
+	srv := qdranttest.New(t, qdranttest.Options{IndexingThresholdKB: -1})
+	s := open(t, srv, qdrant.Config{}, nil)
+	if err := s.EnsureCollection(ctx, spec("clips")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Upsert(ctx, "clips", points(10)); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Info(ctx, "clips")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.Info(ctx, "clips")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Status != "yellow" || second.Status != "green" || second.IndexedVectors != 10 {
+		t.Errorf("status %s then %s with %d indexed vectors, want yellow then green with 10", first.Status, second.Status, second.IndexedVectors)
+	}
 }
 
 func TestOpenWaitsForTheServer(t *testing.T) {

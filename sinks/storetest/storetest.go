@@ -524,6 +524,12 @@ func testInvalid(t *testing.T, open Opener) {
 	nan[2] = float32(math.NaN())
 	inf := slices.Clone(good[3].Vector)
 	inf[0] = float32(math.Inf(1))
+	// Squared norm 16 * 2.5e-9 = 4e-8, below sinks.MinSquaredNorm: Qdrant
+	// would leave it unnormalised and score it about 0.
+	tiny := make([]float32, dim)
+	for i := range tiny {
+		tiny[i] = 5e-5
+	}
 	cases := []struct {
 		what string
 		p    sinks.Point
@@ -532,6 +538,7 @@ func testInvalid(t *testing.T, open Opener) {
 		{"NaN component", sinks.Point{ID: good[3].ID, Vector: nan, Payload: good[3].Payload}},
 		{"infinite component", sinks.Point{ID: good[3].ID, Vector: inf, Payload: good[3].Payload}},
 		{"zero vector", sinks.Point{ID: good[3].ID, Vector: make([]float32, dim), Payload: good[3].Payload}},
+		{"near-zero vector", sinks.Point{ID: good[3].ID, Vector: tiny, Payload: good[3].Payload}},
 		{"empty id", sinks.Point{ID: "", Vector: good[3].Vector, Payload: good[3].Payload}},
 	}
 	for _, c := range cases {
@@ -544,6 +551,17 @@ func testInvalid(t *testing.T, open Opener) {
 	if n := count(t, s, name, sinks.Filter{}); n != 2 {
 		t.Errorf("after refused upserts count = %d, want 2", n)
 	}
+	// Short but above the limit is a direction like any other.
+	small := good[4]
+	small.Vector = slices.Clone(small.Vector)
+	for i := range small.Vector {
+		small.Vector[i] *= 1e-3
+	}
+	upsert(t, s, name, []sinks.Point{small})
+	hits, err := s.Search(ctx, name, sinks.SearchRequest{Vector: good[4].Vector, TopK: 1, Exact: true})
+	if err != nil || len(hits) != 1 || hits[0].ID != small.ID || math.Abs(float64(hits[0].Score)-1) > scoreTol {
+		t.Errorf("search for a short vector = %+v, %v; want %s with score 1", hits, err, small.ID)
+	}
 	searches := []struct {
 		what string
 		req  sinks.SearchRequest
@@ -552,6 +570,7 @@ func testInvalid(t *testing.T, open Opener) {
 		{"wrong query dimension", sinks.SearchRequest{Vector: randVec(r, dim-1), TopK: 3}},
 		{"NaN query", sinks.SearchRequest{Vector: nan, TopK: 3}},
 		{"zero query", sinks.SearchRequest{Vector: make([]float32, dim), TopK: 3}},
+		{"near-zero query", sinks.SearchRequest{Vector: tiny, TopK: 3}},
 	}
 	for _, c := range searches {
 		if _, err := s.Search(ctx, name, c.req); !errors.Is(err, sinks.ErrInvalid) {

@@ -29,7 +29,8 @@ var (
 	// ErrClosed is returned by every call on a closed Store.
 	ErrClosed = errors.New("embedded store is closed")
 	// ErrInvalid is returned for input that can never succeed: a bad
-	// collection spec, a vector of the wrong dimension, non-finite or zero.
+	// collection spec, a vector of the wrong dimension, non-finite or without
+	// direction (sinks.CheckVector).
 	// Retrying the same request is pointless.
 	ErrInvalid = sinks.ErrInvalid
 )

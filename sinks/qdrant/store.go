@@ -5,31 +5,37 @@
 // # Collections
 //
 // EnsureCollection creates a missing collection with one unnamed cosine
-// vector of the bundle's dimension and the HNSW, on-disk, quantization,
-// shard and replication settings of Config, adds payload indexes on
-// video_id and source (keyword), start_s (float) and ingested_at (datetime),
-// and records the bundle name, pooling mode and dimension in the
-// collection's metadata (vidx_model, vidx_pooling, vidx_dim; Qdrant 1.16 or
-// newer). An existing collection with another dimension, distance, model or
-// pooling, or without vidx metadata, is refused with an error wrapping
-// sinks.ErrIncompatible; a collection is never recreated or dropped.
+// vector of the bundle's dimension, the HNSW, on-disk and quantization
+// settings of Config, and shard number and replication factor only where
+// Config sets them (the cluster's defaults otherwise). It adds payload
+// indexes on video_id and source (keyword), start_s (float), ingested_at
+// (datetime) and generation (integer), and records the bundle name, pooling
+// mode and dimension in the collection's metadata (vidx_model,
+// vidx_pooling, vidx_dim; Qdrant 1.15.4 or newer). An existing collection
+// with another dimension, distance, model or pooling, or without vidx
+// metadata, is refused with an error wrapping sinks.ErrIncompatible; a
+// collection is never recreated or dropped.
 //
 // # Writes
 //
 // Point ids are sinks.PointID UUIDs, so a redelivered clip overwrites its
-// point. Upsert validates every point first (id, dimension, finite non-zero
-// vector, UTF-8 payload) so that a bad point fails the whole call with
-// sinks.ErrInvalid before anything is sent, then sends batches of
-// Config.UpsertBatch points with wait=true: when Upsert returns nil every
-// point has been applied.
+// point. Upsert validates every point first (id, sinks.CheckVector, UTF-8
+// payload) so that a bad point fails the whole call with sinks.ErrInvalid
+// before anything is sent, then sends batches of Config.UpsertBatch points
+// with wait=true: when Upsert returns nil every point has been applied.
+// Writes carry Qdrant's timeout field, shorter than the call's own timeout,
+// so that the server gives up first and retries never overlap there.
 //
 // # Failures
 //
-// Unavailable and ResourceExhausted replies and calls that time out are
-// retried with exponential backoff, or after the server's retry-after hint,
-// for at most Config.RetryFor; then the error wraps ErrUnavailable.
-// InvalidArgument maps to sinks.ErrInvalid, NotFound to sinks.ErrNotFound and
-// a rejected API key to ErrAuth.
+// Unavailable, rate limits with retry-after and timeouts are retried with
+// exponential backoff, or after the server's retry-after hint, for at most
+// Config.RetryFor; then the error wraps ErrUnavailable. Strict-mode
+// capacity limits and a full node map to sinks.ErrCapacity, batches refused
+// for their size are split, and what stays refused (a rate limit without
+// retry-after: "never retry") maps to sinks.ErrRejected. Other
+// InvalidArgument maps to sinks.ErrInvalid, NotFound to sinks.ErrNotFound
+// and a rejected API key to ErrAuth.
 package qdrant
 
 import (
@@ -108,6 +114,10 @@ func Open(ctx context.Context, rawURL string, cfg Config, log *slog.Logger) (*St
 		log = slog.Default()
 	}
 	log = log.With("store", "qdrant", "addr", ep.String())
+	if cfg.Timeout < 2*time.Second {
+		log.Warn("store.qdrant.timeout under 2s: Qdrant's own timeout (whole seconds) cannot end before the call's, so a slow write may still run on the server while it is retried",
+			"timeout", cfg.Timeout)
+	}
 
 	opts := []grpc.DialOption{
 		grpc.WithChainUnaryInterceptor(retryAfterInterceptor),

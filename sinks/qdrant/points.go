@@ -99,7 +99,7 @@ func (s *Store) upsertBatch(ctx context.Context, collection string, batch []*qc.
 }
 
 // query builds the QueryPoints request of one search.
-func query(collection string, spec sinks.CollectionSpec, req sinks.SearchRequest) (*qc.QueryPoints, error) {
+func query(collection string, spec sinks.CollectionSpec, req sinks.SearchRequest, timeout *uint64) (*qc.QueryPoints, error) {
 	if req.TopK < 1 {
 		return nil, fmt.Errorf("%w: top_k must be positive, got %d", sinks.ErrInvalid, req.TopK)
 	}
@@ -113,6 +113,7 @@ func query(collection string, spec sinks.CollectionSpec, req sinks.SearchRequest
 		Limit:          qc.PtrOf(uint64(req.TopK)),
 		WithPayload:    qc.NewWithPayload(true),
 		WithVectors:    qc.NewWithVectors(req.WithVectors),
+		Timeout:        timeout,
 	}
 	if req.Exact {
 		q.Params = &qc.SearchParams{Exact: qc.PtrOf(true)}
@@ -128,7 +129,7 @@ func (s *Store) Search(ctx context.Context, collection string, req sinks.SearchR
 	if err != nil {
 		return nil, err
 	}
-	q, err := query(collection, spec, req)
+	q, err := query(collection, spec, req, s.serverTimeout())
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +160,7 @@ func (s *Store) SearchBatch(ctx context.Context, collection string, reqs []sinks
 	}
 	queries := make([]*qc.QueryPoints, len(reqs))
 	for i, r := range reqs {
-		if queries[i], err = query(collection, spec, r); err != nil {
+		if queries[i], err = query(collection, spec, r, nil); err != nil {
 			return nil, fmt.Errorf("search %d of %d: %w", i, len(reqs), err)
 		}
 	}
@@ -182,6 +183,7 @@ func (s *Store) SearchBatch(ctx context.Context, collection string, reqs []sinks
 			resp, err = s.client.GetPointsClient().QueryBatch(ctx, &qc.QueryBatchPoints{
 				CollectionName: collection,
 				QueryPoints:    queries[start:end],
+				Timeout:        s.serverTimeout(),
 			})
 			return err
 		})

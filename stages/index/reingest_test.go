@@ -284,3 +284,37 @@ func TestNearZeroVectorIsPoison(t *testing.T) {
 		})
 	}
 }
+
+// refusing is a store whose upserts fail with err.
+type refusing struct {
+	sinks.Store
+	err error
+}
+
+func (r refusing) Upsert(context.Context, string, []sinks.Point) error { return r.err }
+
+// TestStoreRefusalsAreNotPoison classifies the store's refusals of good
+// data: down or full is retried until it passes, refused for good fails
+// the runtime's bounded attempts; none is the message's fault.
+func TestStoreRefusalsAreNotPoison(t *testing.T) {
+	tests := []struct {
+		name      string
+		err       error
+		retryable bool
+	}{
+		{"unavailable", fmt.Errorf("qdrant upsert: %w", errors.New("connection refused")), true},
+		{"capacity", fmt.Errorf("qdrant upsert: %w: Bad request: Max points count limit of 10 reached!", sinks.ErrCapacity), true},
+		{"rejected", fmt.Errorf("qdrant upsert: %w: rate limit", sinks.ErrRejected), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHandler(t, refusing{Store: openStore(t), err: tc.err})
+			res := h.Handle(context.Background(), msgs(t, clip{video: "v", end: 1, vec: []float32{1, 0, 0, 0}}))
+			err := res[0].Err
+			if err == nil || pipeline.IsPoison(err) || pipeline.IsRetryable(err) != tc.retryable || !errors.Is(err, tc.err) {
+				t.Errorf("err %v: poison=%v retryable=%v, want retryable=%v and never poison",
+					err, pipeline.IsPoison(err), pipeline.IsRetryable(err), tc.retryable)
+			}
+		})
+	}
+}

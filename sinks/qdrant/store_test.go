@@ -720,10 +720,11 @@ func TestClusterDefaultsForShards(t *testing.T) {
 				t.Fatal(err)
 			}
 			cr := srv.Requests("Collections/Create")[0].(*qc.CreateCollection)
-			if fmt.Sprint(cr.ShardNumber) != fmt.Sprint(tc.shards) && (cr.ShardNumber == nil || tc.shards == nil || *cr.ShardNumber != *tc.shards) {
+			same := func(a, b *uint32) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+			if !same(cr.ShardNumber, tc.shards) {
 				t.Errorf("shard_number %v, want %v", cr.ShardNumber, tc.shards)
 			}
-			if (cr.ReplicationFactor == nil) != (tc.copies == nil) || (tc.copies != nil && *cr.ReplicationFactor != *tc.copies) {
+			if !same(cr.ReplicationFactor, tc.copies) {
 				t.Errorf("replication_factor %v, want %v", cr.ReplicationFactor, tc.copies)
 			}
 		})

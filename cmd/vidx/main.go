@@ -9,10 +9,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
+	"github.com/vidx/vidx/cmd/vidx/internal/stopsignal"
 	"github.com/vidx/vidx/telemetry"
 )
 
@@ -44,7 +43,7 @@ Run "vidx COMMAND -h" for a command's flags. Settings come from defaults, the
 `
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stopsignal.Context(context.Background())
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, errUsage) {

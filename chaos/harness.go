@@ -417,6 +417,9 @@ type proc struct {
 	done   chan struct{}
 	killed bool // by the harness
 	err    error
+	// log and logFrom locate this process's lines in its stage's log.
+	log     string
+	logFrom int64
 }
 
 func (h *harness) logDir() string     { return filepath.Join(h.cfg.Dir, "logs") }
@@ -472,6 +475,10 @@ func (h *harness) spawn(name string, args ...string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	var from int64
+	if st, err := lf.Stat(); err == nil {
+		from = st.Size()
+	}
 	cmd := exec.Command(h.cfg.Bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	// A process group, so SIGKILL takes the stage's ffmpeg children too,
@@ -481,7 +488,7 @@ func (h *harness) spawn(name string, args ...string) (*proc, error) {
 		lf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: lf.Name(), logFrom: from}
 	go func() {
 		p.err = cmd.Wait()
 		lf.Close()
@@ -597,6 +604,13 @@ func (h *harness) storeOutage(ctx context.Context, d time.Duration) (held bool, 
 func (h *harness) drain(ctx context.Context, name string) (time.Duration, bool, error) {
 	h.mu.Lock()
 	p := h.procs[name]
+	h.mu.Unlock()
+	// Mid-work means a stage that runs: one restarted a moment ago by a
+	// kill may not have reached its first instruction yet.
+	if err := waitStarted(ctx, p); err != nil {
+		return 0, false, err
+	}
+	h.mu.Lock()
 	p.killed = true
 	h.mu.Unlock()
 	start := time.Now()
@@ -612,6 +626,24 @@ func (h *harness) drain(ctx context.Context, name string) (time.Duration, bool, 
 	clean := p.err == nil
 	h.log.Info("SIGTERM drained", "stage", name, "exit_after", d, "err", p.err)
 	return d, clean, h.startStage(name)
+}
+
+// waitStarted waits until p logs that its stage runs.
+func waitStarted(ctx context.Context, p *proc) error {
+	for {
+		if b, err := os.ReadFile(p.log); err == nil && int64(len(b)) > p.logFrom &&
+			strings.Contains(string(b[p.logFrom:]), `msg="stage started"`) {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited before it started: %v", p.name, p.err)
+		default:
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return fmt.Errorf("%s never started: %w", p.name, err)
+		}
+	}
 }
 
 // waitIdle waits until every stage group has committed everything on its

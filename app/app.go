@@ -60,6 +60,9 @@ type App struct {
 	// Streams runs the registered streams when the sample stage runs here;
 	// its Status is what this replica indexes.
 	Streams *sample.Streams
+	// web is the HTTP API and search page when the query stage runs here
+	// and http.addr is set.
+	web *webServer
 }
 
 // Option configures an App.
@@ -125,6 +128,11 @@ func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logge
 	if err := pipeline.EnsureTopics(ctx, a.Config.Kafka, cfg.Topics.All()...); err != nil {
 		return nil, err
 	}
+	if needs(StageSample, StageQuery) {
+		if err := pipeline.EnsureCompactedTopics(ctx, a.Config.Kafka, cfg.Topics.Thumbnails); err != nil {
+			return nil, err
+		}
+	}
 	for _, n := range AllStages {
 		if !needs(n) {
 			continue
@@ -134,6 +142,11 @@ func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logge
 			return nil, fmt.Errorf("stage %s: %w", n, err)
 		}
 		a.stages = append(a.stages, st)
+	}
+	if needs(StageQuery) && cfg.HTTP.Addr != "" {
+		if err := a.startWeb(); err != nil {
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -267,14 +280,14 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 				WindowS: s.WindowS, StrideS: s.StrideS, Timeout: s.Timeout,
 				FFmpegPath: s.FFmpeg, FFprobePath: s.FFprobe, Guard: guard, Logger: a.log,
 			},
-			Codec: s.Codec, Quality: s.Quality, OutputTopic: t.Clips,
+			Codec: s.Codec, Quality: s.Quality, OutputTopic: t.Clips, ThumbnailTopic: t.Thumbnails,
 		})
 		if err != nil {
 			return nil, err
 		}
 		// Registered streams run beside the job consumer, on the same policy.
 		if a.Streams, err = sample.NewStreams(s.Streams, sample.StreamsEnv{
-			Kafka: cfg.Kafka, RegistryTopic: t.Streams, StateTopic: t.StreamState, ClipsTopic: t.Clips,
+			Kafka: cfg.Kafka, RegistryTopic: t.Streams, StateTopic: t.StreamState, ClipsTopic: t.Clips, ThumbnailTopic: t.Thumbnails,
 			Guard: guard, Codec: s.Codec, Quality: s.Quality, FFmpegPath: s.FFmpeg, Logger: a.log,
 		}); err != nil {
 			return nil, err
@@ -458,6 +471,13 @@ func (a *App) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			errs[i] = st.Run(ctx)
+		}()
+	}
+	if a.web != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.web.run(ctx, a.log)
 		}()
 	}
 	var streamsErr error

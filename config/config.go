@@ -214,6 +214,7 @@ func Default() Config {
 		Model:     Model{IntraOpThreads: 2, InterOpThreads: 1, MaxBatch: 8},
 		Store:     Store{URL: "embedded", Collection: "clips", Qdrant: qdrant.Default()},
 		Telemetry: Telemetry{Addr: ":9464", StuckAfter: 15 * time.Minute},
+		HTTP:      httpapi.Config{}.WithDefaults(),
 		Stages: Stages{
 			Sample: Sample{Runtime: Runtime{MaxBatch: 1}, FPS: 1, MaxFrames: 12, Selection: schemas.SelectUniform,
 				Mode: schemas.ModeWhole, Codec: schemas.CodecJPEG, Quality: 95, Timeout: 10 * time.Minute,

@@ -92,7 +92,7 @@ function render(result) {
   }
   const n = result.hits.length;
   setStatus(n === 0 ? "No clips found for “" + result.text + "”." :
-    n + (n === 1 ? " clip" : " clips") + " for “" + result.text + "” (" + result.took_ms.toFixed(0) + " ms).");
+    n + (n === 1 ? " clip" : " clips") + " for “" + result.text + "” (" + result.took_ms.toFixed(1) + " ms).");
 }
 
 function play(li) {

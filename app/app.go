@@ -433,8 +433,9 @@ func (a *App) Live() error {
 	return errors.Join(errs...)
 }
 
-// Ready fails while the broker or the store cannot be reached. Models are
-// loaded before New returns, so a running App has them.
+// Ready fails while the broker or the store cannot be reached, or the HTTP
+// API has not read its topics yet. Models are loaded before New returns, so
+// a running App has them.
 func (a *App) Ready(ctx context.Context) error {
 	if err := pipeline.Ping(ctx, a.Config.Kafka); err != nil {
 		return err
@@ -442,6 +443,13 @@ func (a *App) Ready(ctx context.Context) error {
 	if a.store != nil {
 		if _, err := a.store.Collection(ctx, a.Config.Store.Collection); err != nil && !errors.Is(err, sinks.ErrNotFound) {
 			return fmt.Errorf("store: %w", err)
+		}
+	}
+	if a.web != nil {
+		// Until the HTTP API has read the topics it would call known videos
+		// unknown.
+		if err := a.web.tracker.Ready(); err != nil {
+			return fmt.Errorf("http: %w", err)
 		}
 	}
 	return nil

@@ -41,12 +41,7 @@ func (a *App) startWeb() error {
 	}
 	api, err := httpapi.New(cfg.HTTP, httpapi.Deps{
 		Search: httpapi.SearchWith(a.Query), Jobs: tracker, Videos: tracker, Thumbnails: tracker, Media: guard,
-		Ready: func(ctx context.Context) error {
-			if err := tracker.Ready(); err != nil {
-				return err
-			}
-			return a.Ready(ctx)
-		},
+		Ready: a.Ready,
 		Log: a.log.With("component", "http"),
 	})
 	if err != nil {

@@ -24,9 +24,8 @@ import (
 
 const chromium = "/usr/bin/chromium"
 
-// requireTools skips, saying what is missing, where the browser test
-// cannot run.
-func requireTools(t *testing.T) string {
+// requirePipeline skips where the stages cannot run.
+func requirePipeline(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
 		t.Skip("ffmpeg not installed (run make setup)")
@@ -34,6 +33,13 @@ func requireTools(t *testing.T) string {
 	if _, err := os.Stat(onnx.DefaultLibPath()); err != nil {
 		t.Skipf("ONNX Runtime library not found at %s (run make setup or set VIDX_ORT_LIB)", onnx.DefaultLibPath())
 	}
+}
+
+// requireTools skips, saying what is missing, where the browser test
+// cannot run.
+func requireTools(t *testing.T) string {
+	t.Helper()
+	requirePipeline(t)
 	if _, err := os.Stat(chromium); err != nil {
 		t.Skipf("%s not installed (Debian's chromium: run scripts/setup.sh --test)", chromium)
 	}
@@ -121,15 +127,19 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() (bool, 
 	}
 }
 
-// TestSearchPageInBrowser indexes colour videos through POST /v1/videos,
-// then searches from the page in chromium: the clip where "traffic" turns
-// blue is first, with its thumbnail, and clicking it opens the player at
-// the clip's start.
-func TestSearchPageInBrowser(t *testing.T) {
-	node := requireTools(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
+// pipeline is the whole pipeline on an embedded broker with the HTTP API,
+// the colour videos indexed through it.
+type pipeline struct {
+	app    *app.App
+	base   string
+	videos string
+}
 
+// startIndexed runs every stage with the colour bundle and indexes three
+// videos of two-second colour runs, in two-second windows, through
+// POST /v1/videos: traffic's third window (from 4 s) is blue.
+func startIndexed(t *testing.T, ctx context.Context) pipeline {
+	t.Helper()
 	dir := t.TempDir()
 	models := filepath.Join(dir, "models")
 	if err := testmodels.WriteAll(models); err != nil {
@@ -203,6 +213,17 @@ func TestSearchPageInBrowser(t *testing.T) {
 		code, err := getJSON(ctx, base+httpapi.ThumbnailPath("traffic", 2), nil)
 		return code == 200, fmt.Sprint(code, err)
 	})
+	return pipeline{app: a, base: base, videos: videos}
+}
+
+// TestSearchPageInBrowser searches from the page in chromium: the clip
+// where "traffic" turns blue is first, with its thumbnail, and clicking it
+// opens the player at the clip's start.
+func TestSearchPageInBrowser(t *testing.T) {
+	node := requireTools(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	base := startIndexed(t, ctx).base
 
 	artifacts, err := filepath.Abs("artifacts")
 	if err != nil {

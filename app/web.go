@@ -42,7 +42,7 @@ func (a *App) startWeb() error {
 	api, err := httpapi.New(cfg.HTTP, httpapi.Deps{
 		Search: httpapi.SearchWith(a.Query), Jobs: tracker, Videos: tracker, Thumbnails: tracker, Media: guard,
 		Ready: a.Ready,
-		Log: a.log.With("component", "http"),
+		Log:   a.log.With("component", "http"),
 	})
 	if err != nil {
 		return err

@@ -15,11 +15,15 @@ func TestHTTPConfig(t *testing.T) {
 		check func(Config) bool
 		err   string
 	}{
-		{"defaults", "", nil, func(c Config) bool { return c.HTTP.Addr == "" && c.HTTP.MaxBodyBytes == 64<<10 && c.HTTP.AuthToken == "" }, ""},
+		{"defaults", "", nil, func(c Config) bool {
+			return c.HTTP.Addr == "" && c.HTTP.MaxBodyBytes == 64<<10 && c.HTTP.AuthToken == ""
+		}, ""},
 		{"token from the environment", "http: {auth_token: from-file}\n", map[string]string{"VIDX_HTTP_AUTH_TOKEN": "from-env"},
 			func(c Config) bool { return c.HTTP.AuthToken == "from-env" }, ""},
 		{"address and limits", "http: {addr: \":8080\", max_body_bytes: 4096, search_timeout: 5s}\n", nil,
-			func(c Config) bool { return c.HTTP.Addr == ":8080" && c.HTTP.MaxBodyBytes == 4096 && c.HTTP.SearchTimeout.Seconds() == 5 }, ""},
+			func(c Config) bool {
+				return c.HTTP.Addr == ":8080" && c.HTTP.MaxBodyBytes == 4096 && c.HTTP.SearchTimeout.Seconds() == 5
+			}, ""},
 		{"body limit too small", "http: {max_body_bytes: 10}\n", nil, nil, "http.max_body_bytes"},
 		{"negative timeout", "http: {read_timeout: -1s}\n", nil, nil, "timeouts must not be negative"},
 		{"unknown key", "http: {adress: x}\n", nil, nil, "adress"},

@@ -256,10 +256,10 @@ func (e *env) healthy(t *testing.T) {
 func TestBadRequests(t *testing.T) {
 	big := `{"text": "` + strings.Repeat("a", 70<<10) + `"}`
 	cases := []struct {
-		name       string
-		call       call
-		status     int
-		code       string
+		name   string
+		call   call
+		status int
+		code   string
 		doc    verdict
 	}{
 		{"unknown field", call{method: "POST", path: "/v1/search", body: `{"text": "red", "topk": 3}`}, 400, "unknown_field", docRefuses},

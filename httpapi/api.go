@@ -582,11 +582,43 @@ func (a *API) media(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "internal", "stat video file")
 		return
 	}
+	// A job may name any file under the roots, and the latest job's source
+	// is what is served: only video files are, so a job naming a config
+	// file or the store's log under the same roots leaks nothing.
+	ctype, ok := videoType(f)
+	if !ok {
+		writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("the source of video %q is not a video file", v.ID))
+		return
+	}
+	w.Header().Set("Content-Type", ctype)
 	// A player streams the whole video over one response: the write limit
 	// is for JSON answers, not for this.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	w.Header().Set("Cache-Control", "private, max-age=300")
 	http.ServeContent(w, r, filepath.Base(f.Name()), st.ModTime(), f)
+}
+
+// videoTypes are the containers the media endpoint serves, by extension.
+var videoTypes = map[string]string{
+	".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
+	".mkv": "video/x-matroska", ".ogv": "video/ogg", ".avi": "video/x-msvideo", ".ts": "video/mp2t",
+	".mpg": "video/mpeg", ".mpeg": "video/mpeg", ".3gp": "video/3gpp",
+}
+
+// videoType says whether f is a video file and its content type: a video
+// extension whose content does not sniff as text, or content that sniffs
+// as video.
+func videoType(f *os.File) (string, bool) {
+	var head [512]byte
+	n, _ := f.ReadAt(head[:], 0)
+	sniffed := http.DetectContentType(head[:n])
+	if t, ok := videoTypes[strings.ToLower(filepath.Ext(f.Name()))]; ok && !strings.HasPrefix(sniffed, "text/") {
+		return t, true
+	}
+	if strings.HasPrefix(sniffed, "video/") {
+		return sniffed, true
+	}
+	return "", false
 }
 
 // page serves one embedded HTML file with a content security policy that

@@ -109,7 +109,8 @@ type env struct {
 
 var jpegBytes = []byte("\xff\xd8\xff\xe0 a thumbnail \xff\xd9")
 
-const mediaBody = "0123456789abcdefghij"
+// mediaBody starts like an MP4 file (an ftyp box).
+const mediaBody = "\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom0123456789abcdefghij"
 
 func newEnv(t *testing.T, cfg httpapi.Config) *env {
 	t.Helper()
@@ -117,6 +118,11 @@ func newEnv(t *testing.T, cfg httpapi.Config) *env {
 	inside := filepath.Join(root, "red.mp4")
 	if err := os.WriteFile(inside, []byte(mediaBody), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"vidx.yaml": "qdrant: {api_key: k}\n", "notes.mp4": "not a video\n"} {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	secret := filepath.Join(outside, "secret.mp4")
 	if err := os.WriteFile(secret, []byte("secret"), 0o644); err != nil {
@@ -137,6 +143,9 @@ func newEnv(t *testing.T, cfg httpapi.Config) *env {
 			"broken":   {ID: "broken", Status: httpapi.StatusFailed, Error: "video file does not exist", URI: "/nope.mp4"},
 			"a/b c":    {ID: "a/b c", Status: httpapi.StatusQueued, URI: inside},
 			"withpass": {ID: "withpass", Status: httpapi.StatusIndexed, Clips: 1, URI: "https://u:p@videos.example.com/x.mp4"},
+			// Jobs that repoint an indexed video at other files in the roots.
+			"config": {ID: "config", Status: httpapi.StatusIndexed, Clips: 1, URI: filepath.Join(root, "vidx.yaml")},
+			"notes":  {ID: "notes", Status: httpapi.StatusIndexed, Clips: 1, URI: filepath.Join(root, "notes.mp4")},
 		},
 		Thumbnails: fakeThumbs{sample.ThumbnailKey("red", 2): jpegBytes},
 		Ready:      func(context.Context) error { return *e.ready },
@@ -284,6 +293,8 @@ func TestBadRequests(t *testing.T) {
 		{"negative clip index", call{method: "GET", path: "/v1/thumbnails/red/-1"}, 400, "invalid_request", docRefuses},
 		{"missing thumbnail", call{method: "GET", path: "/v1/thumbnails/red/7"}, 404, "not_found", docAccepts},
 		{"media outside the file roots", call{method: "GET", path: "/v1/videos/secret/media"}, 403, "forbidden", docAccepts},
+		{"media that is a config file", call{method: "GET", path: "/v1/videos/config/media"}, 403, "forbidden", docAccepts},
+		{"media that is text named .mp4", call{method: "GET", path: "/v1/videos/notes/media"}, 403, "forbidden", docAccepts},
 		{"media of a queued video", call{method: "GET", path: "/v1/videos/pending/media"}, 404, "not_found", docAccepts},
 		{"media of a remote video", call{method: "GET", path: "/v1/videos/blue/media"}, 404, "not_found", docAccepts},
 		{"unknown endpoint", call{method: "GET", path: "/v1/nothing"}, 404, "not_found", docRefuses},
@@ -437,7 +448,7 @@ func TestThumbnailAndMedia(t *testing.T) {
 	}{
 		{"", 200, mediaBody},
 		{"bytes=2-5", 206, mediaBody[2:6]},
-		{"bytes=15-", 206, mediaBody[15:]},
+		{"bytes=30-", 206, mediaBody[30:]},
 	}
 	for _, tc := range cases {
 		t.Run("range "+tc.rng, func(t *testing.T) {

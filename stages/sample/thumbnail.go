@@ -72,7 +72,10 @@ func (g *Guard) OpenLocal(uri string) (*os.File, error) {
 		}
 		path = u.Path
 	}
-	if len(g.roots) == 0 || !g.schemes[SchemeFile] {
+	if !g.schemes[SchemeFile] {
+		return nil, refuse(uri, "local files are not allowed")
+	}
+	if len(g.roots) == 0 {
 		return nil, refuse(uri, "no file roots are configured")
 	}
 	f, _, err := g.openFile(uri, path)

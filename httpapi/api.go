@@ -481,7 +481,9 @@ func (a *API) postVideo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", strings.TrimPrefix(err.Error(), "invalid video job: "))
 		return
 	}
-	if err := a.d.Jobs.Publish(r.Context(), job); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.SearchTimeout)
+	defer cancel()
+	if err := a.d.Jobs.Publish(ctx, job); err != nil {
 		a.log.Warn("publishing a video job failed", "video_id", job.VideoID, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the job could not be published: "+err.Error())
 		return
@@ -500,7 +502,9 @@ func (a *API) video(w http.ResponseWriter, r *http.Request) (Video, bool) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "invalid video id")
 		return Video{}, false
 	}
-	v, err := a.d.Videos.Video(r.Context(), id)
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.SearchTimeout)
+	defer cancel()
+	v, err := a.d.Videos.Video(ctx, id)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("video %q is not known", id))
@@ -535,7 +539,9 @@ func (a *API) thumbnail(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "clip_index must be a non-negative integer")
 		return
 	}
-	img, err := a.d.Thumbnails.Thumbnail(r.Context(), id, idx)
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.SearchTimeout)
+	defer cancel()
+	img, err := a.d.Thumbnails.Thumbnail(ctx, id, idx)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no thumbnail for clip %d of video %q", idx, id))

@@ -27,7 +27,8 @@ type Config struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	IdleTimeout  time.Duration `yaml:"idle_timeout"`
 	// SearchTimeout bounds one search (text encoding, candidate search and
-	// re-ranking); past it the request gets 504.
+	// re-ranking); past it the request gets 504. Publishing a job, a status
+	// and a thumbnail lookup are bounded by it too.
 	SearchTimeout time.Duration `yaml:"search_timeout"`
 	// ThumbnailCacheBytes bounds the thumbnails held in memory; older ones
 	// are read back from the thumbnails topic when asked for.

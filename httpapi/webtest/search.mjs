@@ -79,6 +79,7 @@ try {
   // A phone-sized window shows the results without sideways scrolling.
   await page.setViewportSize({ width: 390, height: 844 });
   summary.phoneOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  await page.screenshot({ path: screenshot.replace(/\.png$/, "-phone.png") });
   if (summary.phoneOverflow > 0) failures.push(`the page is ${summary.phoneOverflow}px wider than a 390px phone`);
 } catch (err) {
   failures.push(String(err && err.stack || err));

@@ -297,6 +297,7 @@ func TestBadRequests(t *testing.T) {
 		{"media that is text named .mp4", call{method: "GET", path: "/v1/videos/notes/media"}, 403, "forbidden", docAccepts},
 		{"media of a queued video", call{method: "GET", path: "/v1/videos/pending/media"}, 404, "not_found", docAccepts},
 		{"media of a remote video", call{method: "GET", path: "/v1/videos/blue/media"}, 404, "not_found", docAccepts},
+		{"video id too long", call{method: "GET", path: "/v1/videos/" + strings.Repeat("v", 300)}, 400, "invalid_request", docRefuses},
 		{"unknown endpoint", call{method: "GET", path: "/v1/nothing"}, 404, "not_found", docRefuses},
 		{"wrong method", call{method: "GET", path: "/v1/search"}, 405, "method_not_allowed", docRefuses},
 	}

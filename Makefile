@@ -6,7 +6,15 @@ BIN       ?= bin/vidx
 GOFLAGS   ?=
 TEST_ARGS ?= -count=1 -timeout 20m
 
-.PHONY: all setup setup-test build demo test vet fmt bench chaos clean
+# Tests run on the embedded broker and on a real Apache Kafka (both), which
+# make test starts on loopback for the run and stops after it. KAFKA_TEST=
+# embedded skips the real broker.
+KAFKA_TEST ?= both
+# make chaos KAFKA=real runs the crash harness on real Apache Kafka.
+KAFKA     ?= embedded
+KAFKA_NODES ?= 1
+
+.PHONY: all setup setup-test build demo test vet fmt bench chaos clean kafka kafka-stop
 
 all: build
 
@@ -30,14 +38,22 @@ demo: setup build
 test: setup-test
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
-	$(GO) test $(TEST_ARGS) ./...
+	@bash scripts/with-kafka.sh $(KAFKA_TEST) $(GO) test $(TEST_ARGS) ./...
+
+# A single-node Apache Kafka on loopback; prints its bootstrap address.
+# scripts/kafka.sh --help lists the rest (--nodes 3, restart, status).
+kafka:
+	@bash scripts/kafka.sh start $(KAFKA_ARGS)
+
+kafka-stop:
+	@bash scripts/kafka.sh stop
 
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./encoders/onnx/ ./stages/sample/ ./stages/encode/ ./stages/pool/ ./sinks/storetest/
 
 chaos: setup
 	$(GO) vet -tags chaos ./chaos/
-	$(GO) test -tags chaos -v -timeout 30m ./chaos/ $(CHAOS_ARGS)   # CHAOS_ARGS="-chaos.jobs 200 -chaos.kills 20" for the full run
+	$(GO) test -tags chaos -v -timeout 60m ./chaos/ -chaos.kafka $(KAFKA) -chaos.nodes $(KAFKA_NODES) $(CHAOS_ARGS)   # CHAOS_ARGS="-chaos.jobs 200 -chaos.kills 20" for the full run
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -125,7 +125,7 @@ func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logge
 			return nil, err
 		}
 	}
-	if err := pipeline.EnsureTopics(ctx, a.Config.Kafka, cfg.Topics.All()...); err != nil {
+	if err := pipeline.AwaitTopics(ctx, a.Config.Kafka, a.log, cfg.Topics.All()...); err != nil {
 		return nil, err
 	}
 	if needs(StageSample, StageQuery) {
@@ -353,6 +353,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 	}
 	return pipeline.NewStage(pipeline.StageConfig{
 		Name:            name,
+		Group:           rt.Group,
 		Topics:          topics,
 		DeadLetterTopic: t.DeadLetters,
 		MaxBatch:        rt.MaxBatch,

@@ -18,6 +18,7 @@ import (
 	"github.com/vidx/vidx/encoders/onnx"
 	"github.com/vidx/vidx/encoders/testmodels"
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafkatest"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
 	"github.com/vidx/vidx/stages/query"
@@ -113,6 +114,50 @@ func startApp(t *testing.T, ctx context.Context, f fixtures, bundle string) *app
 // change; it stops the stages when the test ends.
 func startAppWith(t *testing.T, ctx context.Context, f fixtures, change func(*config.Config), opts ...app.Option) *app.App {
 	t.Helper()
+	return startAppOn(t, ctx, f, nil, change, opts...)
+}
+
+// eachBroker runs fn once for each broker VIDX_TEST_KAFKA selects: a nil
+// broker stands for the embedded one that `vidx up --embedded` starts, the
+// other is the shared real Apache Kafka.
+func eachBroker(t *testing.T, fn func(t *testing.T, b *kafkatest.Broker)) {
+	t.Helper()
+	kinds, err := kafkatest.Kinds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range kinds {
+		t.Run(string(k), func(t *testing.T) {
+			var b *kafkatest.Broker
+			if k != kafkatest.Embedded {
+				b = kafkatest.Start(t, k, 4)
+			}
+			fn(t, b)
+		})
+	}
+}
+
+// useBroker points cfg at b, with topics and consumer groups of the test's
+// own so that tests sharing one real broker cannot see each other.
+func useBroker(cfg *config.Config, b *kafkatest.Broker) {
+	cfg.Embedded.Broker = false
+	cfg.Kafka.Brokers, cfg.Kafka.Partitions = b.Addrs, b.Partitions
+	tp := &cfg.Topics
+	for _, name := range []*string{&tp.Videos, &tp.Clips, &tp.FrameEmbeddings, &tp.ClipEmbeddings, &tp.Queries,
+		&tp.Results, &tp.DeadLetters, &tp.Streams, &tp.StreamState} {
+		*name = b.Name(*name)
+	}
+	st := &cfg.Stages
+	for stage, rt := range map[string]*config.Runtime{app.StageSample: &st.Sample.Runtime, app.StageEncode: &st.Encode,
+		app.StagePool: &st.Pool.Runtime, app.StageIndex: &st.Index, app.StageQuery: &st.Query.Runtime} {
+		rt.Group = b.Name("vidx-" + stage)
+	}
+	st.Sample.Streams.Group = b.Name("vidx-sample-streams")
+}
+
+// startAppOn is startAppWith on broker b (nil: the embedded broker).
+func startAppOn(t *testing.T, ctx context.Context, f fixtures, b *kafkatest.Broker, change func(*config.Config), opts ...app.Option) *app.App {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.Embedded.Broker, cfg.Embedded.BrokerPort = true, 0
@@ -120,6 +165,9 @@ func startAppWith(t *testing.T, ctx context.Context, f fixtures, change func(*co
 	cfg.Stages.Query.MaxBatch = 1
 	if change != nil {
 		change(&cfg)
+	}
+	if b != nil {
+		useBroker(&cfg, b)
 	}
 	a, err := app.New(ctx, cfg, app.AllStages, testLogger(), opts...)
 	if err != nil {
@@ -189,9 +237,13 @@ func ask(t *testing.T, ctx context.Context, a *app.App, id, text string) schemas
 // the jobs after it are still indexed.
 func TestPipelineEndToEnd(t *testing.T) {
 	f := requireTools(t)
+	eachBroker(t, func(t *testing.T, b *kafkatest.Broker) { testPipelineEndToEnd(t, f, b) })
+}
+
+func testPipelineEndToEnd(t *testing.T, f fixtures, b *kafkatest.Broker) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	a := startApp(t, ctx, f, "color")
+	a := startAppOn(t, ctx, f, b, nil)
 
 	bad := []struct {
 		key, value, reason string

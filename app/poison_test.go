@@ -14,6 +14,7 @@ import (
 	"github.com/vidx/vidx/app"
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafkatest"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
 )
@@ -27,6 +28,10 @@ import (
 // are covered by TestPipelineEndToEnd.
 func TestPoisonInputs(t *testing.T) {
 	f := requireTools(t)
+	eachBroker(t, func(t *testing.T, b *kafkatest.Broker) { testPoisonInputs(t, f, b) })
+}
+
+func testPoisonInputs(t *testing.T, f fixtures, b *kafkatest.Broker) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -72,7 +77,7 @@ func TestPoisonInputs(t *testing.T) {
 		return b
 	}()
 
-	a := startAppWith(t, ctx, f, func(c *config.Config) {
+	a := startAppOn(t, ctx, f, b, func(c *config.Config) {
 		c.Stages.Sample.Sources.MaxWidth, c.Stages.Sample.Sources.MaxHeight = 400, 400
 		c.Stages.Sample.Sources.MaxDuration = 10 * time.Second
 	})

@@ -21,6 +21,8 @@ var (
 	kills = flag.Int("chaos.kills", 4, "SIGKILLs of random stages (the full run uses 20)")
 	seed  = flag.Uint64("chaos.seed", 0, "kill schedule seed (0: random)")
 	keep  = flag.Bool("chaos.keep", false, "keep the work directory (models, videos, logs)")
+	kafka = flag.String("chaos.kafka", "embedded", "broker: embedded (vidx broker) or real (Apache Kafka through scripts/kafka.sh)")
+	nodes = flag.Int("chaos.nodes", 1, "real Kafka nodes: 1, or 3 (replication 3, min.insync.replicas 2; one node is lost for good mid-run)")
 	burst = flag.Int("chaos.burst", 0, "publish this many jobs at once before the chaos and report peak RSS per stage (40 is 10x the calibration load)")
 )
 
@@ -29,6 +31,7 @@ var (
 //
 //	go test -tags chaos ./chaos/                                          # small run
 //	go test -tags chaos ./chaos/ -chaos.jobs 200 -chaos.kills 20 -timeout 30m -v  # full run
+//	go test -tags chaos ./chaos/ -chaos.kafka real -chaos.nodes 3 ...           # on Apache Kafka
 func TestChaos(t *testing.T) {
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
 		t.Skip("ffmpeg not installed (run make setup)")
@@ -50,10 +53,17 @@ func TestChaos(t *testing.T) {
 	}
 	level := slog.LevelInfo
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	timeout := time.Duration(60+*jobs+30**kills) * time.Second
+	if *kafka == chaos.KafkaReal {
+		// A JVM per node to start, and a rolling restart, on a busy machine.
+		timeout += time.Duration(120+60**nodes) * time.Second
+	}
 	rep, err := chaos.Run(context.Background(), chaos.Config{
 		Bin: bin, Dir: dir, Jobs: *jobs, Kills: *kills, Seed: *seed, Burst: *burst,
-		BrokerRestart: true, StoreOutage: 5 * time.Second, Drain: true,
-		Timeout: time.Duration(60+*jobs+30**kills) * time.Second, Log: log,
+		Kafka: *kafka, KafkaScript: "../scripts/kafka.sh", KafkaNodes: *nodes,
+		BrokerRestart: true, BrokerLoss: *kafka == chaos.KafkaReal && *nodes >= 3,
+		StoreOutage: 5 * time.Second, Drain: true,
+		Timeout: timeout, Log: log,
 	})
 	if err != nil {
 		t.Fatalf("chaos run: %v\n%s", err, chaos.Tails(dir, 15))
@@ -74,6 +84,17 @@ func TestChaos(t *testing.T) {
 	}
 	if rep.Kills != *kills || rep.BrokerRestarts != 1 {
 		t.Errorf("ran %d kills and %d broker restarts, want %d and 1", rep.Kills, rep.BrokerRestarts, *kills)
+	}
+	if *kafka == chaos.KafkaReal && *nodes >= 3 && rep.BrokerLosses != 1 {
+		t.Errorf("lost %d brokers, want 1", rep.BrokerLosses)
+	}
+	// A stage must ride out broker restarts and losses, never exit on its
+	// own; and Apache Kafka needs no harness help with dead group members.
+	if rep.Unexpected != 0 {
+		t.Errorf("%d stage exits the harness did not cause", rep.Unexpected)
+	}
+	if *kafka == chaos.KafkaReal && rep.ZombieRestarts != 0 {
+		t.Errorf("%d broker restarts for dead group members on Apache Kafka", rep.ZombieRestarts)
 	}
 	if !rep.OutageHeld {
 		t.Error("the index stage committed offsets while the store refused upserts")

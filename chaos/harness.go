@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,8 +49,16 @@ type Config struct {
 	// Videos is the number of distinct generated videos the jobs cycle
 	// through (each job has its own video id, so its own points).
 	Videos int
-	// BrokerRestart, StoreOutage and Drain enable those scenarios.
+	// Kafka is the broker: KafkaEmbedded (default) or KafkaReal, Apache
+	// Kafka through KafkaScript (scripts/kafka.sh) with KafkaNodes nodes
+	// (1, or 3 with replication factor 3 and min.insync.replicas 2).
+	Kafka       string
+	KafkaScript string
+	KafkaNodes  int
+	// BrokerRestart, BrokerLoss (one node of three killed for good),
+	// StoreOutage and Drain enable those scenarios.
 	BrokerRestart bool
+	BrokerLoss    bool
 	StoreOutage   time.Duration
 	Drain         bool
 	// Burst, when positive, publishes this many jobs at once after
@@ -76,6 +83,9 @@ type Report struct {
 	// PointsPerVideo is the expected count for each generated video.
 	PointsPerVideo []int
 	BrokerRestarts int
+	BrokerLosses   int
+	// Kafka names the broker the run used.
+	Kafka string
 	// OutageHeld says the index stage committed nothing while the store
 	// refused upserts; OutageFailedUpserts counts the refused calls.
 	OutageHeld          bool
@@ -105,8 +115,8 @@ func (r Report) Summary() string {
 
 // String adds the details.
 func (r Report) String() string {
-	return fmt.Sprintf("%s orphans=%d dead_letters=%d points=%d points_per_video=%v broker_restarts=%d zombie_restarts=%d outage_held=%v outage_failed_upserts=%d drain_exit=%s drain_clean=%v unexpected_exits=%d elapsed=%s seed=%d",
-		r.Summary(), r.Orphans, r.DeadLetters, r.Points, r.PointsPerVideo, r.BrokerRestarts, r.ZombieRestarts, r.OutageHeld, r.OutageFailedUpserts,
+	return fmt.Sprintf("%s kafka=%s orphans=%d dead_letters=%d points=%d points_per_video=%v broker_restarts=%d broker_losses=%d zombie_restarts=%d outage_held=%v outage_failed_upserts=%d drain_exit=%s drain_clean=%v unexpected_exits=%d elapsed=%s seed=%d",
+		r.Summary(), r.Kafka, r.Orphans, r.DeadLetters, r.Points, r.PointsPerVideo, r.BrokerRestarts, r.BrokerLosses, r.ZombieRestarts, r.OutageHeld, r.OutageFailedUpserts,
 		r.DrainExit.Round(time.Millisecond), r.DrainClean, r.Unexpected, r.Elapsed.Round(time.Second), r.Seed)
 }
 
@@ -132,8 +142,18 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 	if cfg.Seed == 0 {
 		cfg.Seed = rand.Uint64()
 	}
+	if cfg.Kafka == "" {
+		cfg.Kafka = KafkaEmbedded
+	}
+	if cfg.KafkaNodes <= 0 {
+		cfg.KafkaNodes = 1
+	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
 	rep.Jobs, rep.Seed = cfg.Jobs, cfg.Seed
+	rep.Kafka = cfg.Kafka
+	if cfg.Kafka == KafkaReal {
+		rep.Kafka = fmt.Sprintf("real/%d", cfg.KafkaNodes)
+	}
 	start := time.Now()
 	defer func() { rep.Elapsed = time.Since(start) }()
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
@@ -151,10 +171,21 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 	}
 	defer qs.Close()
 	h.store = qs
-	if err := h.writeConfig(); err != nil {
+	switch cfg.Kafka {
+	case KafkaEmbedded:
+		h.broker, err = newEmbeddedCluster(h)
+	case KafkaReal:
+		h.broker, err = newRealCluster(h, cfg.KafkaScript, cfg.KafkaNodes)
+	default:
+		err = fmt.Errorf("chaos: unknown broker kind %q (want %s or %s)", cfg.Kafka, KafkaEmbedded, KafkaReal)
+	}
+	if err != nil {
 		return rep, err
 	}
-	if err := h.startBroker(ctx); err != nil {
+	if err := h.broker.start(ctx); err != nil {
+		return rep, err
+	}
+	if err := h.writeConfig(); err != nil {
 		return rep, err
 	}
 	for _, s := range Stages {
@@ -208,9 +239,12 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 		}
 		return nil
 	}
-	brokerAt, outageAt, drainAt := -1, -1, -1
+	brokerAt, lossAt, outageAt, drainAt := -1, -1, -1, -1
 	if cfg.BrokerRestart {
 		brokerAt = waves / 3
+	}
+	if cfg.BrokerLoss {
+		lossAt = 3 * waves / 4
 	}
 	if cfg.StoreOutage > 0 {
 		outageAt = waves / 2
@@ -241,10 +275,17 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 		}
 		if w == brokerAt {
 			log.Info("restarting the broker")
-			if err := h.restartBroker(ctx); err != nil {
+			if err := h.broker.restart(ctx); err != nil {
 				return rep, err
 			}
 			rep.BrokerRestarts++
+		}
+		if w == lossAt {
+			log.Info("losing a broker for good")
+			if err := h.broker.lose(ctx); err != nil {
+				return rep, err
+			}
+			rep.BrokerLosses++
 		}
 		if w == outageAt {
 			held, failed, err := h.storeOutage(ctx, cfg.StoreOutage)
@@ -358,11 +399,10 @@ func (h *harness) peakRSS(stage string) (int64, error) {
 }
 
 type harness struct {
-	cfg        Config
-	log        *slog.Logger
-	store      *qdranttest.Server
-	brokerPort int
-	broker     *proc
+	cfg    Config
+	log    *slog.Logger
+	store  *qdranttest.Server
+	broker cluster
 
 	mu             sync.Mutex
 	procs          map[string]*proc
@@ -386,7 +426,7 @@ func (h *harness) video(i int) string {
 }
 
 func (h *harness) kafka() pipeline.KafkaConfig {
-	return pipeline.KafkaConfig{Brokers: []string{"127.0.0.1:" + strconv.Itoa(h.brokerPort)}, Partitions: 4, DialTimeout: 3 * time.Second}
+	return pipeline.KafkaConfig{Brokers: h.broker.addrs(), Partitions: 4, ReplicationFactor: h.broker.replication(), DialTimeout: 3 * time.Second}
 }
 
 // prepare writes the colour test bundle and short videos of distinct
@@ -415,21 +455,15 @@ func (h *harness) prepare(ctx context.Context) error {
 }
 
 func (h *harness) writeConfig() error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	h.brokerPort = l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	yaml := fmt.Sprintf(`data_dir: %s
 log_level: info
-kafka: {brokers: ["127.0.0.1:%d"], partitions: 4, dial_timeout: 3s}
+kafka: {brokers: [%s], partitions: 4, replication_factor: %d, dial_timeout: 3s}
 model: {bundle: %s, intra_op_threads: 1, inter_op_threads: 1}
 store: {url: %q, collection: %s}
 telemetry: {addr: ""}
 stages:
   sample: {timeout: 60s}
-`, filepath.Join(h.cfg.Dir, "data"), h.brokerPort, filepath.Join(h.cfg.Dir, "models", "color"), h.store.URL(), collection)
+`, filepath.Join(h.cfg.Dir, "data"), strings.Join(h.broker.addrs(), ", "), h.broker.replication(), filepath.Join(h.cfg.Dir, "models", "color"), h.store.URL(), collection)
 	return os.WriteFile(h.configPath(), []byte(yaml), 0o644)
 }
 
@@ -514,43 +548,6 @@ func (h *harness) kill(name string, sig syscall.Signal) error {
 	return nil
 }
 
-func (h *harness) startBroker(ctx context.Context) error {
-	p, err := h.spawn("broker", "broker", "--port", strconv.Itoa(h.brokerPort), "--data-dir", filepath.Join(h.cfg.Dir, "broker"), "--partitions", "4")
-	if err != nil {
-		return err
-	}
-	h.broker = p
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := pipeline.Ping(pctx, h.kafka())
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("broker did not come up: %w", err)
-		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return err
-		}
-	}
-}
-
-// restartBroker stops the broker (SIGTERM: it saves its state) while the
-// stages run and starts it again on the same port and data.
-func (h *harness) restartBroker(ctx context.Context) error {
-	h.broker.killed = true
-	if err := h.broker.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return err
-	}
-	<-h.broker.done
-	if err := sleep(ctx, 2*time.Second); err != nil {
-		return err
-	}
-	return h.startBroker(ctx)
-}
-
 // storeOutage fails every upsert for d and reports whether the index
 // stage's committed offsets stayed put meanwhile.
 func (h *harness) storeOutage(ctx context.Context, d time.Duration) (held bool, failed int, err error) {
@@ -624,14 +621,14 @@ func (h *harness) waitIdle(ctx context.Context) error {
 	var last string
 	lastChange := time.Now()
 	for streak < 3 {
-		if time.Since(lastChange) > 45*time.Second {
+		if time.Since(lastChange) > 45*time.Second && h.broker.zombieProne() {
 			zombie, err := h.zombieGroup(ctx)
 			if err != nil {
 				return err
 			}
 			if zombie != "" {
 				h.log.Warn("a consumer group kept a dead member past its session timeout; restarting the broker", "group", zombie, "lag", last)
-				if err := h.restartBroker(ctx); err != nil {
+				if err := h.broker.restart(ctx); err != nil {
 					return err
 				}
 				h.zombieRestarts++
@@ -757,9 +754,7 @@ func (h *harness) stopAll() {
 		}
 	}
 	if h.broker != nil {
-		h.broker.killed = true
-		_ = h.broker.cmd.Process.Signal(syscall.SIGTERM)
-		<-h.broker.done
+		h.broker.stop()
 	}
 }
 

@@ -135,6 +135,9 @@ func (s Store) Backend() (string, error) {
 
 // Runtime holds the stage-runtime settings every stage has.
 type Runtime struct {
+	// Group is the stage's consumer group (default vidx-STAGE); replicas of
+	// a stage share it. Two deployments on one Kafka cluster need their own.
+	Group       string        `yaml:"group"`
 	MaxBatch    int           `yaml:"max_batch"`
 	MaxWait     time.Duration `yaml:"max_wait"`
 	Replicas    int           `yaml:"replicas"`

@@ -20,10 +20,18 @@ type Metrics struct {
 	MnR float64 `json:"mnr"`
 }
 
-// Summarize turns 1-based ranks into Metrics. The median of an even number of
-// ranks is the mean of the two middle ones, as numpy's median gives. An empty
-// slice gives zero Metrics.
-func Summarize(ranks []int) Metrics {
+// Summarize turns 1-based ranks into Metrics as CLIP4Clip's compute_metrics
+// does. The median of an even number of ranks is the mean of the two middle
+// ones, as numpy's median gives. An empty slice gives zero Metrics.
+func Summarize(ranks []int) Metrics { return summarize(ranks, false) }
+
+// SummarizeMultiSentence is Summarize as CLIP4Clip's
+// tensor_text_to_video_metrics reports text-to-video when videos have
+// several captions: its median is torch.median's, the lower of the two
+// middle ranks of an even count.
+func SummarizeMultiSentence(ranks []int) Metrics { return summarize(ranks, true) }
+
+func summarize(ranks []int, lowerMedian bool) Metrics {
 	n := len(ranks)
 	if n == 0 {
 		return Metrics{}
@@ -48,12 +56,39 @@ func Summarize(ranks []int) Metrics {
 	m.R5 = 100 * m.R5 / float64(n)
 	m.R10 = 100 * m.R10 / float64(n)
 	m.MnR = sum / float64(n)
-	if n%2 == 1 {
+	switch {
+	case n%2 == 1:
 		m.MdR = float64(sorted[n/2])
-	} else {
+	case lowerMedian:
+		m.MdR = float64(sorted[n/2-1])
+	default:
 		m.MdR = float64(sorted[n/2-1]+sorted[n/2]) / 2
 	}
 	return m
+}
+
+// MultiSentence reports whether some video has more than one caption:
+// CLIP4Clip's multi_sentence_per_video case, where eval_epoch reshapes the
+// matrix per video and text-to-video is summarised by
+// tensor_text_to_video_metrics.
+func MultiSentence(truth []int) bool {
+	seen := make(map[int]bool, len(truth))
+	for _, v := range truth {
+		if seen[v] {
+			return true
+		}
+		seen[v] = true
+	}
+	return false
+}
+
+// summarizeT2V summarises text-to-video ranks with the rule CLIP4Clip uses
+// for the dataset's shape.
+func summarizeT2V(ranks, truth []int) Metrics {
+	if MultiSentence(truth) {
+		return SummarizeMultiSentence(ranks)
+	}
+	return Summarize(ranks)
 }
 
 // Ties: a candidate that scores exactly as high as the ground truth is
@@ -63,7 +98,9 @@ func Summarize(ranks []int) Metrics {
 // is ranked last.
 
 // TextToVideoRanks returns, for each text (row of sims, [texts][videos]), the
-// 1-based rank of its ground-truth video truth[i] among all videos.
+// 1-based rank of its ground-truth video truth[i] among all videos: what
+// CLIP4Clip's compute_metrics (one caption per video) and
+// tensor_text_to_video_metrics (several) compute per caption.
 func TextToVideoRanks(sims [][]float64, truth []int) ([]int, error) {
 	videos, err := checkMatrix(sims, truth)
 	if err != nil {
@@ -84,22 +121,23 @@ func TextToVideoRanks(sims [][]float64, truth []int) ([]int, error) {
 }
 
 // VideoToTextRanks returns, for each video (column of sims, [texts][videos]),
-// the rank of its best caption among all texts: the 1-based position of the
-// highest-scoring of its own captions when every text is ranked by its score
-// for that video. Only other videos' captions can rank above it. Every video
-// needs at least one caption.
+// the 1-based rank of its own caption group among all videos' caption
+// groups, CLIP4Clip's multi-sentence protocol (metrics.py,
+// tensor_video_to_text_sim followed by compute_metrics): a group's score for
+// a video is the maximum over that group's captions, and the video's rank is
+// 1 plus the number of other groups whose score is at least its own group's.
+// A group counts once however many of its captions beat the video's own, so
+// there are as many candidates as videos. With one caption per video this is
+// compute_metrics on the transposed matrix. Every video needs at least one
+// caption.
 func VideoToTextRanks(sims [][]float64, truth []int) ([]int, error) {
 	videos, err := checkMatrix(sims, truth)
 	if err != nil {
 		return nil, err
 	}
-	best := make([]float64, videos)
 	has := make([]bool, videos)
-	for i, row := range sims {
-		v := truth[i]
-		if s := score(row[v]); !has[v] || s > best[v] {
-			best[v], has[v] = s, true
-		}
+	for _, v := range truth {
+		has[v] = true
 	}
 	for v, ok := range has {
 		if !ok {
@@ -107,10 +145,18 @@ func VideoToTextRanks(sims [][]float64, truth []int) ([]int, error) {
 		}
 	}
 	ranks := make([]int, videos)
+	group := make([]float64, videos)
 	for v := range videos {
-		rank := 1
+		// group[g]: the best score any caption of video g gives video v.
+		for g := range group {
+			group[g] = math.Inf(-1)
+		}
 		for i, row := range sims {
-			if truth[i] != v && score(row[v]) >= best[v] {
+			group[truth[i]] = math.Max(group[truth[i]], score(row[v]))
+		}
+		rank := 1
+		for g, s := range group {
+			if g != v && s >= group[v] {
 				rank++
 			}
 		}

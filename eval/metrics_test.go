@@ -80,6 +80,38 @@ func TestVideoToTextRanks(t *testing.T) {
 			want:  []int{2, 2},
 		},
 		{
+			// CLIP4Clip's multi-sentence rule (max per caption group, then
+			// rank the groups), worked by hand. Groups: v0 = {c0, c1},
+			// v1 = {c2, c3}, v2 = {c4}.
+			// Column v0: c0..c4 = .5 .6 .7 .8 .1; groups v0 .6, v1 .8,
+			//   v2 .1: rank 2. Ranking single captions would give 3, as
+			//   both of v1's captions beat .6.
+			// Column v1: .2 .9 .3 .4 .95; groups v0 .9, v1 .4, v2 .95:
+			//   rank 3.
+			// Column v2: .1 .1 .2 .1 .3; groups .1 .2 .3: rank 1.
+			name: "several captions: groups ranked by their best caption",
+			sims: [][]float64{
+				{0.5, 0.2, 0.1},
+				{0.6, 0.9, 0.1},
+				{0.7, 0.3, 0.2},
+				{0.8, 0.4, 0.1},
+				{0.1, 0.95, 0.3},
+			},
+			truth: []int{0, 0, 1, 1, 2},
+			want:  []int{2, 3, 1},
+		},
+		{
+			// Column v0: groups v0 max(NaN, .4) = .4, v1 max(.5, NaN) = .5:
+			// rank 2. Column v1: v0 max(.3, NaN->-Inf) = .3, v1 max(NaN,
+			// .2) = .2: rank 2. A NaN caption counts as -Inf, as
+			// tensor_video_to_text_sim sets it, and does not hide its
+			// group's other captions.
+			name:  "NaN captions inside groups",
+			sims:  [][]float64{{math.NaN(), 0.3}, {0.4, math.NaN()}, {0.5, math.NaN()}, {math.NaN(), 0.2}},
+			truth: []int{0, 0, 1, 1},
+			want:  []int{2, 2},
+		},
+		{
 			// A video's own captions never rank above its best one, tied or
 			// not; another video's caption tied with it does.
 			name:  "ties with own and other captions",
@@ -147,11 +179,14 @@ func TestSummarize(t *testing.T) {
 		name  string
 		ranks []int
 		want  Metrics
+		// wantMdRMulti is SummarizeMultiSentence's median: only the median
+		// of an even count differs.
+		wantMdRMulti float64
 	}{
-		{"odd count", []int{1, 3, 2}, Metrics{R1: 100.0 / 3, R5: 100, R10: 100, MdR: 2, MnR: 2}},
-		{"even count takes the middle mean", []int{10, 1, 3, 2}, Metrics{R1: 25, R5: 75, R10: 100, MdR: 2.5, MnR: 4}},
-		{"recall bounds are inclusive", []int{5, 10, 11, 6}, Metrics{R1: 0, R5: 25, R10: 75, MdR: 8, MnR: 8}},
-		{"empty", nil, Metrics{}},
+		{"odd count", []int{1, 3, 2}, Metrics{R1: 100.0 / 3, R5: 100, R10: 100, MdR: 2, MnR: 2}, 2},
+		{"even count takes the middle mean", []int{10, 1, 3, 2}, Metrics{R1: 25, R5: 75, R10: 100, MdR: 2.5, MnR: 4}, 2},
+		{"recall bounds are inclusive", []int{5, 10, 11, 6}, Metrics{R1: 0, R5: 25, R10: 75, MdR: 8, MnR: 8}, 6},
+		{"empty", nil, Metrics{}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,7 +194,29 @@ func TestSummarize(t *testing.T) {
 			if !closeMetrics(got, tt.want) {
 				t.Errorf("Summarize(%v) = %+v, want %+v", tt.ranks, got, tt.want)
 			}
+			multi := tt.want
+			multi.MdR = tt.wantMdRMulti
+			if got := SummarizeMultiSentence(tt.ranks); !closeMetrics(got, multi) {
+				t.Errorf("SummarizeMultiSentence(%v) = %+v, want %+v", tt.ranks, got, multi)
+			}
 		})
+	}
+}
+
+func TestMultiSentence(t *testing.T) {
+	for _, tt := range []struct {
+		truth []int
+		want  bool
+	}{
+		{nil, false},
+		{[]int{0, 1, 2}, false},
+		{[]int{2, 0, 1}, false},
+		{[]int{0, 1, 0}, true},
+		{[]int{0, 0}, true},
+	} {
+		if got := MultiSentence(tt.truth); got != tt.want {
+			t.Errorf("MultiSentence(%v) = %v, want %v", tt.truth, got, tt.want)
+		}
 	}
 }
 

@@ -12,8 +12,12 @@ func WriteTable(w io.Writer, r *Report) error {
 	if model == "" {
 		model = "?"
 	}
-	fmt.Fprintf(w, "%d videos, %d captions; model %s, pooling %s, dual-softmax temperature %g\n\n",
-		r.Videos, r.Captions, model, r.Pooling, r.Temperature)
+	codec := ""
+	if r.Codec != "" {
+		codec = ", frames " + r.Codec
+	}
+	fmt.Fprintf(w, "%d videos, %d captions; model %s, pooling %s%s, dual-softmax temperature %g\n\n",
+		r.Videos, r.Captions, model, r.Pooling, codec, r.Temperature)
 	rows := []struct {
 		label string
 		by    *ByMode

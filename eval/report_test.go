@@ -12,6 +12,7 @@ func TestWriteTable(t *testing.T) {
 		V2T:       ByMode{CAMoE: Metrics{R1: 12.34}},
 		T2VStream: ByMode{Symmetric: Metrics{MdR: 2.5}},
 		Videos:    1000, Captions: 1000, Pooling: "seqTransf", Model: "clip-vit-b16", BankSize: 256, Temperature: 0.01,
+		Codec: "png",
 	}
 	var b bytes.Buffer
 	if err := WriteTable(&b, r); err != nil {
@@ -19,7 +20,7 @@ func TestWriteTable(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"1000 videos, 1000 captions; model clip-vit-b16, pooling seqTransf, dual-softmax temperature 0.01",
+		"1000 videos, 1000 captions; model clip-vit-b16, pooling seqTransf, frames png, dual-softmax temperature 0.01",
 		"text-to-video            none            44.5    71.4    81.6     2.0    15.3",
 		"text-to-video            symmetric       52.9     0.0",
 		"video-to-text            camoe           12.3",

@@ -43,6 +43,12 @@ type Options struct {
 	// Pooling is the pool stage's mode, meanP or seqTransf. Empty selects
 	// seqTransf when the bundle has a temporal head and meanP otherwise.
 	Pooling string
+	// Codec is how frames travel from the sample stage to the encode stage:
+	// schemas.CodecJPEG (lossy, at stages.sample.quality) or
+	// schemas.CodecPNG (lossless). Empty keeps the configured transport,
+	// config.Default's stages.sample.codec. Comparing the two separates
+	// the model's error from what the transport costs.
+	Codec string
 	// BankSize is the streaming evaluation's query bank (DefaultBankSize is
 	// the query stage's default); 0 ranks each caption against itself only.
 	BankSize int
@@ -82,6 +88,12 @@ func Start(ctx context.Context, o Options) (_ *Evaluator, err error) {
 	}
 	if o.BankSize < 0 {
 		return nil, fmt.Errorf("eval: bank size must not be negative, got %d", o.BankSize)
+	}
+	if o.Codec == "" {
+		o.Codec = config.Default().Stages.Sample.Codec
+	}
+	if o.Codec != schemas.CodecJPEG && o.Codec != schemas.CodecPNG {
+		return nil, fmt.Errorf("eval: codec %q is not %s or %s", o.Codec, schemas.CodecJPEG, schemas.CodecPNG)
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -130,6 +142,7 @@ func Start(ctx context.Context, o Options) (_ *Evaluator, err error) {
 	cfg.Model.Bundle = o.Bundle
 	cfg.Model.ORTLib = o.ORTLib
 	cfg.Stages.Pool.Mode = o.Pooling
+	cfg.Stages.Sample.Codec = o.Codec
 	// One clip per video: the metrics rank videos, not segments.
 	cfg.Stages.Sample.Mode = schemas.ModeWhole
 	a, err := app.New(ctx, cfg, ingestStages(), o.Log)
@@ -242,7 +255,8 @@ func (e *Evaluator) Ingest(ctx context.Context) error {
 	if err := pipeline.Produce(ctx, cfg.Kafka, outs...); err != nil {
 		return fmt.Errorf("eval: publishing video jobs: %w", err)
 	}
-	fmt.Fprintf(e.opts.Progress, "ingesting %d videos through sample -> encode -> pool (%s) -> index\n", len(outs), e.opts.Pooling)
+	fmt.Fprintf(e.opts.Progress, "ingesting %d videos through sample -> encode (%s frames) -> pool (%s) -> index\n",
+		len(outs), e.opts.Codec, e.opts.Pooling)
 
 	want := len(ds.Videos)
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -354,7 +368,7 @@ func (e *Evaluator) Score(emb *Embeddings) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
-	r.Pooling, r.Model = e.opts.Pooling, e.manifest.Name
+	r.Pooling, r.Model, r.Codec = e.opts.Pooling, e.manifest.Name, e.opts.Codec
 	return r, nil
 }
 

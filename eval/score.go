@@ -55,6 +55,9 @@ type Report struct {
 	Videos    int    `json:"videos"`
 	Captions  int    `json:"captions"`
 	Pooling   string `json:"pooling"`
+	// Codec is the frames' transport from the sample stage to the encoder
+	// (jpeg or png).
+	Codec string `json:"codec,omitempty"`
 
 	Model       string  `json:"-"`
 	BankSize    int     `json:"-"`
@@ -134,16 +137,18 @@ func Score(e *Embeddings, o ScoreOptions) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.T2VStream.set(mode, Summarize(ranks))
+		r.T2VStream.set(mode, summarizeT2V(ranks, e.Truth))
 	}
 	return r, nil
 }
 
 // Transductive re-scores the whole [captions][videos] cosine matrix with
-// dual softmax (every caption on the text axis) and ranks it both ways; the
-// video-to-text ranks use the same re-scored matrix.
+// dual softmax (every caption on the text axis, every video on the video
+// axis) and ranks it both ways. Each direction puts the prior on its own
+// candidate axis: text-to-video scores come from TextToVideoScores,
+// video-to-text scores from VideoToTextScores.
 func Transductive(cosine [][]float64, truth []int, mode string, temp float64) (t2v, v2t Metrics, err error) {
-	s, err := query.DualSoftmax(mode, temp, cosine)
+	s, err := TextToVideoScores(mode, temp, cosine)
 	if err != nil {
 		return t2v, v2t, err
 	}
@@ -151,11 +156,68 @@ func Transductive(cosine [][]float64, truth []int, mode string, temp float64) (t
 	if err != nil {
 		return t2v, v2t, err
 	}
+	s, err = VideoToTextScores(mode, temp, cosine)
+	if err != nil {
+		return t2v, v2t, err
+	}
 	vr, err := VideoToTextRanks(s, truth)
 	if err != nil {
 		return t2v, v2t, err
 	}
-	return Summarize(tr), Summarize(vr), nil
+	return summarizeT2V(tr, truth), Summarize(vr), nil
+}
+
+// TextToVideoScores re-scores a [captions][videos] matrix for ranking videos
+// per caption: query.DualSoftmax, the query stage's function. camoe
+// multiplies by a softmax over the text axis (each video's column over the
+// captions), the prior that discounts a video many captions match;
+// symmetric multiplies by the video-axis softmax too.
+func TextToVideoScores(mode string, temp float64, cosine [][]float64) ([][]float64, error) {
+	return query.DualSoftmax(mode, temp, cosine)
+}
+
+// VideoToTextScores re-scores a [captions][videos] matrix for ranking
+// captions per video: the text-to-video rule on the transposed
+// [videos][captions] matrix, transposed back. camoe thus multiplies by a
+// softmax over the video axis (each caption's row over the videos), the
+// prior that discounts a caption matching many videos; a prior over the
+// caption axis would be a positive factor monotone in the score within each
+// video's column and could not change a video-to-text ranking. symmetric
+// multiplies by both softmaxes, as in the text-to-video direction.
+func VideoToTextScores(mode string, temp float64, cosine [][]float64) ([][]float64, error) {
+	t, err := transpose(cosine)
+	if err != nil {
+		return nil, err
+	}
+	s, err := query.DualSoftmax(mode, temp, t)
+	if err != nil {
+		return nil, err
+	}
+	if len(s) == 0 {
+		// No videos: keep one (empty) row per caption.
+		return make([][]float64, len(cosine)), nil
+	}
+	return transpose(s)
+}
+
+func transpose(m [][]float64) ([][]float64, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	cols := len(m[0])
+	out := make([][]float64, cols)
+	for j := range out {
+		out[j] = make([]float64, len(m))
+	}
+	for i, row := range m {
+		if len(row) != cols {
+			return nil, fmt.Errorf("similarity matrix is ragged: row %d has %d columns, row 0 has %d", i, len(row), cols)
+		}
+		for j, v := range row {
+			out[j][i] = v
+		}
+	}
+	return out, nil
 }
 
 // StreamScores returns, for each caption in dataset order, the scores the

@@ -8,15 +8,21 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafkatest"
 )
 
 // TestStopDrainsBatchInHand stops a stage while its handler is working: the
 // batch in hand must still be produced and committed (a replacement consumer
 // sees nothing to redo), as on a SIGTERM during a rolling restart.
 func TestStopDrainsBatchInHand(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	kafkatest.Each(t, 2, []string{"in", "out", "dead-letters"}, testStopDrainsBatchInHand)
+}
+
+func testStopDrainsBatchInHand(t *testing.T, b *kafkatest.Broker) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	kc := startBroker(t, "in", "out", "dead-letters")
+	kc := b.Config()
+	in, out := b.Name("in"), b.Name("out")
 	started := make(chan struct{}, 16)
 	var calls atomic.Int32
 	h := pipeline.PerMessage(func(ctx context.Context, m pipeline.Message) ([]pipeline.Output, error) {
@@ -27,14 +33,14 @@ func TestStopDrainsBatchInHand(t *testing.T) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		return []pipeline.Output{{Topic: "out", Key: m.Key, Value: m.Value}}, nil
+		return []pipeline.Output{{Topic: out, Key: m.Key, Value: m.Value}}, nil
 	})
-	cfg := pipeline.StageConfig{Name: "slow", Topics: []string{"in"}, DrainTimeout: 5 * time.Second}
+	cfg := pipeline.StageConfig{Name: "slow", Group: b.Name("vidx-slow"), Topics: []string{in}, DeadLetterTopic: b.Name("dead-letters"), DrainTimeout: 5 * time.Second}
 	st, err := pipeline.NewStage(cfg, kc, h, testLogger(), pipeline.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: "in", Key: []byte("k"), Value: []byte("1")}); err != nil {
+	if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: in, Key: []byte("k"), Value: []byte("1")}); err != nil {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
@@ -49,12 +55,12 @@ func TestStopDrainsBatchInHand(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if got := collect(t, ctx, kc, "out", 1); string(got[0].Value) != "1" {
+	if got := collect(t, ctx, kc, out, 1); string(got[0].Value) != "1" {
 		t.Fatalf("output = %q", got[0].Value)
 	}
 
 	// A new consumer in the same group must start after the drained message.
-	if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: "in", Key: []byte("k"), Value: []byte("2")}); err != nil {
+	if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: in, Key: []byte("k"), Value: []byte("2")}); err != nil {
 		t.Fatal(err)
 	}
 	again, err := pipeline.NewStage(cfg, kc, h, testLogger(), pipeline.Hooks{})
@@ -62,8 +68,8 @@ func TestStopDrainsBatchInHand(t *testing.T) {
 		t.Fatal(err)
 	}
 	runStage(t, ctx, again)
-	out := collect(t, ctx, kc, "out", 2)
-	if v := string(out[1].Value); v != "2" {
+	got := collect(t, ctx, kc, out, 2)
+	if v := string(got[1].Value); v != "2" {
 		t.Errorf("second output = %q, want 2", v)
 	}
 	if n := calls.Load(); n != 2 {
@@ -74,9 +80,14 @@ func TestStopDrainsBatchInHand(t *testing.T) {
 // TestDrainTimeoutGivesUp checks a handler that outlives the drain timeout is
 // cancelled and its message left uncommitted for redelivery.
 func TestDrainTimeoutGivesUp(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	kafkatest.Each(t, 2, []string{"in", "out", "dead-letters"}, testDrainTimeoutGivesUp)
+}
+
+func testDrainTimeoutGivesUp(t *testing.T, b *kafkatest.Broker) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	kc := startBroker(t, "in", "out", "dead-letters")
+	kc := b.Config()
+	in, out := b.Name("in"), b.Name("out")
 	started := make(chan struct{}, 16)
 	var seen atomic.Int32
 	stuck := pipeline.PerMessage(func(ctx context.Context, m pipeline.Message) ([]pipeline.Output, error) {
@@ -85,12 +96,12 @@ func TestDrainTimeoutGivesUp(t *testing.T) {
 		<-ctx.Done()
 		return nil, pipeline.Retryable(ctx.Err())
 	})
-	cfg := pipeline.StageConfig{Name: "stuck", Topics: []string{"in"}, DrainTimeout: 200 * time.Millisecond}
+	cfg := pipeline.StageConfig{Name: "stuck", Group: b.Name("vidx-stuck"), Topics: []string{in}, DeadLetterTopic: b.Name("dead-letters"), DrainTimeout: 200 * time.Millisecond}
 	st, err := pipeline.NewStage(cfg, kc, stuck, testLogger(), pipeline.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: "in", Key: []byte("k"), Value: []byte("x")}); err != nil {
+	if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: in, Key: []byte("k"), Value: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
@@ -113,14 +124,14 @@ func TestDrainTimeoutGivesUp(t *testing.T) {
 	var redo atomic.Int32
 	ok := pipeline.PerMessage(func(ctx context.Context, m pipeline.Message) ([]pipeline.Output, error) {
 		redo.Add(1)
-		return []pipeline.Output{{Topic: "out", Key: m.Key, Value: append(m.Value, strconv.Itoa(int(redo.Load()))...)}}, nil
+		return []pipeline.Output{{Topic: out, Key: m.Key, Value: append(m.Value, strconv.Itoa(int(redo.Load()))...)}}, nil
 	})
 	again, err := pipeline.NewStage(cfg, kc, ok, testLogger(), pipeline.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	runStage(t, ctx, again)
-	if got := collect(t, ctx, kc, "out", 1); string(got[0].Value) != "x1" {
+	if got := collect(t, ctx, kc, out, 1); string(got[0].Value) != "x1" {
 		t.Errorf("redelivered output = %q, want x1", got[0].Value)
 	}
 }

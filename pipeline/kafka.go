@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +28,10 @@ type KafkaConfig struct {
 	BatchTimeout time.Duration `yaml:"batch_timeout"`
 	// DialTimeout bounds connection set-up.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// StartupTimeout is how long a starting process waits for the brokers
+	// to answer before it gives up with an error (default 2m): a stage
+	// started while Kafka restarts waits rather than exits.
+	StartupTimeout time.Duration `yaml:"startup_timeout"`
 	// TLS and SASL secure every connection: consumers, producers, admin
 	// clients and taps.
 	TLS  TLSConfig  `yaml:"tls"`
@@ -48,6 +54,9 @@ func (c KafkaConfig) WithDefaults() KafkaConfig {
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = 10 * time.Second
+	}
+	if c.StartupTimeout == 0 {
+		c.StartupTimeout = 2 * time.Minute
 	}
 	return c
 }
@@ -196,6 +205,72 @@ func fromKafkaMessage(m kafka.Message) Message {
 		Headers:   h,
 		Time:      m.Time,
 	}
+}
+
+// AwaitTopics creates the missing topics as EnsureTopics does, waiting up
+// to StartupTimeout for unreachable brokers and saying so every time it
+// tries; a refusal by a broker that answers (bad settings, no rights) is
+// returned at once.
+func AwaitTopics(ctx context.Context, c KafkaConfig, log *slog.Logger, topics ...string) error {
+	c = c.WithDefaults()
+	deadline := time.Now().Add(c.StartupTimeout)
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := EnsureTopics(ctx, c, topics...)
+		if err == nil || Classify(err) != ClassRetryable || ctx.Err() != nil {
+			return err
+		}
+		// The admin client reports a refused handshake as an unavailable
+		// broker; a plain connection says what was refused.
+		if perr := c.probe(ctx); perr != nil && settingsError(perr) {
+			return fmt.Errorf("kafka: brokers %v refused the connection settings (check kafka.tls and kafka.sasl): %w", c.Brokers, perr)
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("kafka: brokers %v unreachable for %s: %w", c.Brokers, c.StartupTimeout, err)
+		}
+		log.Warn("kafka not reachable yet; waiting", "brokers", c.Brokers, "attempt", attempt, "retry_in", wait, "err", err)
+		if sleep(ctx, wait) != nil {
+			return ctx.Err()
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// probe opens and closes one connection to each broker, with the TLS
+// handshake and SASL authentication of every other connection; it returns
+// the first failure.
+func (c KafkaConfig) probe(ctx context.Context) error {
+	d := c.dialer()
+	for _, b := range c.Brokers {
+		conn, err := d.DialContext(ctx, "tcp", b)
+		if err != nil {
+			return err
+		}
+		conn.Close()
+	}
+	return nil
+}
+
+// settingsError reports errors that waiting cannot cure: credentials,
+// rights or TLS settings the brokers refuse.
+func settingsError(err error) bool {
+	var ke kafka.Error
+	if errors.As(err, &ke) {
+		switch ke {
+		case kafka.SASLAuthenticationFailed, kafka.UnsupportedSASLMechanism, kafka.IllegalSASLState,
+			kafka.TopicAuthorizationFailed, kafka.ClusterAuthorizationFailed, kafka.GroupAuthorizationFailed:
+			return true
+		}
+	}
+	var (
+		header   tls.RecordHeaderError
+		verify   *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	return errors.As(err, &header) || errors.As(err, &verify) || errors.As(err, &unknown) ||
+		errors.As(err, &hostname) || errors.As(err, &invalid)
 }
 
 // Ping checks that a broker answers a metadata request.

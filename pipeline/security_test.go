@@ -154,8 +154,26 @@ func TestSecureBroker(t *testing.T) {
 			if err := pipeline.Ping(short, noTLS); err == nil {
 				t.Error("ping without TLS succeeded against a TLS listener")
 			}
+
+			// At start-up, refused settings are an error at once, not a
+			// two-minute wait for brokers that are there.
+			for name, bad := range map[string]pipeline.KafkaConfig{"wrong password": wrong, "untrusted CA": untrusted(kc)} {
+				bad.StartupTimeout = time.Minute
+				actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+				err := pipeline.AwaitTopics(actx, bad, testLogger(), "in")
+				if err == nil || actx.Err() != nil || !strings.Contains(err.Error(), "refused the connection settings") {
+					t.Errorf("%s: AwaitTopics = %v (context: %v), want an immediate settings error", name, err, actx.Err())
+				}
+				cancel()
+			}
 		})
 	}
+}
+
+// untrusted returns kc trusting the system roots instead of the test CA.
+func untrusted(kc pipeline.KafkaConfig) pipeline.KafkaConfig {
+	kc.TLS.CAFile = ""
+	return kc
 }
 
 // writeCerts writes a self-signed CA and a localhost certificate it signs.

@@ -247,20 +247,41 @@ func (s *Stage) newReader() *kafka.Reader {
 }
 
 func (s *Stage) consume(ctx context.Context, replica int) error {
+	log := s.log.With("replica", replica)
+	log.Info("stage started", "topics", s.cfg.Topics, "group", s.cfg.Group)
+	for attempt := 1; ; attempt++ {
+		err := s.consumeWith(ctx, log)
+		if ctx.Err() != nil {
+			log.Info("stage stopped")
+			return nil
+		}
+		// A batch that could not be finished leaves the reader ahead of
+		// the committed offsets: a new reader rejoins the group and
+		// resumes from them, so the batch is redelivered, not skipped, and
+		// the stage carries on rather than exits.
+		wait := backoff(s.cfg, attempt)
+		log.Warn("batch not committed; rejoining the group, it will be redelivered", "err", err, "retry_in", wait)
+		if sleep(ctx, wait) != nil {
+			log.Info("stage stopped")
+			return nil
+		}
+	}
+}
+
+// consumeWith runs one reader until ctx ends (nil) or a batch cannot be
+// finished (its error).
+func (s *Stage) consumeWith(ctx context.Context, log *slog.Logger) error {
 	r := s.newReader()
 	defer func() {
 		if err := r.Close(); err != nil {
 			s.log.Debug("closing reader", "err", err)
 		}
 	}()
-	log := s.log.With("replica", replica)
-	log.Info("stage started", "topics", s.cfg.Topics, "group", s.cfg.Group)
 	wm := newWatermarks()
 	for {
 		batch, err := s.fetchBatch(ctx, r)
 		if len(batch) == 0 {
 			if ctx.Err() != nil {
-				log.Info("stage stopped")
 				return nil
 			}
 			if err != nil {
@@ -280,8 +301,7 @@ func (s *Stage) consume(ctx context.Context, replica int) error {
 		s.busySince.Store(0)
 		cancel()
 		if err != nil {
-			log.Warn("batch not committed; it will be redelivered", "err", err, "messages", len(batch))
-			return nil
+			return fmt.Errorf("%d messages: %w", len(batch), err)
 		}
 	}
 }

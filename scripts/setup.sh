@@ -12,7 +12,8 @@ ORT_LIB="$ORT_DIR/libonnxruntime.so.1"
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 # --test also installs what the test suite's reference checks use (Debian's
-# python3 with torch, onnx and Pillow); the demo and the stages need none of it.
+# python3 with torch, onnx and Pillow; ftfy and regex in a venv); the demo
+# and the stages need none of it.
 WITH_TEST_TOOLS=0
 [ "${1:-}" = "--test" ] && WITH_TEST_TOOLS=1
 
@@ -42,6 +43,22 @@ if [ "$WITH_TEST_TOOLS" = 1 ]; then
       log "python3-torch/python3-onnx not installed: the export parity test will skip"
   fi
 
+  # kcat (librdkafka): a second, independent Kafka client for the interop
+  # test (app/kcat_test.go), and Java for the real Apache Kafka broker that
+  # make test runs (scripts/kafka.sh fetches the broker with Maven).
+  if ! command -v kcat >/dev/null; then
+    log "installing kcat (apt-get)"
+    { as_root apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends kcat >/dev/null; } ||
+      log "kcat not installed: the Kafka interop test will skip"
+  fi
+  if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+    log "installing openjdk-17-jre-headless and maven (apt-get)"
+    { as_root apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless maven >/dev/null; } ||
+      log "java/maven not installed: make test cannot start Apache Kafka"
+  fi
+
   # Pillow for Debian's python3: the reference of the preprocessing parity test
   # (encoders/preprocess) and scripts/preprocess_parity.py. Without it that test
   # skips, so a failed install is not fatal.
@@ -50,6 +67,19 @@ if [ "$WITH_TEST_TOOLS" = 1 ]; then
     { as_root apt-get update -qq &&
       DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-pil >/dev/null; } ||
       log "python3-pil not installed: the preprocessing parity test will skip"
+  fi
+
+  # ftfy and regex for the tokenizer's reference test (encoders/tokenizer),
+  # which runs clip.tokenize's own text cleaning. Debian packages neither
+  # ftfy nor a recent regex for bookworm, so they go into a venv of their
+  # own; the test finds it here (or takes VIDX_FTFY_PYTHON) and skips
+  # without it.
+  FTFY_VENV="$CACHE_DIR/py-ftfy"
+  if ! "$FTFY_VENV/bin/python" -c "import ftfy, regex" 2>/dev/null; then
+    log "installing ftfy 6.3.1 and regex into $FTFY_VENV (pip)"
+    { python3 -m venv "$FTFY_VENV" &&
+      "$FTFY_VENV/bin/pip" install -q "ftfy==6.3.1" "regex==2024.11.6"; } ||
+      log "ftfy not installed: the tokenizer's ftfy reference test will skip"
   fi
 
   # The search page's browser test (httpapi/webtest): Debian's chromium,

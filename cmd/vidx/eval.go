@@ -12,12 +12,13 @@ import (
 )
 
 func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("eval", stderr, "eval --bundle DIR --dataset FILE [--json] [--pooling meanP|seqTransf] [--bank-size N] [--work DIR]\n"+
+	fs := newFlagSet("eval", stderr, "eval --bundle DIR --dataset FILE [--json] [--pooling meanP|seqTransf] [--codec jpeg|png] [--bank-size N] [--work DIR]\n"+
 		"       vidx eval --example DIR [--bundle DIR]")
 	bundleDir := fs.String("bundle", "", "model bundle directory")
 	dataset := fs.String("dataset", "", `JSONL dataset: {"video_id": ..., "path": ..., "captions": [...]} per line, paths relative to the file`)
 	asJSON := fs.Bool("json", false, "print the metrics as JSON")
 	pooling := fs.String("pooling", "", "pool stage mode, meanP or seqTransf (default: seqTransf when the bundle has a temporal head, else meanP)")
+	codec := fs.String("codec", "", "how frames travel to the encoder: jpeg (lossy) or png (lossless) (default: the configured stages.sample.codec, jpeg)")
 	bankSize := fs.Int("bank-size", eval.DefaultBankSize(), "query bank size of the streaming evaluation (the query stage's bank_size)")
 	work := fs.String("work", "", "keep the broker and store data under DIR/data (default: a temporary directory, removed)")
 	example := fs.String("example", "", "write the generated example dataset (videos and dataset.jsonl) to DIR; with --bundle, evaluate it")
@@ -62,6 +63,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Bundle:   *bundleDir,
 		Dataset:  ds,
 		Pooling:  *pooling,
+		Codec:    *codec,
 		BankSize: *bankSize,
 		WorkDir:  *work,
 		ORTLib:   *ortLib,

@@ -46,8 +46,22 @@ func TestEval(t *testing.T) {
 	}
 	captions, _ := ds.Captions()
 
+	for _, tc := range []struct{ flag, codec string }{{"", "jpeg"}, {"png", "png"}} {
+		t.Run("codec "+tc.codec, func(t *testing.T) {
+			args := []string{"eval", "--bundle", filepath.Join(models, "color"), "--dataset", dataset, "--json", "--bank-size", "4"}
+			if tc.flag != "" {
+				args = append(args, "--codec", tc.flag)
+			}
+			checkEvalJSON(t, ctx, args, videos, len(captions), tc.codec)
+		})
+	}
+}
+
+// checkEvalJSON runs `vidx eval ... --json` and checks the output's shape and
+// that colour captions find their videos far above chance.
+func checkEvalJSON(t *testing.T, ctx context.Context, args []string, videos, captions int, codec string) {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	args := []string{"eval", "--bundle", filepath.Join(models, "color"), "--dataset", dataset, "--json", "--bank-size", "4"}
 	if err := run(ctx, args, &out, &errOut); err != nil {
 		t.Fatalf("vidx eval: %v\nstderr:\n%s", err, errOut.String())
 	}
@@ -55,20 +69,21 @@ func TestEval(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 		t.Fatalf("output is not a JSON object: %v\n%s", err, out.String())
 	}
-	if keys := sortedKeys(got); !slices.Equal(keys, []string{"captions", "pooling", "t2v", "t2v_stream", "v2t", "videos"}) {
+	if keys := sortedKeys(got); !slices.Equal(keys, []string{"captions", "codec", "pooling", "t2v", "t2v_stream", "v2t", "videos"}) {
 		t.Errorf("top-level keys %v", keys)
 	}
 	var header struct {
 		Videos, Captions int
-		Pooling          string
+		Pooling, Codec   string
 	}
 	if err := json.Unmarshal(out.Bytes(), &header); err != nil {
 		t.Fatal(err)
 	}
-	if header.Videos != videos || header.Captions != len(captions) || header.Pooling != "meanP" {
-		t.Errorf("videos %d, captions %d, pooling %q; want %d, %d, meanP", header.Videos, header.Captions, header.Pooling, videos, len(captions))
+	if header.Videos != videos || header.Captions != captions || header.Pooling != "meanP" || header.Codec != codec {
+		t.Errorf("videos %d, captions %d, pooling %q, codec %q; want %d, %d, meanP, %s",
+			header.Videos, header.Captions, header.Pooling, header.Codec, videos, captions, codec)
 	}
-	chance := 100.0 / videos
+	chance := 100.0 / float64(videos)
 	for _, dir := range []string{"t2v", "v2t", "t2v_stream"} {
 		var modes map[string]map[string]float64
 		if err := json.Unmarshal(got[dir], &modes); err != nil {
@@ -91,8 +106,10 @@ func TestEval(t *testing.T) {
 	}
 	t.Log(out.String())
 
-	if !strings.Contains(errOut.String(), "indexed 6 videos") {
-		t.Errorf("progress on stderr lacks the ingest line:\n%s", errOut.String())
+	for _, want := range []string{"indexed 6 videos", "encode (" + codec + " frames)"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("progress on stderr lacks %q:\n%s", want, errOut.String())
+		}
 	}
 }
 
@@ -100,6 +117,13 @@ func TestEvalRejects(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.jsonl")
 	if err := os.WriteFile(bad, []byte(`{"video_id": "v", "path": "v.mp4", "captions": ["x"]}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "good.jsonl")
+	if err := os.WriteFile(good, []byte(`{"video_id": "w", "path": "w.mp4", "captions": ["x"]}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "w.mp4"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -110,6 +134,7 @@ func TestEvalRejects(t *testing.T) {
 		{[]string{"eval", "--bundle", dir}, "Usage: vidx eval"},
 		{[]string{"eval", "--bundle", dir, "--dataset", bad}, "bad.jsonl:1: "},
 		{[]string{"eval", "--example", dir, "--dataset", bad}, "leave out --dataset"},
+		{[]string{"eval", "--bundle", dir, "--dataset", good, "--codec", "gif"}, `codec "gif" is not jpeg or png`},
 	}
 	for _, tt := range tests {
 		var out, errOut bytes.Buffer

@@ -76,6 +76,12 @@ func serve(ctx context.Context, cf configFlags, stages []string, stderr io.Write
 	}()
 	a, err := app.New(ctx, cfg, stages, log, app.WithTelemetry(tel))
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped while starting (a rolling restart, a scale-down):
+			// nothing was consumed, so there is nothing to drain.
+			log.Info("vidx stopped during start-up", "err", err)
+			return nil
+		}
 		return err
 	}
 	defer a.Close()

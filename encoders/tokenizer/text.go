@@ -5,18 +5,64 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
-// cleanText reproduces the text normalisation of CLIP's simple_tokenizer
-// (without ftfy): html.unescape applied twice, Python-style whitespace
-// collapsing and stripping, then Python str.lower().
+// cleanText reproduces the text normalisation of clip.tokenize, in its
+// order: basic_clean (ftfy.fix_text, then html.unescape twice, then strip),
+// whitespace_clean, then Python str.lower(). Of ftfy.fix_text it performs
+// the deterministic fixes that change ordinary captions and typed queries
+// (fixFtfy); docs/eval.md lists the ones it leaves out.
 func cleanText(text string) string {
 	if !utf8.ValidString(text) {
 		text = strings.ToValidUTF8(text, "\uFFFD")
 	}
+	text = fixFtfy(text)
 	text = unescapeHTML(unescapeHTML(text))
 	text = collapseSpace(text)
 	return lowerPy(text)
+}
+
+// fixFtfy is the part of ftfy.fix_text (6.x, default configuration) that
+// vidx reproduces, in ftfy's order: fix_character_width (full- and
+// half-width forms to their standard width, U+3000 to a space),
+// uncurl_quotes, then NFC normalisation. The NFC step is what makes a
+// decomposed "e" + U+0301 tokenize as the precomposed "é" CLIP sees. ftfy's
+// other fixes (mojibake repair, its own HTML unescaping, C1 controls,
+// ligatures, control and terminal-escape removal) are heuristics or rare
+// in captions and are left out; fix_line_breaks is subsumed by
+// whitespace_clean.
+func fixFtfy(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		// Nothing to fix, and ASCII is already NFC: the common case.
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		switch {
+		case r == 0x3000:
+			b.WriteByte(' ')
+		case r >= 0xff01 && r <= 0xffef:
+			// ftfy's width map is NFKC of each character of this block.
+			b.WriteString(norm.NFKC.String(string(r)))
+		case r == 0x2bc || (r >= 0x2018 && r <= 0x201b):
+			b.WriteByte('\'')
+		case r >= 0x201c && r <= 0x201f:
+			b.WriteByte('"')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return norm.NFC.String(b.String())
 }
 
 // isPySpace reports whether Python's str.isspace (used by str.strip) is true

@@ -245,6 +245,9 @@ func TestEncodeHandCases(t *testing.T) {
 		{"whitespace collapsed", "  multiple   spaces\t\tand\nnewlines  ", []string{"multiple</w>", "spaces</w>", "and</w>", "new", "lines</w>"}},
 		{"accented letter", "café", []string{"cafÃ©</w>"}},
 		{"accent inside word", "naïve", []string{"na", "Ã¯", "ve</w>"}},
+		{"decomposed accent composes", "Cafe\u0301", []string{"cafÃ©</w>"}},
+		{"full-width word", "ｄｏｇ", []string{"dog</w>"}},
+		{"curly apostrophe", "don’t", []string{"don</w>", "'t</w>"}},
 		{"CJK", "東京", []string{"æĿ±", "äº", "¬</w>"}},
 		{"emoji", "🙂", []string{"ðŁĻĤ</w>"}},
 		{"emoji with skin tone", "👍🏽", []string{"ðŁĳįðŁı½</w>"}},
@@ -344,6 +347,17 @@ func TestCleanText(t *testing.T) {
 		{"İ", "i\u0307"},
 		{"ΣΑΣ Σ ΑΣ.", "σας σ ας."},
 		{"ǅ", "ǆ"},
+		{"Cafe\u0301", "caf\u00e9"},        // NFC composes the accent
+		{"e\u0301\u0301", "\u00e9\u0301"},  // ...once; the second mark stays
+		{"q\u0307\u0323", "q\u0323\u0307"}, // canonical reordering
+		{"\u212b", "\u00e5"},               // singleton: Angstrom sign to Å, then lower
+		{"ＡＢＣ１２３！", "abc123!"},             // full-width forms to ASCII
+		{"ﾀﾞ", "\u30c0"},                   // half-width katakana + sound mark compose
+		{"a\u3000b", "a b"},                // ideographic space
+		{"don’t “x” ‛y‟ ʼn", "don't \"x\" 'y\" 'n"}, // quotes uncurled
+		{"e&#x301;", "e\u0301"},                     // entities decode after NFC, as in clip
+		{"&#xFF21;", "\uff41"},                      // ...and after the width fix
+		{"\ufb01", "\ufb01"},                        // ligatures are not ftfy-fixed here
 	}
 	for _, tc := range cases {
 		if got := cleanText(tc.in); got != tc.want {

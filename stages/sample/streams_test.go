@@ -8,34 +8,41 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafkatest"
 	"github.com/vidx/vidx/schemas"
 )
 
-const (
-	registryTopic = "streams"
-	stateTopic    = "stream-state"
-	clipsTopic    = "clips"
-)
-
-// streamsHarness runs stream managers against one embedded broker.
+// streamsHarness runs stream managers against one broker.
 type streamsHarness struct {
 	t     *testing.T
 	kc    pipeline.KafkaConfig
 	guard *Guard
 	cfg   StreamsConfig
 	root  string // the only file root
+	// The topics, named for this test on a shared broker.
+	registryTopic, stateTopic, clipsTopic string
 }
 
+// newStreamsHarness runs the harness on an embedded broker of its own.
 func newStreamsHarness(t *testing.T, cfg StreamsConfig) *streamsHarness {
+	t.Helper()
+	return newStreamsHarnessOn(t, kafkatest.Start(t, kafkatest.Embedded, 2), cfg)
+}
+
+func newStreamsHarnessOn(t *testing.T, b *kafkatest.Broker, cfg StreamsConfig) *streamsHarness {
 	t.Helper()
 	requireFFmpeg(t)
 	root := t.TempDir()
-	h := &streamsHarness{t: t, kc: startTestBroker(t), cfg: cfg, root: root,
+	if cfg.Group == "" {
+		cfg.Group = b.Name("vidx-sample-streams")
+	}
+	h := &streamsHarness{t: t, kc: b.Config(), cfg: cfg, root: root,
 		guard: loopbackGuard(t, SourcePolicy{IOTimeout: 3 * time.Second, FileRoots: []string{root},
-			Resolver: fakeResolver{"metadata.test": {"169.254.169.254"}}})}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			Resolver: fakeResolver{"metadata.test": {"169.254.169.254"}}}),
+		registryTopic: b.Name("streams"), stateTopic: b.Name("stream-state"), clipsTopic: b.Name("clips")}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := pipeline.EnsureTopics(ctx, h.kc, clipsTopic); err != nil {
+	if err := pipeline.EnsureTopics(ctx, h.kc, h.clipsTopic); err != nil {
 		t.Fatal(err)
 	}
 	return h
@@ -51,7 +58,7 @@ type replica struct {
 func (h *streamsHarness) start(owner string) *replica {
 	h.t.Helper()
 	s, err := NewStreams(h.cfg, StreamsEnv{
-		Kafka: h.kc, RegistryTopic: registryTopic, StateTopic: stateTopic, ClipsTopic: clipsTopic,
+		Kafka: h.kc, RegistryTopic: h.registryTopic, StateTopic: h.stateTopic, ClipsTopic: h.clipsTopic,
 		Guard: h.guard, Owner: owner, Logger: testLog(h.t).With("replica", owner),
 	})
 	if err != nil {
@@ -95,10 +102,10 @@ func (h *streamsHarness) put(key string, value []byte) {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := pipeline.EnsureCompactedTopics(ctx, h.kc, registryTopic, stateTopic); err != nil {
+	if err := pipeline.EnsureCompactedTopics(ctx, h.kc, h.registryTopic, h.stateTopic); err != nil {
 		h.t.Fatal(err)
 	}
-	if err := pipeline.Produce(ctx, h.kc, pipeline.Output{Topic: registryTopic, Key: []byte(key), Value: value}); err != nil {
+	if err := pipeline.Produce(ctx, h.kc, pipeline.Output{Topic: h.registryTopic, Key: []byte(key), Value: value}); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -109,7 +116,7 @@ func (h *streamsHarness) clips(id string) []schemas.ClipHeader {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var out []schemas.ClipHeader
-	err := pipeline.ReadCompacted(ctx, h.kc, clipsTopic, func(m pipeline.Message) error {
+	err := pipeline.ReadCompacted(ctx, h.kc, h.clipsTopic, func(m pipeline.Message) error {
 		if string(m.Key) != id {
 			return nil
 		}
@@ -145,7 +152,7 @@ func (h *streamsHarness) states() map[string]schemas.StreamState {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := ReadStreamStates(ctx, h.kc, stateTopic)
+	st, err := ReadStreamStates(ctx, h.kc, h.stateTopic)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -200,8 +207,12 @@ func checkContiguous(t *testing.T, clips []schemas.ClipHeader, window float64) {
 // where they stopped, none repeated, none missing.
 func TestStreamsRestartMidStream(t *testing.T) {
 	t.Parallel()
+	kafkatest.Each(t, 2, nil, testStreamsRestartMidStream)
+}
+
+func testStreamsRestartMidStream(t *testing.T, b *kafkatest.Broker) {
 	live := newLiveHLS(t, 4*time.Second)
-	h := newStreamsHarness(t, StreamsConfig{WindowS: 2, StallTimeout: 10 * time.Second, BackoffMin: 200 * time.Millisecond})
+	h := newStreamsHarnessOn(t, b, StreamsConfig{WindowS: 2, StallTimeout: 10 * time.Second, BackoffMin: 200 * time.Millisecond})
 	h.register(schemas.StreamSpec{StreamID: "cam-1", URI: live.URL(), Source: "test", Metadata: map[string]string{"site": "lab"}})
 
 	a := h.start("replica-a")

@@ -1,7 +1,9 @@
 """Regenerates reference.jsonl: the ids SimpleTokenizer.encode returns for a
 set of tricky and random texts. SimpleTokenizer below is OpenAI CLIP's
-simple_tokenizer.py (MIT licence) with ftfy.fix_text left out of basic_clean,
-the behaviour the Go package reproduces.
+simple_tokenizer.py (MIT licence) with ftfy.fix_text narrowed to the fixes
+the Go package reproduces (vidx_fix: character width, curly quotes, NFC),
+written out so that this script needs no ftfy. ftfy_ids.py runs the same
+tokenizer with the real ftfy.
 
 Usage: python3 gen_reference.py bpe_simple_vocab_16e6.txt.gz > reference.jsonl
 Needs the `regex` module. Random characters are drawn only from code points
@@ -36,7 +38,25 @@ def get_pairs(word):
         pairs.add((prev_char, char)); prev_char = char
     return pairs
 
-def basic_clean(text):
+def vidx_fix(text):
+    """ftfy.fix_text's fix_character_width, uncurl_quotes and NFC, in ftfy's
+    order; the same as ftfy.fix_text with VIDX_FTFY_CONFIG (ftfy_ids.py)."""
+    out = []
+    for c in text:
+        o = ord(c)
+        if o == 0x3000:
+            c = ' '
+        elif 0xff01 <= o <= 0xffef:
+            c = unicodedata.normalize('NFKC', c)
+        if c == '\u02bc' or '\u2018' <= c <= '\u201b':
+            c = "'"
+        elif '\u201c' <= c <= '\u201f':
+            c = '"'
+        out.append(c)
+    return unicodedata.normalize('NFC', ''.join(out))
+
+def basic_clean(text, fix=vidx_fix):
+    text = fix(text)
     text = html.unescape(html.unescape(text))
     return text.strip()
 
@@ -46,7 +66,8 @@ def whitespace_clean(text):
     return text
 
 class SimpleTokenizer(object):
-    def __init__(self, bpe_path):
+    def __init__(self, bpe_path, fix=vidx_fix):
+        self.fix = fix
         self.byte_encoder = bytes_to_unicode()
         merges = gzip.open(bpe_path).read().decode("utf-8").split('\n')
         merges = merges[1:49152-256-2+1]
@@ -99,7 +120,7 @@ class SimpleTokenizer(object):
 
     def encode(self, text):
         bpe_tokens = []
-        text = whitespace_clean(basic_clean(text)).lower()
+        text = whitespace_clean(basic_clean(text, self.fix)).lower()
         for token in re.findall(self.pat, text):
             token = ''.join(self.byte_encoder[b] for b in token.encode('utf-8'))
             bpe_tokens.extend(self.encoder[bpe_token] for bpe_token in self.bpe(token).split(' '))
@@ -111,6 +132,11 @@ ATOMS = ["a","dog","Dogs","The","running","café","naïve","東京","日本語",
  "&amp;","&amp","&amp;amp;","&ampx;","&lt;3","&gt","&nbsp;","&NotEqualTilde;","&CounterClockwiseContourIntegral;","&frac12","&frac12x","&#39;","&#x27;","&#X41","&#65","&#0;","&#1;","&#13;","&#128;","&#x9f;","&#xd800;","&#1114112;","&#99999999999999999;","&#xFFFE;","&#x;","&#;","&#","&","&&","&#9","&#x41","&foo;","&amp-x","&AMP;","&Amp;","&aMp","&copy","&copy;2024","&#x1F600;","&eacute;","&Eacute","&notit;","&notin;",
  "!","?!","...","--","(a)","[b]","{c}","@home","#tag","$5","%","^","*","_","=","+","~","`","\"quote\"","'","\\","/","|","<",">",
  "hello","World","HELLO","cAmElCaSe","ABCabc","straße","ǅ","ﬁ","Ǆ","ΐ","K","Å","Ω","ẞ","ŉ","ǰ",
+ "Cafe\u0301","CAFE\u0301","nai\u0308ve","A\u030angstro\u0308m","n\u0303","\u1e9b\u0323","q\u0307\u0323","e\u0301\u0301","\u0301abc",
+ "a\u0300\u0316","\u0627\u0653","\u1100\u1161\u11a8","\u3099","\u304b\u3099","\u212b","\u2126","\u0344",
+ "&eacute;","e&#x301;","&#101;&#769;","Caf&#xE9;","&Aring;ngstr&ouml;m","&#xFF21;","&amp;eacute;","&#x2019;s","&ldquo;hi&rdquo;",
+ "ＡＢＣ","ｄｏｇ","Ｈｅｌｌｏ，　ｗｏｒｌｄ！","１２３","ｶﾀｶﾅ","ﾀﾞﾝｽ","ﾟ","￥","￦","｟","￨","\uffe3","\uff5f",
+ "don’t","I’m","‘quoted’","“a dog”","„low“","ʼn","‛x‟",
  "привет","Привет","مرحبا","שלום","नमस्ते","ภาษาไทย","한국어","ｆｕｌｌｗｉｄｔｈ","Ｆ","①","⑩","Ⓐ","ⓐ","∑","∞","→","€","£","¥","©","®","™","°","±","×","÷","µ","¿","¡","«»","“”","‘’","…","•","—","–",
 ]
 

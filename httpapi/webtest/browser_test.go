@@ -25,7 +25,7 @@ import (
 const chromium = "/usr/bin/chromium"
 
 // requirePipeline skips where the stages cannot run.
-func requirePipeline(t *testing.T) {
+func requirePipeline(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
 		t.Skip("ffmpeg not installed (run make setup)")
@@ -53,7 +53,7 @@ func requireTools(t *testing.T) string {
 	return node
 }
 
-func ffmpeg(t *testing.T, args ...string) {
+func ffmpeg(t testing.TB, args ...string) {
 	t.Helper()
 	out, err := exec.Command("ffmpeg", append([]string{"-hide_banner", "-loglevel", "error", "-y"}, args...)...).CombinedOutput()
 	if err != nil {
@@ -63,7 +63,7 @@ func ffmpeg(t *testing.T, args ...string) {
 
 // colourRun writes a video showing each colour for two seconds, encoded
 // for browsers (H.264, moov first).
-func colourRun(t *testing.T, path string, colours ...string) {
+func colourRun(t testing.TB, path string, colours ...string) {
 	t.Helper()
 	var args []string
 	var inputs string
@@ -110,7 +110,7 @@ func getJSON(ctx context.Context, url string, v any) (int, error) {
 }
 
 // waitFor polls cond until it holds or ctx ends.
-func waitFor(t *testing.T, ctx context.Context, what string, cond func() (bool, string)) {
+func waitFor(t testing.TB, ctx context.Context, what string, cond func() (bool, string)) {
 	t.Helper()
 	last := ""
 	for {
@@ -138,7 +138,7 @@ type pipeline struct {
 // startIndexed runs every stage with the colour bundle and indexes three
 // videos of two-second colour runs, in two-second windows, through
 // POST /v1/videos: traffic's third window (from 4 s) is blue.
-func startIndexed(t *testing.T, ctx context.Context) pipeline {
+func startIndexed(t testing.TB, ctx context.Context) pipeline {
 	t.Helper()
 	dir := t.TempDir()
 	models := filepath.Join(dir, "models")

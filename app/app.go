@@ -325,7 +325,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 		}
 		h, rt, topics = handler, cfg.Stages.Pool.Runtime, []string{t.FrameEmbeddings}
 	case StageIndex:
-		handler, err := index.New(ctx, a.collectionSpec(), a.store)
+		handler, err := index.New(ctx, a.collectionSpec(), a.store, index.WithLogger(a.log))
 		if err != nil {
 			return nil, err
 		}

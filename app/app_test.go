@@ -17,6 +17,7 @@ import (
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/encoders/onnx"
 	"github.com/vidx/vidx/encoders/testmodels"
+	"github.com/vidx/vidx/internal/testenv"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/pipeline/kafkatest"
 	"github.com/vidx/vidx/schemas"
@@ -41,12 +42,8 @@ var colours = []string{"red", "green", "blue", "yellow"}
 
 func requireTools(t *testing.T) fixtures {
 	t.Helper()
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg not installed (run make setup)")
-	}
-	if _, err := os.Stat(onnx.DefaultLibPath()); err != nil {
-		t.Skipf("ONNX Runtime library not found at %s (run make setup or set VIDX_ORT_LIB)", onnx.DefaultLibPath())
-	}
+	testenv.Tools(t, "run make setup", "ffmpeg", "ffprobe")
+	testenv.File(t, onnx.DefaultLibPath(), "ONNX Runtime library", "run make setup or set VIDX_ORT_LIB")
 	fixOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "vidx-app-test-")
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vidx/vidx/internal/testenv"
 	"github.com/vidx/vidx/pipeline/kafkatest"
 	"github.com/vidx/vidx/schemas"
 )
@@ -35,9 +36,7 @@ func kcat(ctx context.Context, t *testing.T, brokers []string, stdin string, arg
 // result and the bad job's dead letter (headers included) back.
 func TestKcatInterop(t *testing.T) {
 	f := requireTools(t)
-	if _, err := exec.LookPath("kcat"); err != nil {
-		t.Skip("kcat not installed (make setup-test installs Debian's kcat)")
-	}
+	testenv.Tools(t, "make setup-test installs Debian's kcat", "kcat")
 	eachBroker(t, func(t *testing.T, b *kafkatest.Broker) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()

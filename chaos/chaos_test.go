@@ -14,6 +14,7 @@ import (
 
 	"github.com/vidx/vidx/chaos"
 	"github.com/vidx/vidx/encoders/onnx"
+	"github.com/vidx/vidx/internal/testenv"
 )
 
 var (
@@ -33,12 +34,8 @@ var (
 //	go test -tags chaos ./chaos/ -chaos.jobs 200 -chaos.kills 20 -timeout 30m -v  # full run
 //	go test -tags chaos ./chaos/ -chaos.kafka real -chaos.nodes 3 ...           # on Apache Kafka
 func TestChaos(t *testing.T) {
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg not installed (run make setup)")
-	}
-	if _, err := os.Stat(onnx.DefaultLibPath()); err != nil {
-		t.Skipf("ONNX Runtime library not found at %s (run make setup or set VIDX_ORT_LIB)", onnx.DefaultLibPath())
-	}
+	testenv.Tools(t, "run make setup", "ffmpeg", "ffprobe")
+	testenv.File(t, onnx.DefaultLibPath(), "ONNX Runtime library", "run make setup or set VIDX_ORT_LIB")
 	dir := t.TempDir()
 	if *keep {
 		var err error

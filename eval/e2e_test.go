@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/vidx/vidx/app"
 	"github.com/vidx/vidx/encoders/onnx"
 	"github.com/vidx/vidx/encoders/testmodels"
+	"github.com/vidx/vidx/internal/testenv"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
 )
@@ -43,12 +43,8 @@ func TestMain(m *testing.M) {
 // example/ (the first example videos and their dataset.jsonl), or skips.
 func fixtures(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg not installed (run make setup)")
-	}
-	if _, err := os.Stat(onnx.DefaultLibPath()); err != nil {
-		t.Skipf("ONNX Runtime library not found at %s (run make setup or set VIDX_ORT_LIB)", onnx.DefaultLibPath())
-	}
+	testenv.Tools(t, "run make setup", "ffmpeg", "ffprobe")
+	testenv.File(t, onnx.DefaultLibPath(), "ONNX Runtime library", "run make setup or set VIDX_ORT_LIB")
 	fixOnce.Do(func() {
 		if fixDir, fixErr = os.MkdirTemp("", "vidx-eval-test-"); fixErr != nil {
 			return

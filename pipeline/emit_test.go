@@ -17,7 +17,11 @@ func TestEmitProducesBeforeTheHandlerReturns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	kc := startBroker(t, "in", "out", "dead-letters")
-	early := make(chan []pipeline.Message, 1)
+	type reading struct {
+		msgs []pipeline.Message
+		err  error
+	}
+	early := make(chan reading, 1)
 	h := pipeline.PerMessage(func(ctx context.Context, m pipeline.Message) ([]pipeline.Output, error) {
 		if !pipeline.CanEmit(ctx) {
 			return nil, errors.New("no emitter in a stage's handler context")
@@ -28,7 +32,8 @@ func TestEmitProducesBeforeTheHandlerReturns(t *testing.T) {
 			}
 		}
 		// The early outputs are readable before this handler returns.
-		early <- collect(t, ctx, kc, "out", 3)
+		msgs, err := read(ctx, kc, "out", 3)
+		early <- reading{msgs, err}
 		return []pipeline.Output{{Topic: "out", Key: m.Key, Value: []byte("last")}}, nil
 	})
 	st, err := pipeline.NewStage(pipeline.StageConfig{Name: "emitter", Topics: []string{"in"}}, kc, h, testLogger(), pipeline.Hooks{})
@@ -40,7 +45,10 @@ func TestEmitProducesBeforeTheHandlerReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := <-early
-	for i, m := range got {
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	for i, m := range got.msgs {
 		if want := "early-" + strconv.Itoa(i); string(m.Value) != want {
 			t.Errorf("early output %d = %q, want %q", i, m.Value, want)
 		}

@@ -43,6 +43,10 @@ type Output struct {
 type Result struct {
 	Outputs []Output
 	Err     error
+
+	// span is the span that processed the message, set by the tracing
+	// middleware: the parent of the outputs' send spans.
+	span trace.SpanContext
 }
 
 // Handler processes a batch of messages and returns exactly one Result per

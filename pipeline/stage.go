@@ -15,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/telemetry"
 )
 
@@ -116,10 +115,12 @@ type Stage struct {
 	cfg     StageConfig
 	kafka   KafkaConfig
 	handler Handler
-	log     *slog.Logger
-	writer  *kafka.Writer
-	hooks   Hooks
-	tel     *telemetry.Telemetry
+	// chain is handler wrapped in the runtime's middleware.
+	chain  Handler
+	log    *slog.Logger
+	writer *kafka.Writer
+	hooks  Hooks
+	tel    *telemetry.Telemetry
 	// busySince is when the batch in hand was fetched (unix nanoseconds), 0
 	// while waiting for messages.
 	busySince atomic.Int64
@@ -164,7 +165,31 @@ func NewStage(cfg StageConfig, kc KafkaConfig, h Handler, log *slog.Logger, hook
 	for _, o := range opts {
 		o(s)
 	}
+	s.chain = Chain(h,
+		Tracing(s.tel, cfg.Name, cfg.Group),
+		Metrics(s.tel, cfg.Name),
+		DeadLetter(cfg.Name, cfg.DeadLetterTopic, s.log, s.deadLettered),
+		Retry(cfg, s.log, s.retrying),
+		Recoverer(s.log),
+	)
 	return s, nil
+}
+
+// retrying and deadLettered count retries and dead letters for the
+// metrics and the hooks.
+func (s *Stage) retrying(m Message, attempt int, err error) {
+	s.tel.Instruments().Retries.Add(context.Background(), 1, metric.WithAttributes(attribute.String("stage", s.cfg.Name)))
+	if s.hooks.Retrying != nil {
+		s.hooks.Retrying(s.cfg.Name, m, attempt, err)
+	}
+}
+
+func (s *Stage) deadLettered(m Message, err error, class ErrorClass, _ int) {
+	s.tel.Instruments().DeadLetters.Add(context.Background(), 1,
+		metric.WithAttributes(attribute.String("stage", s.cfg.Name), attribute.String("class", class.String())))
+	if s.hooks.DeadLettered != nil {
+		s.hooks.DeadLettered(s.cfg.Name, m, err)
+	}
 }
 
 // Live reports an error when one batch has been in hand for longer than
@@ -347,33 +372,35 @@ func (s *Stage) fetchBatch(ctx context.Context, r *kafka.Reader) ([]Message, err
 	return batch, nil
 }
 
-// process runs the handler with retries, produces all outputs and dead
-// letters, and commits the batch.
-func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, wm *watermarks, batch []Message) (err error) {
-	inst := s.tel.Instruments()
-	stage := metric.WithAttributes(attribute.String("stage", s.cfg.Name))
-	inst.Consumed.Add(ctx, int64(len(batch)), stage)
-	inst.BatchSize.Record(ctx, int64(len(batch)), stage)
-	hctx, tb := s.startBatch(ctx, batch)
-	defer func() { tb.end(err) }()
-	hctx = s.withEmitter(hctx, log)
-
-	start := time.Now()
-	outputs, parents, err := s.handle(hctx, log, batch)
-	inst.HandleSeconds.Record(ctx, time.Since(start).Seconds(), stage)
-	if err != nil {
-		return err
+// process runs the handler chain on a batch, produces every output (dead
+// letters included) and commits the batch. A message left failed (the stage
+// stopped while it was being retried) fails the batch: nothing is committed
+// and the batch is redelivered.
+func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, wm *watermarks, batch []Message) error {
+	results := s.chain.Handle(s.withEmitter(ctx, log), batch)
+	var outputs []kafka.Message
+	var parents []trace.SpanContext
+	for i, res := range results {
+		if res.Err != nil {
+			m := batch[i]
+			return fmt.Errorf("%s/%d offset %d not finished: %w", m.Topic, m.Partition, m.Offset, res.Err)
+		}
+		for _, o := range res.Outputs {
+			outputs = append(outputs, kafka.Message{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: toKafkaHeaders(o.Headers)})
+			parents = append(parents, res.span)
+		}
 	}
-	start = time.Now()
-	sends := s.sendSpans(hctx, outputs, parents)
-	err = s.produce(ctx, log, outputs)
+	start := time.Now()
+	sends := s.sendSpans(ctx, outputs, parents)
+	err := s.produce(ctx, log, outputs)
 	for _, sp := range sends {
 		telemetry.End(sp, err)
 	}
 	if err != nil {
 		return err
 	}
-	inst.Produced.Add(ctx, int64(len(outputs)), stage)
+	stage := metric.WithAttributes(attribute.String("stage", s.cfg.Name))
+	s.tel.Instruments().Produced.Add(ctx, int64(len(outputs)), stage)
 	wm.finished(batch)
 	if commits := wm.commits(); len(commits) > 0 {
 		if err := retry(ctx, s.cfg, func() error { return r.CommitMessages(ctx, commits...) }, func(attempt int, err error) {
@@ -383,106 +410,11 @@ func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, 
 		}
 		wm.committed(commits)
 	}
-	inst.CommitSeconds.Record(ctx, time.Since(start).Seconds(), stage)
+	s.tel.Instruments().CommitSeconds.Record(ctx, time.Since(start).Seconds(), stage)
 	if s.hooks.Committed != nil {
 		s.hooks.Committed(s.cfg.Name, batch)
 	}
 	return nil
-}
-
-// handle calls the handler until every message has outputs or is
-// dead-lettered. Only the messages that failed are handed back on a retry.
-func (s *Stage) handle(ctx context.Context, log *slog.Logger, batch []Message) ([]kafka.Message, []trace.SpanContext, error) {
-	var out []kafka.Message
-	var parents []trace.SpanContext
-	pending := batch
-	attempts := make([]int, len(batch))
-	index := make([]int, len(batch))
-	for i := range index {
-		index[i] = i
-	}
-	for len(pending) > 0 {
-		results := s.handler.Handle(ctx, pending)
-		if len(results) != len(pending) {
-			// A handler bug must not stop the consumer (the partition would
-			// stall): treat every message as failed, so it is retried and
-			// then dead-lettered with the reason.
-			bad := fmt.Errorf("handler returned %d results for %d messages", len(results), len(pending))
-			results = make([]Result, len(pending))
-			for i := range results {
-				results[i].Err = bad
-			}
-		}
-		var retryMsgs []Message
-		var retryIdx []int
-		var lastErr error
-		for i, res := range results {
-			m := pending[i]
-			if res.Err == nil {
-				for _, o := range res.Outputs {
-					out = append(out, kafka.Message{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: toKafkaHeaders(o.Headers)})
-					parents = append(parents, m.span)
-				}
-				continue
-			}
-			attempts[index[i]]++
-			n := attempts[index[i]]
-			class := Classify(res.Err)
-			if class == ClassPoison || (class == ClassUnknown && n >= s.cfg.MaxAttempts) {
-				log.WarnContext(m.Context(ctx), "dead-lettering message", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "class", class, "attempts", n, "err", res.Err)
-				out = append(out, s.deadLetter(ctx, m, res.Err, class, n))
-				parents = append(parents, m.span)
-				continue
-			}
-			if ctx.Err() != nil {
-				return nil, nil, ctx.Err()
-			}
-			s.tel.Instruments().Retries.Add(ctx, 1, metric.WithAttributes(attribute.String("stage", s.cfg.Name)))
-			if s.hooks.Retrying != nil {
-				s.hooks.Retrying(s.cfg.Name, m, n, res.Err)
-			}
-			log.WarnContext(m.Context(ctx), "handler failed, retrying", "topic", m.Topic, "offset", m.Offset, "class", class, "attempt", n, "err", res.Err)
-			retryMsgs = append(retryMsgs, m)
-			retryIdx = append(retryIdx, index[i])
-			lastErr = res.Err
-		}
-		if len(retryMsgs) == 0 {
-			break
-		}
-		maxAttempt := 0
-		for _, i := range retryIdx {
-			maxAttempt = max(maxAttempt, attempts[i])
-		}
-		if err := sleep(ctx, backoff(s.cfg, maxAttempt)); err != nil {
-			return nil, nil, fmt.Errorf("stopped while retrying: %w (last error: %v)", err, lastErr)
-		}
-		pending, index = retryMsgs, retryIdx
-	}
-	return out, parents, nil
-}
-
-func (s *Stage) deadLetter(ctx context.Context, m Message, err error, class ErrorClass, attempts int) kafka.Message {
-	dl := schemas.DeadLetter{
-		Reason:    err.Error(),
-		Class:     class.String(),
-		Stage:     s.cfg.Name,
-		Topic:     m.Topic,
-		Partition: m.Partition,
-		Offset:    m.Offset,
-		Attempts:  attempts,
-		FailedAt:  time.Now(),
-	}
-	h := dl.Headers()
-	for k, v := range m.Headers {
-		if _, taken := h[k]; !taken {
-			h[k] = v
-		}
-	}
-	s.tel.Instruments().DeadLetters.Add(ctx, 1, metric.WithAttributes(attribute.String("stage", s.cfg.Name), attribute.String("class", class.String())))
-	if s.hooks.DeadLettered != nil {
-		s.hooks.DeadLettered(s.cfg.Name, m, err)
-	}
-	return kafka.Message{Topic: s.cfg.DeadLetterTopic, Key: m.Key, Value: m.Value, Headers: toKafkaHeaders(h)}
 }
 
 // produce writes outputs, retrying until they are acknowledged or ctx ends.

@@ -41,17 +41,27 @@ func (ioDiscard) Write(p []byte) (int, error) { return len(p), nil }
 // collect reads n messages from topic.
 func collect(t *testing.T, ctx context.Context, kc pipeline.KafkaConfig, topic string, n int) []pipeline.Message {
 	t.Helper()
+	out, err := read(ctx, kc, topic, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// read is collect for goroutines other than the test's own, which must not
+// call t.Fatal.
+func read(ctx context.Context, kc pipeline.KafkaConfig, topic string, n int) ([]pipeline.Message, error) {
 	tap := pipeline.NewTap(kc, topic, true)
 	defer tap.Close()
 	var out []pipeline.Message
 	for len(out) < n {
 		m, err := tap.Next(ctx)
 		if err != nil {
-			t.Fatalf("reading %s: got %d of %d messages: %v", topic, len(out), n, err)
+			return out, fmt.Errorf("reading %s: got %d of %d messages: %w", topic, len(out), n, err)
 		}
 		out = append(out, m)
 	}
-	return out
+	return out, nil
 }
 
 func runStage(t *testing.T, ctx context.Context, s *pipeline.Stage) {

@@ -32,54 +32,64 @@ func (m Message) Context(ctx context.Context) context.Context {
 	return trace.ContextWithSpanContext(ctx, m.span)
 }
 
-// tracedBatch holds the process spans of a batch.
-type tracedBatch struct {
-	spans []trace.Span
-	batch trace.Span
-}
-
-// startBatch starts one process span per message, each a child of the
-// context its producer injected, and returns the context the handler runs
-// in: the message's span for a single message, else a batch span linked to
-// every message span.
-func (s *Stage) startBatch(ctx context.Context, batch []Message) (context.Context, *tracedBatch) {
-	tb := &tracedBatch{spans: make([]trace.Span, len(batch))}
-	tracer := s.tel.Tracer()
-	links := make([]trace.Link, len(batch))
-	for i := range batch {
-		m := &batch[i]
-		parent := s.tel.Propagator().Extract(ctx, propagation.MapCarrier(m.Headers))
-		_, span := tracer.Start(parent, m.Topic+" process",
-			trace.WithSpanKind(trace.SpanKindConsumer),
-			trace.WithAttributes(
-				semconv.MessagingSystemKafka,
-				semconv.MessagingOperationTypeProcess,
-				semconv.MessagingDestinationName(m.Topic),
-				semconv.MessagingDestinationPartitionID(strconv.Itoa(m.Partition)),
-				semconv.MessagingKafkaOffset(int(m.Offset)),
-				semconv.MessagingConsumerGroupName(s.cfg.Group),
-				attribute.String("vidx.stage", s.cfg.Name),
-			))
-		m.span = span.SpanContext()
-		tb.spans[i] = span
-		links[i] = trace.Link{SpanContext: m.span}
-	}
-	hctx := telemetry.With(ctx, s.tel)
-	if len(batch) == 1 {
-		return trace.ContextWithSpan(hctx, tb.spans[0]), tb
-	}
-	hctx, tb.batch = tracer.Start(hctx, s.cfg.Name+" batch",
-		trace.WithLinks(links...),
-		trace.WithAttributes(semconv.MessagingBatchMessageCount(len(batch)), attribute.String("vidx.stage", s.cfg.Name)))
-	return hctx, tb
-}
-
-func (tb *tracedBatch) end(err error) {
-	for _, sp := range tb.spans {
-		telemetry.End(sp, err)
-	}
-	if tb.batch != nil {
-		telemetry.End(tb.batch, err)
+// Tracing starts one process span per message, each a child of the
+// context its producer injected (W3C trace context in Kafka headers), runs
+// the handler in the message's span (one message) or in a batch span linked
+// to every message span, and ends each span with its message's outcome.
+// Results carry their message's span: the parent of the send spans of its
+// outputs, so the next stage continues the trace.
+func Tracing(tel *telemetry.Telemetry, stage, group string) Middleware {
+	return func(next Handler) Handler {
+		return HandlerFunc(func(ctx context.Context, in []Message) []Result {
+			batch := append([]Message(nil), in...)
+			spans := make([]trace.Span, len(batch))
+			links := make([]trace.Link, len(batch))
+			tracer := tel.Tracer()
+			for i := range batch {
+				m := &batch[i]
+				parent := tel.Propagator().Extract(ctx, propagation.MapCarrier(m.Headers))
+				_, span := tracer.Start(parent, m.Topic+" process",
+					trace.WithSpanKind(trace.SpanKindConsumer),
+					trace.WithAttributes(
+						semconv.MessagingSystemKafka,
+						semconv.MessagingOperationTypeProcess,
+						semconv.MessagingDestinationName(m.Topic),
+						semconv.MessagingDestinationPartitionID(strconv.Itoa(m.Partition)),
+						semconv.MessagingKafkaOffset(int(m.Offset)),
+						semconv.MessagingConsumerGroupName(group),
+						attribute.String("vidx.stage", stage),
+					))
+				m.span = span.SpanContext()
+				spans[i] = span
+				links[i] = trace.Link{SpanContext: m.span}
+			}
+			hctx := telemetry.With(ctx, tel)
+			var batchSpan trace.Span
+			if len(batch) == 1 {
+				hctx = trace.ContextWithSpan(hctx, spans[0])
+			} else {
+				hctx, batchSpan = tracer.Start(hctx, stage+" batch",
+					trace.WithLinks(links...),
+					trace.WithAttributes(semconv.MessagingBatchMessageCount(len(batch)), attribute.String("vidx.stage", stage)))
+			}
+			results := next.Handle(hctx, batch)
+			var failed error
+			for i, sp := range spans {
+				var err error
+				if i < len(results) {
+					err = results[i].Err
+					results[i].span = batch[i].span
+				}
+				if err != nil {
+					failed = err
+				}
+				telemetry.End(sp, err)
+			}
+			if batchSpan != nil {
+				telemetry.End(batchSpan, failed)
+			}
+			return results
+		})
 	}
 }
 

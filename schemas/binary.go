@@ -26,6 +26,11 @@ import (
 //	11      H     header, JSON (ClipHeader)
 //	11+H    ...   body
 //
+// The header is JSON so that fields can be added without a version bump:
+// readers ignore keys they do not know, and a field's absence means its zero
+// value. generation and generation_clips were added this way; a producer
+// that does not set them makes clips that never replace older ones.
+//
 // Clip body: for each of header.frames frames, uint32 length then the
 // encoded image (JPEG or PNG of the size x size CLIP crop).
 // Embedding bodies: rows x dim float32 values, row-major (rows = number of
@@ -87,6 +92,17 @@ type ClipHeader struct {
 	// seen; zero for files.
 	WallStart time.Time `json:"wall_start,omitzero"`
 	WallEnd   time.Time `json:"wall_end,omitzero"`
+	// Generation identifies the run of a video job that produced the clip:
+	// microseconds since the Unix epoch when the sample stage began the job
+	// (later runs have larger generations; microseconds stay exact in
+	// Qdrant's float64 ranges). Zero for stream windows, which append, and
+	// for clips of producers that predate it.
+	Generation int64 `json:"generation,omitempty"`
+	// GenerationClips is set on the last clip of a generation only: how
+	// many clips the job produced. Once that many clips of the generation
+	// are indexed, the index stage deletes the video's clips of older
+	// generations, so a re-ingested video replaces its old clips.
+	GenerationClips int `json:"generation_clips,omitempty"`
 	// Codec and Size describe the frames of a clip message.
 	Codec string `json:"codec,omitempty"`
 	Size  int    `json:"size,omitempty"`
@@ -104,6 +120,20 @@ func (h *ClipHeader) validate(kind Kind) error {
 	if h.StreamID != "" {
 		if err := checkID(k, "stream_id", h.StreamID); err != nil {
 			return err
+		}
+	}
+	if h.Generation < 0 {
+		return invalidf(k, "generation %d is negative", h.Generation)
+	}
+	if h.GenerationClips < 0 {
+		return invalidf(k, "generation_clips %d is negative", h.GenerationClips)
+	}
+	if h.GenerationClips > 0 {
+		switch {
+		case h.Generation == 0:
+			return invalidf(k, "generation_clips %d without a generation", h.GenerationClips)
+		case h.StreamID != "":
+			return invalidf(k, "generation_clips on a window of stream %q: streams append windows, they never replace them", h.StreamID)
 		}
 	}
 	n := len(h.FrameTimes)

@@ -442,6 +442,12 @@ func TestEncodeRejects(t *testing.T) {
 		{"size too large", func(c *schemas.Clip) { c.Header.Size = 5000 }},
 		{"segment reversed", func(c *schemas.Clip) { c.Header.StartS, c.Header.EndS = 5, 4 }},
 		{"NaN start", func(c *schemas.Clip) { c.Header.StartS = math.NaN() }},
+		{"negative generation", func(c *schemas.Clip) { c.Header.Generation = -1 }},
+		{"negative generation clips", func(c *schemas.Clip) { c.Header.Generation, c.Header.GenerationClips = 5, -1 }},
+		{"generation clips without generation", func(c *schemas.Clip) { c.Header.GenerationClips = 4 }},
+		{"generation clips on a stream window", func(c *schemas.Clip) {
+			c.Header.StreamID, c.Header.Generation, c.Header.GenerationClips = "cam", 5, 4
+		}},
 	}
 	for _, c := range clipCases {
 		t.Run("clip/"+c.name, func(t *testing.T) {
@@ -529,5 +535,47 @@ func TestKindString(t *testing.T) {
 		if got := k.String(); got != want {
 			t.Errorf("Kind(%d).String() = %q, want %q", uint8(k), got, want)
 		}
+	}
+}
+
+// TestGenerationFields checks the re-ingest fields travel through the
+// embedding messages and that headers without them, as producers before
+// them wrote, still decode, with zero values.
+func TestGenerationFields(t *testing.T) {
+	h := embHeader(1, 3)
+	h.Generation, h.GenerationClips = 1733500000123456, 4
+	value, err := schemas.EncodeEmbeddings(schemas.KindClipEmbedding, &schemas.Embeddings{Header: h, Vectors: [][]float32{{1, 2, 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(value, []byte(`"generation":1733500000123456,"generation_clips":4`)) {
+		t.Errorf("header JSON lacks the generation fields: %s", value)
+	}
+	got, err := schemas.DecodeEmbeddings(schemas.KindClipEmbedding, value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Header.Generation != h.Generation || got.Header.GenerationClips != 4 {
+		t.Errorf("decoded generation %d/%d, want %d/4", got.Header.Generation, got.Header.GenerationClips, h.Generation)
+	}
+
+	// A header as written before the fields existed: the same prefix and
+	// body, a JSON header without generation keys.
+	old := []byte(`{"video_id":"video7","clip_index":0,"start_s":0,"end_s":2,"frame_times":[1],"sampled_at":"2024-05-06T07:08:09Z","dim":3,"model":"clip-vit-b32"}`)
+	var msg bytes.Buffer
+	msg.WriteString("VIDX")
+	msg.WriteByte(byte(schemas.KindClipEmbedding))
+	_ = binary.Write(&msg, binary.BigEndian, uint16(schemas.Version))
+	_ = binary.Write(&msg, binary.BigEndian, uint32(len(old)))
+	msg.Write(old)
+	for _, f := range []float32{1, 2, 3} {
+		_ = binary.Write(&msg, binary.LittleEndian, math.Float32bits(f))
+	}
+	e, err := schemas.DecodeEmbeddings(schemas.KindClipEmbedding, msg.Bytes())
+	if err != nil {
+		t.Fatalf("header without generation fields: %v", err)
+	}
+	if e.Header.Generation != 0 || e.Header.GenerationClips != 0 || e.Header.VideoID != "video7" {
+		t.Errorf("header without generation fields decoded as %+v", e.Header)
 	}
 }

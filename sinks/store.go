@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -25,6 +26,12 @@ type Store interface {
 	Search(ctx context.Context, collection string, req SearchRequest) ([]Hit, error)
 	// DeleteVideo removes every point of a video and returns how many.
 	DeleteVideo(ctx context.Context, collection, videoID string) (int, error)
+	// DeleteOlder removes the points of a video whose Payload.Generation is
+	// below generation, points without a generation included, and returns
+	// how many. A re-ingested video calls it once every clip of its new
+	// generation is written, so searches see the old clips or the new ones
+	// (for a moment both), never neither.
+	DeleteOlder(ctx context.Context, collection, videoID string, generation int64) (int, error)
 	// Count returns the number of points matching f.
 	Count(ctx context.Context, collection string, f Filter) (int, error)
 	// Collection returns the stored spec, or an error wrapping ErrNotFound.
@@ -42,7 +49,45 @@ var (
 	// of the wrong dimension, NaN values, a bad collection name): callers
 	// must not retry it.
 	ErrInvalid = errors.New("invalid input")
+	// ErrCapacity is returned when the store refuses writes because it is
+	// full or at a configured limit (Qdrant's strict mode: points count,
+	// storage size; a full disk). The data is fine and the same write
+	// succeeds once an operator raises the limit or frees space, so callers
+	// retry with backoff and alert; they must never drop the data.
+	ErrCapacity = errors.New("store at capacity")
+	// ErrRejected is returned when the store refuses a request for good
+	// although the data is fine (a single point over a rate limit's whole
+	// budget): repeating it cannot succeed and the store's settings need
+	// changing. Callers surface it loudly instead of retrying forever.
+	ErrRejected = errors.New("store rejected the request")
 )
+
+// MinSquaredNorm is the smallest squared L2 norm a vector may have. Qdrant
+// leaves cosine vectors whose squared norm is below float32's machine
+// epsilon unnormalised (lib/segment/src/spaces/tools.rs), so they score
+// about 0 against everything; both stores refuse them with ErrInvalid.
+const MinSquaredNorm = 1.1920929e-7
+
+// CheckVector reports why v cannot be stored in a cosine collection of
+// dimension dim: a wrong length, a non-finite component, or no direction
+// (squared norm below MinSquaredNorm). The error wraps ErrInvalid.
+func CheckVector(v []float32, dim int) error {
+	if len(v) != dim {
+		return fmt.Errorf("%w: vector has %d dimensions, collection has %d", ErrInvalid, len(v), dim)
+	}
+	var sum float64
+	for i, x := range v {
+		f := float64(x)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("%w: vector component %d is %v", ErrInvalid, i, x)
+		}
+		sum += f * f
+	}
+	if sum < MinSquaredNorm {
+		return fmt.Errorf("%w: vector has no direction (squared norm %.3g below %.3g)", ErrInvalid, sum, MinSquaredNorm)
+	}
+	return nil
+}
 
 // CollectionSpec describes a collection. Model and Pooling record which
 // bundle and pooling mode produced the vectors.
@@ -87,6 +132,10 @@ type Payload struct {
 	Frames     int               `json:"frames"`
 	IngestedAt time.Time         `json:"ingested_at"`
 	Metadata   map[string]string `json:"metadata,omitempty"`
+	// Generation is the ingest generation of a video job's clip
+	// (schemas.ClipHeader.Generation); 0 for stream windows and points
+	// written before generations existed. DeleteOlder uses it.
+	Generation int64 `json:"generation,omitempty"`
 }
 
 // Filter restricts a search or count. Zero values mean no restriction.
@@ -96,6 +145,8 @@ type Filter struct {
 	// StartFrom and StartTo bound the clip's start time in seconds.
 	StartFrom *float64 `json:"start_from,omitempty"`
 	StartTo   *float64 `json:"start_to,omitempty"`
+	// Generation, when set, keeps only points of that ingest generation.
+	Generation *int64 `json:"generation,omitempty"`
 }
 
 // Match reports whether p passes the filter.
@@ -110,6 +161,9 @@ func (f Filter) Match(p Payload) bool {
 		return false
 	}
 	if f.StartTo != nil && p.StartS > *f.StartTo {
+		return false
+	}
+	if f.Generation != nil && p.Generation != *f.Generation {
 		return false
 	}
 	return true
@@ -130,6 +184,10 @@ type SearchRequest struct {
 	TopK        int
 	Filter      Filter
 	WithVectors bool
+	// Exact asks for an exact (brute-force) search. Qdrant's HNSW search is
+	// approximate once a collection is indexed; the embedded store is
+	// always exact. Checks that compare rankings set it.
+	Exact bool
 }
 
 // Hit is a search result. Score is the cosine similarity.

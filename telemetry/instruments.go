@@ -30,6 +30,13 @@ type Instruments struct {
 	SearchSeconds    metric.Float64Histogram
 	QuerySeconds     metric.Float64Histogram // end to end, from the query's produce time
 	StreamState      metric.Int64Gauge       // attributes stream, state
+
+	// StoreRefusals counts writes the vector store refused although the
+	// data was fine (attribute "reason": capacity, rejected); alert on it.
+	StoreRefusals metric.Int64Counter
+	// ClipsReplaced counts points of older ingest generations deleted
+	// after a re-ingested video's new clips were indexed.
+	ClipsReplaced metric.Int64Counter
 }
 
 var latencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
@@ -76,5 +83,7 @@ func newInstruments(m metric.Meter) (*Instruments, error) {
 		QuerySeconds:     seconds("vidx.query.duration", "Query latency from publish to answer."),
 		StreamState:      gauge("vidx.stream.state", "1 for a stream's current state."),
 	}
+	in.StoreRefusals = counter("vidx.store.refusals", "Writes the vector store refused for its capacity or limits, not the data, by reason.")
+	in.ClipsReplaced = counter("vidx.index.clips_replaced", "Clips of older ingest generations deleted after a video was re-indexed.")
 	return in, errors.Join(errs...)
 }

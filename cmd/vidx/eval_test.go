@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/vidx/vidx/encoders/onnx"
 	"github.com/vidx/vidx/encoders/testmodels"
 	"github.com/vidx/vidx/eval"
+	"github.com/vidx/vidx/internal/testenv"
 )
 
 // TestEval runs `vidx eval` end to end on a small version of the generated
@@ -22,12 +22,8 @@ import (
 // documented shape, and colour captions must find their videos far above
 // chance.
 func TestEval(t *testing.T) {
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg not installed (run make setup)")
-	}
-	if _, err := os.Stat(onnx.DefaultLibPath()); err != nil {
-		t.Skip("ONNX Runtime not installed (run make setup)")
-	}
+	testenv.Tools(t, "run make setup", "ffmpeg", "ffprobe")
+	testenv.File(t, onnx.DefaultLibPath(), "ONNX Runtime library", "run make setup or set VIDX_ORT_LIB")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()

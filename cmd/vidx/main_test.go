@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vidx/vidx/encoders/onnx"
+	"github.com/vidx/vidx/internal/testenv"
 )
 
 func TestUsageErrors(t *testing.T) {
@@ -60,12 +60,8 @@ func TestModelsTestdata(t *testing.T) {
 // TestDemo runs `vidx demo` as a user would: it must index the generated
 // videos over Kafka and rank each query's video first.
 func TestDemo(t *testing.T) {
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg not installed (run make setup)")
-	}
-	if _, err := os.Stat(onnx.DefaultLibPath()); err != nil {
-		t.Skip("ONNX Runtime not installed (run make setup)")
-	}
+	testenv.Tools(t, "run make setup", "ffmpeg", "ffprobe")
+	testenv.File(t, onnx.DefaultLibPath(), "ONNX Runtime library", "run make setup or set VIDX_ORT_LIB")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out, errOut bytes.Buffer

@@ -20,36 +20,28 @@ import (
 	"github.com/vidx/vidx/encoders/onnx"
 	"github.com/vidx/vidx/encoders/testmodels"
 	"github.com/vidx/vidx/httpapi"
+	"github.com/vidx/vidx/internal/testenv"
 )
 
 const chromium = "/usr/bin/chromium"
 
-// requirePipeline skips where the stages cannot run.
+// requirePipeline skips where the stages cannot run (fails under make
+// test, which installs what they need).
 func requirePipeline(t testing.TB) {
 	t.Helper()
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg not installed (run make setup)")
-	}
-	if _, err := os.Stat(onnx.DefaultLibPath()); err != nil {
-		t.Skipf("ONNX Runtime library not found at %s (run make setup or set VIDX_ORT_LIB)", onnx.DefaultLibPath())
-	}
+	testenv.Tools(t, "run make setup", "ffmpeg", "ffprobe")
+	testenv.File(t, onnx.DefaultLibPath(), "ONNX Runtime library", "run make setup or set VIDX_ORT_LIB")
 }
 
 // requireTools skips, saying what is missing, where the browser test
-// cannot run.
+// cannot run: Debian's chromium, node and playwright-core.
 func requireTools(t *testing.T) string {
 	t.Helper()
 	requirePipeline(t)
-	if _, err := os.Stat(chromium); err != nil {
-		t.Skipf("%s not installed (Debian's chromium: run scripts/setup.sh --test)", chromium)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not installed: the browser test drives chromium with playwright-core")
-	}
-	if _, err := os.Stat("node_modules/playwright-core/package.json"); err != nil {
-		t.Skip("playwright-core not installed in httpapi/webtest (run scripts/setup.sh --test, or npm ci there)")
-	}
+	testenv.File(t, chromium, "Debian's chromium", "make setup-test installs it")
+	testenv.Tools(t, "the browser test drives chromium with playwright-core on node; install nodejs", "node")
+	testenv.File(t, "node_modules/playwright-core/package.json", "playwright-core", "make setup-test runs npm ci in httpapi/webtest")
+	node, _ := exec.LookPath("node")
 	return node
 }
 

@@ -215,6 +215,13 @@ func (c *collection) applyRecord(body []byte) error {
 			return err
 		}
 		c.removeVideo(video)
+	case recDeleteOlder:
+		video := string(r.bytes())
+		gen := r.uvarint()
+		if err := r.done(); err != nil {
+			return err
+		}
+		c.removeOlder(video, int64(gen))
 	default:
 		return fmt.Errorf("%w: unknown record type %d", errBadRecord, body[0])
 	}
@@ -234,14 +241,24 @@ func (c *collection) put(id string, vec []float32, p sinks.Payload) {
 	c.vecs = append(c.vecs, vec...)
 }
 
-// removeVideo deletes every point of video by moving the last slot into each
-// hole, which keeps the slab dense so scans never skip tombstones.
+// removeVideo deletes every point of video.
 func (c *collection) removeVideo(video string) int {
+	return c.remove(func(p *sinks.Payload) bool { return p.VideoID == video })
+}
+
+// removeOlder deletes the points of video whose generation is below gen.
+func (c *collection) removeOlder(video string, gen int64) int {
+	return c.remove(func(p *sinks.Payload) bool { return p.VideoID == video && p.Generation < gen })
+}
+
+// remove deletes every point whose payload matches by moving the last slot
+// into each hole, which keeps the slab dense so scans never skip tombstones.
+func (c *collection) remove(match func(*sinks.Payload) bool) int {
 	removed := 0
 	// Walking backwards means the point swapped into slot i has already been
 	// inspected.
 	for i := len(c.ids) - 1; i >= 0; i-- {
-		if c.payloads[i].VideoID != video {
+		if !match(&c.payloads[i]) {
 			continue
 		}
 		last := len(c.ids) - 1
@@ -263,11 +280,11 @@ func (c *collection) removeVideo(video string) int {
 	return removed
 }
 
-// countVideo reports how many live points belong to video.
-func (c *collection) countVideo(video string) int {
+// countMatching reports how many live points match.
+func (c *collection) countMatching(match func(*sinks.Payload) bool) int {
 	n := 0
 	for i := range c.payloads {
-		if c.payloads[i].VideoID == video {
+		if match(&c.payloads[i]) {
 			n++
 		}
 	}
@@ -475,16 +492,31 @@ func (c *collection) upsert(points []sinks.Point) error {
 }
 
 func (c *collection) deleteVideo(video string) (int, error) {
+	return c.deleteWhere(func(p *sinks.Payload) bool { return p.VideoID == video },
+		func() ([]byte, error) { return appendDelete(nil, video) })
+}
+
+func (c *collection) deleteOlder(video string, gen int64) (int, error) {
+	if gen < 0 {
+		return 0, fmt.Errorf("%w: generation %d is negative", ErrInvalid, gen)
+	}
+	return c.deleteWhere(func(p *sinks.Payload) bool { return p.VideoID == video && p.Generation < gen },
+		func() ([]byte, error) { return appendDeleteOlder(nil, video, gen) })
+}
+
+// deleteWhere logs the delete record and then removes the matching points.
+// A crash before the record is durable leaves every point in place.
+func (c *collection) deleteWhere(match func(*sinks.Payload) bool, record func() ([]byte, error)) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.writable(); err != nil {
 		return 0, err
 	}
 	// Nothing to delete means nothing to log; redelivered deletes stay free.
-	if c.countVideo(video) == 0 {
+	if c.countMatching(match) == 0 {
 		return 0, nil
 	}
-	buf, err := appendDelete(nil, video)
+	buf, err := record()
 	if err != nil {
 		return 0, err
 	}
@@ -492,7 +524,7 @@ func (c *collection) deleteVideo(video string) (int, error) {
 		return 0, err
 	}
 	c.mu.Lock()
-	n := c.removeVideo(video)
+	n := c.remove(match)
 	c.shrink()
 	c.mu.Unlock()
 	c.maybeCompact()

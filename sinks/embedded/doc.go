@@ -34,12 +34,21 @@
 //	                 uvarint dim, dim x float32 (IEEE 754 bits, L2-normalised)
 //	                 uvarint len, payload as JSON (sinks.Payload)
 //	2 delete video:  uvarint len, video id bytes
+//	3 delete older:  uvarint len, video id bytes
+//	                 uvarint generation
+//
+// A delete-older record removes the points of the video whose payload
+// generation is below the given one (points without a generation count as
+// 0); a re-ingested video writes it after all its new clips. Builds that
+// predate it refuse a log holding one ("unknown record type 3") rather than
+// resurrecting the deleted points.
 //
 // The payload is JSON rather than a fixed binary layout so that fields added
 // to sinks.Payload later are persisted without a format change.
 //
 // Opening a collection replays the log in order: an upsert replaces any point
-// with the same id, a delete removes every point of the video. Replay stops at
+// with the same id, a delete removes every point of the video (or of its older
+// generations). Replay stops at
 // the first record whose header is incomplete, whose length is out of range or
 // runs past the end of the file, or whose CRC does not match; that is what a
 // crash in the middle of an append leaves behind. The file is truncated to the
@@ -49,7 +58,7 @@
 //
 // # Durability
 //
-// Upsert and DeleteVideo encode the whole batch, append it with one write and
+// Upsert, DeleteVideo and DeleteOlder encode the whole batch, append it with one write and
 // fsync the file before touching the in-memory index or returning, so a caller
 // may commit its input offsets as soon as the call returns. Options.NoSync
 // skips the fsync for tests and throwaway indexes.

@@ -17,8 +17,9 @@ const (
 	// from a real record without trying to allocate gigabytes.
 	maxRecordSize = 64 << 20
 
-	recUpsert byte = 1
-	recDelete byte = 2
+	recUpsert      byte = 1
+	recDelete      byte = 2
+	recDeleteOlder byte = 3
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -50,6 +51,18 @@ func appendDelete(buf []byte, videoID string) ([]byte, error) {
 	buf = append(buf, recDelete)
 	buf = binary.AppendUvarint(buf, uint64(len(videoID)))
 	buf = append(buf, videoID...)
+	return sealRecord(buf, start)
+}
+
+// appendDeleteOlder appends a record deleting the points of videoID whose
+// generation is below generation.
+func appendDeleteOlder(buf []byte, videoID string, generation int64) ([]byte, error) {
+	start := len(buf)
+	buf = append(buf, make([]byte, recHeaderSize)...)
+	buf = append(buf, recDeleteOlder)
+	buf = binary.AppendUvarint(buf, uint64(len(videoID)))
+	buf = append(buf, videoID...)
+	buf = binary.AppendUvarint(buf, uint64(generation))
 	return sealRecord(buf, start)
 }
 

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -383,4 +384,49 @@ func TestWriteFailureStopsWrites(t *testing.T) {
 	}
 	s2 := openStore(t, dir, Options{})
 	checkPoints(t, s2, "c", 2, first)
+}
+
+// TestDeleteOlderAfterCrash crashes the store between writing a video's new
+// generation and deleting its older ones, and again after the delete: the
+// log replays to both generations, then to the new one alone.
+func TestDeleteOlderAfterCrash(t *testing.T) {
+	const dim = 8
+	ctx := context.Background()
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(21, 22))
+	stamp := func(pts []sinks.Point, gen int64) []sinks.Point {
+		for i := range pts {
+			pts[i].Payload.VideoID = "v"
+			pts[i].Payload.Generation = gen
+		}
+		return pts
+	}
+	old := stamp(makePoints(r, "old", 4, dim, 1), 100)
+	legacy := stamp(makePoints(r, "legacy", 1, dim, 1), 0)
+	fresh := stamp(makePoints(r, "fresh", 3, dim, 1), 200)
+	other := makePoints(r, "other", 2, dim, 1)
+
+	s := openStore(t, dir, Options{})
+	if err := s.EnsureCollection(ctx, testSpec("c", dim)); err != nil {
+		t.Fatal(err)
+	}
+	for _, batch := range [][]sinks.Point{old, legacy, other, fresh} {
+		if err := s.Upsert(ctx, "c", batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crash(s)
+
+	s = openStore(t, dir, Options{})
+	checkPoints(t, s, "c", dim, slices.Concat(old, legacy, other, fresh))
+	if n, err := s.DeleteOlder(ctx, "c", "v", 200); err != nil || n != len(old)+len(legacy) {
+		t.Fatalf("DeleteOlder = %d, %v; want %d", n, err, len(old)+len(legacy))
+	}
+	crash(s)
+
+	s = openStore(t, dir, Options{})
+	checkPoints(t, s, "c", dim, slices.Concat(other, fresh))
+	if n, err := s.DeleteOlder(ctx, "c", "v", 200); err != nil || n != 0 {
+		t.Errorf("DeleteOlder replayed = %d, %v; want 0", n, err)
+	}
 }

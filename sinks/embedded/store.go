@@ -29,7 +29,8 @@ var (
 	// ErrClosed is returned by every call on a closed Store.
 	ErrClosed = errors.New("embedded store is closed")
 	// ErrInvalid is returned for input that can never succeed: a bad
-	// collection spec, a vector of the wrong dimension, non-finite or zero.
+	// collection spec, a vector of the wrong dimension, non-finite or without
+	// direction (sinks.CheckVector).
 	// Retrying the same request is pointless.
 	ErrInvalid = sinks.ErrInvalid
 )
@@ -280,6 +281,20 @@ func (s *Store) DeleteVideo(ctx context.Context, collection, videoID string) (in
 	n, err := c.deleteVideo(videoID)
 	if err != nil {
 		return 0, fmt.Errorf("delete video %q from %q: %w", videoID, collection, err)
+	}
+	return n, nil
+}
+
+// DeleteOlder removes the points of videoID whose generation is below
+// generation (points without one included) and returns how many there were.
+func (s *Store) DeleteOlder(ctx context.Context, collection, videoID string, generation int64) (int, error) {
+	c, err := s.get(ctx, collection)
+	if err != nil {
+		return 0, err
+	}
+	n, err := c.deleteOlder(videoID, generation)
+	if err != nil {
+		return 0, fmt.Errorf("delete generations of video %q older than %d from %q: %w", videoID, generation, collection, err)
 	}
 	return n, nil
 }

@@ -1,30 +1,24 @@
 package embedded
 
 import (
-	"fmt"
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/vidx/vidx/sinks"
 )
 
-// normalize returns an L2-normalised copy of v after checking its length and
-// values. The norm is accumulated in float64 so that large-but-finite
-// components cannot overflow and the result is as close to unit length as
-// float32 allows.
+// normalize returns an L2-normalised copy of v after checking it with
+// sinks.CheckVector, the rule both stores share. The norm is accumulated in
+// float64 so that large-but-finite components cannot overflow and the result
+// is as close to unit length as float32 allows.
 func normalize(v []float32, dim int) ([]float32, error) {
-	if len(v) != dim {
-		return nil, fmt.Errorf("%w: vector has %d dimensions, collection has %d", ErrInvalid, len(v), dim)
+	if err := sinks.CheckVector(v, dim); err != nil {
+		return nil, err
 	}
 	var sum float64
-	for i, x := range v {
-		f := float64(x)
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return nil, fmt.Errorf("%w: vector component %d is %v", ErrInvalid, i, x)
-		}
-		sum += f * f
-	}
-	if sum == 0 {
-		return nil, fmt.Errorf("%w: zero vector has no direction", ErrInvalid)
+	for _, x := range v {
+		sum += float64(x) * float64(x)
 	}
 	norm := math.Sqrt(sum)
 	out := make([]float32, dim)

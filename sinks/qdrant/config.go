@@ -45,9 +45,11 @@ type Config struct {
 	HNSWEfConstruct int    `yaml:"hnsw_ef_construct"`
 	OnDisk          bool   `yaml:"on_disk"`
 	Quantization    string `yaml:"quantization"` // none | int8
-	Shards          int    `yaml:"shards"`
+	// Shards is the collection's shard number; 0 leaves it to the cluster
+	// (Qdrant then creates one shard per node).
+	Shards int `yaml:"shards"`
 	// ReplicationFactor is the number of copies of each shard; more than one
-	// needs a Qdrant cluster.
+	// needs a Qdrant cluster. 0 leaves it to the cluster's default.
 	ReplicationFactor int `yaml:"replication_factor"`
 
 	// UpsertBatch is the most points sent in one upsert call.
@@ -57,15 +59,13 @@ type Config struct {
 // Default returns the recommended settings.
 func Default() Config {
 	return Config{
-		PoolSize:          3,
-		Timeout:           10 * time.Second,
-		RetryFor:          30 * time.Second,
-		HNSWM:             16,
-		HNSWEfConstruct:   100,
-		Quantization:      QuantizationNone,
-		Shards:            1,
-		ReplicationFactor: 1,
-		UpsertBatch:       128,
+		PoolSize:        3,
+		Timeout:         10 * time.Second,
+		RetryFor:        30 * time.Second,
+		HNSWM:           16,
+		HNSWEfConstruct: 100,
+		Quantization:    QuantizationNone,
+		UpsertBatch:     128,
 	}
 }
 
@@ -89,12 +89,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Quantization == "" {
 		c.Quantization = d.Quantization
-	}
-	if c.Shards == 0 {
-		c.Shards = d.Shards
-	}
-	if c.ReplicationFactor == 0 {
-		c.ReplicationFactor = d.ReplicationFactor
 	}
 	if c.UpsertBatch == 0 {
 		c.UpsertBatch = d.UpsertBatch
@@ -128,11 +122,11 @@ func (c Config) Validate() error {
 	if c.Quantization != QuantizationNone && c.Quantization != QuantizationInt8 {
 		add("quantization %q is not none or int8", c.Quantization)
 	}
-	if c.Shards < 1 || c.Shards > 1024 {
-		add("shards %d out of range [1, 1024]", c.Shards)
+	if c.Shards < 0 || c.Shards > 1024 {
+		add("shards %d out of range [0, 1024] (0: the cluster's default)", c.Shards)
 	}
-	if c.ReplicationFactor < 1 || c.ReplicationFactor > 64 {
-		add("replication_factor %d out of range [1, 64]", c.ReplicationFactor)
+	if c.ReplicationFactor < 0 || c.ReplicationFactor > 64 {
+		add("replication_factor %d out of range [0, 64] (0: the cluster's default)", c.ReplicationFactor)
 	}
 	if c.UpsertBatch < 1 || c.UpsertBatch > MaxUpsertBatch {
 		add("upsert_batch %d out of range [1, %d] (64 to 256 is recommended)", c.UpsertBatch, MaxUpsertBatch)

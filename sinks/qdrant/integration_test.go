@@ -104,7 +104,7 @@ func TestIntegrationBootstrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantIndexes := map[string]string{"video_id": "keyword", "source": "keyword", "start_s": "float", "ingested_at": "datetime"}
+	wantIndexes := map[string]string{"video_id": "keyword", "source": "keyword", "start_s": "float", "ingested_at": "datetime", "generation": "integer"}
 	if fmt.Sprint(info.PayloadIndexes) != fmt.Sprint(wantIndexes) {
 		t.Errorf("payload indexes %v, want %v", info.PayloadIndexes, wantIndexes)
 	}

@@ -25,6 +25,10 @@ const (
 	FieldFrames     = "frames"
 	FieldIngestedAt = "ingested_at"
 	FieldMetadata   = "metadata"
+	// FieldGeneration is the ingest generation of a job's clip (integer
+	// microseconds, exact in Qdrant's float64 ranges); absent for stream
+	// windows. Replacing a re-ingested video deletes by it.
+	FieldGeneration = "generation"
 )
 
 // indexedFields lists the payload indexes a vidx collection gets.
@@ -36,6 +40,7 @@ var indexedFields = []struct {
 	{FieldSource, qc.FieldType_FieldTypeKeyword},
 	{FieldStartS, qc.FieldType_FieldTypeFloat},
 	{FieldIngestedAt, qc.FieldType_FieldTypeDatetime},
+	{FieldGeneration, qc.FieldType_FieldTypeInteger},
 }
 
 // encodePayload maps a payload onto Qdrant values. ingested_at is RFC 3339
@@ -61,6 +66,12 @@ func encodePayload(p sinks.Payload) (map[string]*qc.Value, error) {
 		FieldEndS:       qc.NewValueDouble(p.EndS),
 		FieldFrames:     qc.NewValueInt(int64(p.Frames)),
 		FieldIngestedAt: qc.NewValueString(p.IngestedAt.UTC().Format(time.RFC3339Nano)),
+	}
+	if p.Generation < 0 {
+		return nil, fmt.Errorf("%w: payload generation %d is negative", sinks.ErrInvalid, p.Generation)
+	}
+	if p.Generation > 0 {
+		m[FieldGeneration] = qc.NewValueInt(p.Generation)
 	}
 	if len(p.Metadata) > 0 {
 		fields := make(map[string]*qc.Value, len(p.Metadata))
@@ -113,6 +124,17 @@ func decodePayload(m map[string]*qc.Value) (sinks.Payload, error) {
 	p.StartS = num(FieldStartS)
 	p.EndS = num(FieldEndS)
 	p.Frames = int(num(FieldFrames))
+	if v, ok := m[FieldGeneration]; ok && err == nil {
+		// Read as an integer: a double would lose the low digits.
+		switch k := v.GetKind().(type) {
+		case *qc.Value_IntegerValue:
+			p.Generation = k.IntegerValue
+		case *qc.Value_DoubleValue:
+			p.Generation = int64(k.DoubleValue)
+		default:
+			err = fmt.Errorf("payload field %s is %T, want an integer", FieldGeneration, v.GetKind())
+		}
+	}
 	if s := str(FieldIngestedAt); s != "" && err == nil {
 		p.IngestedAt, err = time.Parse(time.RFC3339Nano, s)
 		if err != nil {
@@ -163,10 +185,24 @@ func encodeFilter(f sinks.Filter) *qc.Filter {
 		}
 		must = append(must, qc.NewRange(FieldStartS, r))
 	}
+	if f.Generation != nil {
+		must = append(must, qc.NewMatchInt(FieldGeneration, *f.Generation))
+	}
 	if len(must) == 0 {
 		return nil
 	}
 	return &qc.Filter{Must: must}
+}
+
+// olderFilter selects the points of a video whose generation is below gen.
+// It is phrased as "not at least gen" so that points without a generation
+// (stream windows, points written before generations existed) match too,
+// as they do in the embedded store.
+func olderFilter(videoID string, gen int64) *qc.Filter {
+	return &qc.Filter{
+		Must:    []*qc.Condition{qc.NewMatchKeyword(FieldVideoID, videoID)},
+		MustNot: []*qc.Condition{qc.NewRange(FieldGeneration, &qc.Range{Gte: qc.PtrOf(float64(gen))})},
+	}
 }
 
 // metadata keys that record what produced a collection's vectors.

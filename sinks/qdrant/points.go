@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 
@@ -15,24 +14,10 @@ import (
 )
 
 // checkVector rejects what Qdrant would reject or silently mangle: a cosine
-// collection normalises vectors, which turns a zero vector into NaNs.
-func checkVector(v []float32, dim int) error {
-	if len(v) != dim {
-		return fmt.Errorf("%w: vector has %d dimensions, collection has %d", sinks.ErrInvalid, len(v), dim)
-	}
-	var sum float64
-	for i, x := range v {
-		f := float64(x)
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return fmt.Errorf("%w: vector component %d is %v", sinks.ErrInvalid, i, x)
-		}
-		sum += f * f
-	}
-	if sum == 0 {
-		return fmt.Errorf("%w: zero vector has no direction", sinks.ErrInvalid)
-	}
-	return nil
-}
+// collection leaves a vector with (almost) no length unnormalised, so it
+// would score about 0 against every query. The rule is sinks.CheckVector,
+// shared with the embedded store.
+func checkVector(v []float32, dim int) error { return sinks.CheckVector(v, dim) }
 
 // Upsert writes points in batches of Config.UpsertBatch with wait=true. A
 // point whose id exists is replaced. If any point is invalid nothing is sent
@@ -63,19 +48,8 @@ func (s *Store) Upsert(ctx context.Context, collection string, points []sinks.Po
 		}
 	}
 	done := 0
-	for batch := range slices.Chunk(structs, s.cfg.UpsertBatch) {
-		err := s.call(ctx, "upsert", func(ctx context.Context) error {
-			resp, err := s.client.GetPointsClient().Upsert(ctx, &qc.UpsertPoints{
-				CollectionName: collection,
-				Wait:           qc.PtrOf(true),
-				Points:         batch,
-			})
-			if err != nil {
-				return err
-			}
-			return checkUpdate(resp.GetResult())
-		})
-		if err != nil {
+	for batch := range slices.Chunk(structs, int(s.batch.Load())) {
+		if err := s.upsertBatch(ctx, collection, batch); err != nil {
 			if errors.Is(err, sinks.ErrNotFound) {
 				s.forget(collection)
 			}
@@ -86,22 +60,65 @@ func (s *Store) Upsert(ctx context.Context, collection string, points []sinks.Po
 	return nil
 }
 
+// upsertBatch sends one batch. A batch the server refuses for its size
+// alone (strict mode's upsert_max_batchsize, a rate limit's whole budget,
+// the message size limit) is split and sent again in parts, and later
+// calls use the smaller size; only a single point that is refused this way
+// fails, with sinks.ErrRejected.
+func (s *Store) upsertBatch(ctx context.Context, collection string, batch []*qc.PointStruct) error {
+	err := s.call(ctx, "upsert", func(ctx context.Context) error {
+		resp, err := s.client.GetPointsClient().Upsert(ctx, &qc.UpsertPoints{
+			CollectionName: collection,
+			Wait:           qc.PtrOf(true),
+			Points:         batch,
+			Timeout:        s.serverTimeout(),
+		})
+		if err != nil {
+			return err
+		}
+		return checkUpdate(resp.GetResult())
+	})
+	var tl *tooLargeError
+	if !errors.As(err, &tl) || len(batch) == 1 {
+		return err
+	}
+	size := tl.limit
+	if size <= 0 || size >= len(batch) {
+		size = (len(batch) + 1) / 2
+	}
+	if old := s.batch.Load(); int64(size) < old && s.batch.CompareAndSwap(old, int64(size)) {
+		s.log.Warn("qdrant refused an upsert batch for its size; sending smaller batches (lower store.qdrant.upsert_batch to match the server)",
+			"collection", collection, "batch", len(batch), "now", size, "err", err)
+	}
+	for part := range slices.Chunk(batch, size) {
+		if err := s.upsertBatch(ctx, collection, part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // query builds the QueryPoints request of one search.
-func query(collection string, spec sinks.CollectionSpec, req sinks.SearchRequest) (*qc.QueryPoints, error) {
+func query(collection string, spec sinks.CollectionSpec, req sinks.SearchRequest, timeout *uint64) (*qc.QueryPoints, error) {
 	if req.TopK < 1 {
 		return nil, fmt.Errorf("%w: top_k must be positive, got %d", sinks.ErrInvalid, req.TopK)
 	}
 	if err := checkVector(req.Vector, spec.Dim); err != nil {
 		return nil, fmt.Errorf("query: %w", err)
 	}
-	return &qc.QueryPoints{
+	q := &qc.QueryPoints{
 		CollectionName: collection,
 		Query:          qc.NewQueryDense(req.Vector),
 		Filter:         encodeFilter(req.Filter),
 		Limit:          qc.PtrOf(uint64(req.TopK)),
 		WithPayload:    qc.NewWithPayload(true),
 		WithVectors:    qc.NewWithVectors(req.WithVectors),
-	}, nil
+		Timeout:        timeout,
+	}
+	if req.Exact {
+		q.Params = &qc.SearchParams{Exact: qc.PtrOf(true)}
+	}
+	return q, nil
 }
 
 // Search returns the req.TopK points nearest to req.Vector among those
@@ -112,7 +129,7 @@ func (s *Store) Search(ctx context.Context, collection string, req sinks.SearchR
 	if err != nil {
 		return nil, err
 	}
-	q, err := query(collection, spec, req)
+	q, err := query(collection, spec, req, s.serverTimeout())
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +160,7 @@ func (s *Store) SearchBatch(ctx context.Context, collection string, reqs []sinks
 	}
 	queries := make([]*qc.QueryPoints, len(reqs))
 	for i, r := range reqs {
-		if queries[i], err = query(collection, spec, r); err != nil {
+		if queries[i], err = query(collection, spec, r, nil); err != nil {
 			return nil, fmt.Errorf("search %d of %d: %w", i, len(reqs), err)
 		}
 	}
@@ -166,6 +183,7 @@ func (s *Store) SearchBatch(ctx context.Context, collection string, reqs []sinks
 			resp, err = s.client.GetPointsClient().QueryBatch(ctx, &qc.QueryBatchPoints{
 				CollectionName: collection,
 				QueryPoints:    queries[start:end],
+				Timeout:        s.serverTimeout(),
 			})
 			return err
 		})
@@ -219,12 +237,18 @@ func pointID(id *qc.PointId) string {
 
 // Count returns the exact number of points matching f.
 func (s *Store) Count(ctx context.Context, collection string, f sinks.Filter) (int, error) {
+	return s.count(ctx, collection, encodeFilter(f))
+}
+
+func (s *Store) count(ctx context.Context, collection string, f *qc.Filter) (int, error) {
 	var resp *qc.CountResponse
 	err := s.call(ctx, "count", func(ctx context.Context) (err error) {
 		resp, err = s.client.GetPointsClient().Count(ctx, &qc.CountPoints{
 			CollectionName: collection,
-			Filter:         encodeFilter(f),
-			Exact:          qc.PtrOf(true),
+			Filter:         f,
+			// Qdrant estimates unless asked for an exact count.
+			Exact:   qc.PtrOf(true),
+			Timeout: s.serverTimeout(),
 		})
 		return err
 	})
@@ -242,8 +266,29 @@ func (s *Store) Count(ctx context.Context, collection string, f sinks.Filter) (i
 // are counted first; points written concurrently for the same video may be
 // deleted without being counted.
 func (s *Store) DeleteVideo(ctx context.Context, collection, videoID string) (int, error) {
-	f := sinks.Filter{VideoIDs: []string{videoID}}
-	n, err := s.Count(ctx, collection, f)
+	n, err := s.deleteFilter(ctx, collection, encodeFilter(sinks.Filter{VideoIDs: []string{videoID}}))
+	if err != nil {
+		return 0, fmt.Errorf("delete video %q from %q: %w", videoID, collection, err)
+	}
+	return n, nil
+}
+
+// DeleteOlder removes the points of videoID whose generation is below
+// generation, points without a generation included, with wait=true, and
+// returns how many there were.
+func (s *Store) DeleteOlder(ctx context.Context, collection, videoID string, generation int64) (int, error) {
+	if generation < 0 {
+		return 0, fmt.Errorf("%w: generation %d is negative", sinks.ErrInvalid, generation)
+	}
+	n, err := s.deleteFilter(ctx, collection, olderFilter(videoID, generation))
+	if err != nil {
+		return 0, fmt.Errorf("delete generations of video %q older than %d from %q: %w", videoID, generation, collection, err)
+	}
+	return n, nil
+}
+
+func (s *Store) deleteFilter(ctx context.Context, collection string, f *qc.Filter) (int, error) {
+	n, err := s.count(ctx, collection, f)
 	if err != nil || n == 0 {
 		return 0, err
 	}
@@ -251,7 +296,8 @@ func (s *Store) DeleteVideo(ctx context.Context, collection, videoID string) (in
 		resp, err := s.client.GetPointsClient().Delete(ctx, &qc.DeletePoints{
 			CollectionName: collection,
 			Wait:           qc.PtrOf(true),
-			Points:         qc.NewPointsSelectorFilter(encodeFilter(f)),
+			Points:         qc.NewPointsSelectorFilter(f),
+			Timeout:        s.serverTimeout(),
 		})
 		if err != nil {
 			return err
@@ -259,7 +305,10 @@ func (s *Store) DeleteVideo(ctx context.Context, collection, videoID string) (in
 		return checkUpdate(resp.GetResult())
 	})
 	if err != nil {
-		return 0, fmt.Errorf("delete video %q from %q: %w", videoID, collection, err)
+		if errors.Is(err, sinks.ErrNotFound) {
+			s.forget(collection)
+		}
+		return 0, err
 	}
 	return n, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -120,7 +121,8 @@ func transient(err error) (bool, time.Duration) {
 	}
 	var after time.Duration
 	var ra *retryAfterError
-	if errors.As(err, &ra) {
+	hinted := errors.As(err, &ra)
+	if hinted {
 		after = ra.after
 	}
 	st, _ := status.FromError(err)
@@ -128,35 +130,111 @@ func transient(err error) (bool, time.Duration) {
 	case codes.Unavailable:
 		return true, after
 	case codes.ResourceExhausted:
-		// grpc-go reports an oversized message with this code too; sending
-		// the same message again cannot help.
-		if strings.Contains(st.Message(), "message larger than max") {
-			return false, 0
+		// Only a rate limit that names its retry-after is worth waiting
+		// for. Without one Qdrant means "never": the request costs more
+		// than the limiter's whole budget. A full node (insufficient
+		// storage) and grpc-go's oversized message share the code and
+		// are not cured by a quick retry either.
+		if hinted {
+			return true, after
 		}
-		return true, after
+		return false, 0
 	case codes.DeadlineExceeded:
-		// Only the attempt's own timeout gets here (call checks the
-		// caller's context first); writes are idempotent, so repeat.
+		// The server's own timeout (the request's timeout field, shorter
+		// than the attempt's) or the attempt's: writes are idempotent, so
+		// repeat. The server has answered or the attempt was cancelled
+		// before the next one starts, so attempts never overlap.
 		return true, 0
 	}
 	return false, 0
 }
 
+// Qdrant reports strict-mode limits as InvalidArgument ("Bad request: ...",
+// lib/collection/src/operations/verification) and, up to 1.17, a full disk
+// as Internal; since then a full node is ResourceExhausted carrying
+// insufficientStorageKey. These markers tell capacity from bad data.
+var capacityMessages = []string{
+	"Max points count limit of",
+	"Max vector storage size limit of",
+	"Max payload storage size limit of",
+	"Resident memory usage is at",
+	"No space left on device",
+	"Insufficient storage",
+}
+
+const insufficientStorageKey = "qdrant-insufficient-storage"
+
+// batchLimitRE reads the limit of Qdrant's strict-mode batch size check:
+// `Limit exceeded 200 > 100 for "upsert limit"`.
+var batchLimitRE = regexp.MustCompile(`Limit exceeded \d+ > (\d+) for "(?:upsert|update) limit"`)
+
+// tooLargeError reports a request the server refuses for its size alone:
+// a batch over strict mode's upsert_max_batchsize, over a rate limiter's
+// whole budget, or over the gRPC message limit. A smaller batch may pass;
+// limit is the size the server named, 0 when it named none.
+type tooLargeError struct {
+	err   error
+	limit int
+}
+
+func (e *tooLargeError) Error() string { return e.err.Error() }
+func (e *tooLargeError) Unwrap() error { return e.err }
+
 // classify maps a final gRPC error onto the sinks error contract.
 func classify(op string, err error) error {
+	var cap *capacityError
+	if errors.As(err, &cap) {
+		return fmt.Errorf("qdrant %s: %w: %w", op, sinks.ErrCapacity, err)
+	}
 	st, ok := status.FromError(err)
 	if !ok {
 		return fmt.Errorf("qdrant %s: %w", op, err)
 	}
+	msg := st.Message()
+	for _, m := range capacityMessages {
+		if strings.Contains(msg, m) {
+			return fmt.Errorf("qdrant %s: %w: %s", op, sinks.ErrCapacity, msg)
+		}
+	}
 	switch st.Code() {
 	case codes.InvalidArgument:
-		return fmt.Errorf("qdrant %s: %w: %s", op, sinks.ErrInvalid, st.Message())
+		if m := batchLimitRE.FindStringSubmatch(msg); m != nil {
+			limit, _ := strconv.Atoi(m[1])
+			return &tooLargeError{err: fmt.Errorf("qdrant %s: %w: %s (lower store.qdrant.upsert_batch)", op, sinks.ErrRejected, msg), limit: limit}
+		}
+		return fmt.Errorf("qdrant %s: %w: %s", op, sinks.ErrInvalid, msg)
+	case codes.ResourceExhausted:
+		if strings.Contains(msg, "message larger than max") {
+			return &tooLargeError{err: fmt.Errorf("qdrant %s: %w: %s", op, sinks.ErrRejected, msg)}
+		}
+		// A rate limit without retry-after: the request alone exceeds the
+		// limiter's budget, so sending it again can never pass.
+		return &tooLargeError{err: fmt.Errorf("qdrant %s: %w: rate limit refuses this request for good, "+
+			"raise Qdrant's strict_mode_config write/read_rate_limit or lower store.qdrant.upsert_batch: %s", op, sinks.ErrRejected, msg)}
+	case codes.AlreadyExists:
+		return fmt.Errorf("qdrant %s: %w: %s", op, errAlreadyExists, msg)
 	case codes.NotFound:
-		return fmt.Errorf("qdrant %s: %w: %s", op, sinks.ErrNotFound, st.Message())
+		return fmt.Errorf("qdrant %s: %w: %s", op, sinks.ErrNotFound, msg)
 	case codes.Unauthenticated, codes.PermissionDenied:
-		return fmt.Errorf("qdrant %s: %w: %s (check store.qdrant.api_key or VIDX_QDRANT_API_KEY)", op, ErrAuth, st.Message())
+		return fmt.Errorf("qdrant %s: %w: %s (check store.qdrant.api_key or VIDX_QDRANT_API_KEY)", op, ErrAuth, msg)
 	}
 	return fmt.Errorf("qdrant %s: %w", op, err)
+}
+
+// errAlreadyExists is Qdrant's answer to creating a collection that exists.
+var errAlreadyExists = errors.New("already exists")
+
+// capacityError marks a ResourceExhausted reply that carried Qdrant's
+// insufficient-storage marker. It keeps the gRPC status visible.
+type capacityError struct{ err error }
+
+func (e *capacityError) Error() string { return e.err.Error() }
+func (e *capacityError) Unwrap() error { return e.err }
+
+// GRPCStatus lets status.FromError and status.Code see through the wrapper.
+func (e *capacityError) GRPCStatus() *status.Status {
+	st, _ := status.FromError(e.err)
+	return st
 }
 
 // retryAfterError carries a retry-after hint that came with an Unavailable
@@ -191,6 +269,9 @@ func retryAfterInterceptor(ctx context.Context, method string, req, reply any, c
 	}
 	if c := status.Code(err); c != codes.Unavailable && c != codes.ResourceExhausted {
 		return err
+	}
+	if len(trailer.Get(insufficientStorageKey)) > 0 || len(header.Get(insufficientStorageKey)) > 0 {
+		return &capacityError{err: err}
 	}
 	v := trailer.Get("retry-after")
 	if len(v) == 0 {

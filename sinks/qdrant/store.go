@@ -5,31 +5,37 @@
 // # Collections
 //
 // EnsureCollection creates a missing collection with one unnamed cosine
-// vector of the bundle's dimension and the HNSW, on-disk, quantization,
-// shard and replication settings of Config, adds payload indexes on
-// video_id and source (keyword), start_s (float) and ingested_at (datetime),
-// and records the bundle name, pooling mode and dimension in the
-// collection's metadata (vidx_model, vidx_pooling, vidx_dim; Qdrant 1.16 or
-// newer). An existing collection with another dimension, distance, model or
-// pooling, or without vidx metadata, is refused with an error wrapping
-// sinks.ErrIncompatible; a collection is never recreated or dropped.
+// vector of the bundle's dimension, the HNSW, on-disk and quantization
+// settings of Config, and shard number and replication factor only where
+// Config sets them (the cluster's defaults otherwise). It adds payload
+// indexes on video_id and source (keyword), start_s (float), ingested_at
+// (datetime) and generation (integer), and records the bundle name, pooling
+// mode and dimension in the collection's metadata (vidx_model,
+// vidx_pooling, vidx_dim; Qdrant 1.15.4 or newer). An existing collection
+// with another dimension, distance, model or pooling, or without vidx
+// metadata, is refused with an error wrapping sinks.ErrIncompatible; a
+// collection is never recreated or dropped.
 //
 // # Writes
 //
 // Point ids are sinks.PointID UUIDs, so a redelivered clip overwrites its
-// point. Upsert validates every point first (id, dimension, finite non-zero
-// vector, UTF-8 payload) so that a bad point fails the whole call with
-// sinks.ErrInvalid before anything is sent, then sends batches of
-// Config.UpsertBatch points with wait=true: when Upsert returns nil every
-// point has been applied.
+// point. Upsert validates every point first (id, sinks.CheckVector, UTF-8
+// payload) so that a bad point fails the whole call with sinks.ErrInvalid
+// before anything is sent, then sends batches of Config.UpsertBatch points
+// with wait=true: when Upsert returns nil every point has been applied.
+// Writes carry Qdrant's timeout field, shorter than the call's own timeout,
+// so that the server gives up first and retries never overlap there.
 //
 // # Failures
 //
-// Unavailable and ResourceExhausted replies and calls that time out are
-// retried with exponential backoff, or after the server's retry-after hint,
-// for at most Config.RetryFor; then the error wraps ErrUnavailable.
-// InvalidArgument maps to sinks.ErrInvalid, NotFound to sinks.ErrNotFound and
-// a rejected API key to ErrAuth.
+// Unavailable, rate limits with retry-after and timeouts are retried with
+// exponential backoff, or after the server's retry-after hint, for at most
+// Config.RetryFor; then the error wraps ErrUnavailable. Strict-mode
+// capacity limits and a full node map to sinks.ErrCapacity, batches refused
+// for their size are split, and what stays refused (a rate limit without
+// retry-after: "never retry") maps to sinks.ErrRejected. Other
+// InvalidArgument maps to sinks.ErrInvalid, NotFound to sinks.ErrNotFound
+// and a rejected API key to ErrAuth.
 package qdrant
 
 import (
@@ -44,8 +50,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/blang/semver/v4"
 	qc "github.com/qdrant/go-client/qdrant"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -53,9 +61,9 @@ import (
 	"github.com/vidx/vidx/sinks"
 )
 
-// MinServerVersion is the oldest Qdrant that keeps collection metadata, where
-// vidx records which model produced a collection's vectors.
-const MinServerVersion = "1.16"
+// MinServerVersion is the oldest Qdrant that keeps collection metadata over
+// gRPC, where vidx records which model produced a collection's vectors.
+const MinServerVersion = "1.15.4"
 
 // maxMessage bounds gRPC messages both ways. gRPC's 4 MiB default is too
 // small for a batch of queries that return their vectors.
@@ -74,6 +82,10 @@ type Store struct {
 	// validated without a round trip; a collection's dimension and model
 	// never change while it exists.
 	specs map[string]sinks.CollectionSpec
+
+	// batch is the number of points per upsert call: Config.UpsertBatch,
+	// lowered for good when the server refuses batches of that size.
+	batch atomic.Int64
 
 	// conn is held for reading around every RPC and for writing by Close,
 	// which empties the client's connection pool.
@@ -102,6 +114,10 @@ func Open(ctx context.Context, rawURL string, cfg Config, log *slog.Logger) (*St
 		log = slog.Default()
 	}
 	log = log.With("store", "qdrant", "addr", ep.String())
+	if cfg.Timeout < 2*time.Second {
+		log.Warn("store.qdrant.timeout under 2s: Qdrant's own timeout (whole seconds) cannot end before the call's, so a slow write may still run on the server while it is retried",
+			"timeout", cfg.Timeout)
+	}
 
 	opts := []grpc.DialOption{
 		grpc.WithChainUnaryInterceptor(retryAfterInterceptor),
@@ -148,6 +164,7 @@ func Open(ctx context.Context, rawURL string, cfg Config, log *slog.Logger) (*St
 		return nil, fmt.Errorf("qdrant client for %s: %w", ep, err)
 	}
 	s := &Store{cfg: cfg, ep: ep, client: client, log: log, specs: map[string]sinks.CollectionSpec{}}
+	s.batch.Store(int64(cfg.UpsertBatch))
 	if err := s.checkServer(ctx); err != nil {
 		client.Close()
 		return nil, err
@@ -166,17 +183,29 @@ func (s *Store) checkServer(ctx context.Context) error {
 		return fmt.Errorf("connect to qdrant at %s: %w", s.ep, err)
 	}
 	s.version = reply.GetVersion()
-	have, err := qc.ParseVersion(s.version)
+	have, err := semver.ParseTolerant(s.version)
 	if err != nil {
 		s.log.Warn("cannot parse the qdrant server version; assuming it keeps collection metadata", "version", s.version)
 		return nil
 	}
-	want, _ := qc.ParseVersion(MinServerVersion)
-	if have.Major < want.Major || have.Major == want.Major && have.Minor < want.Minor {
-		return fmt.Errorf("qdrant at %s is version %s; vidx needs %s or newer, which keeps collection metadata where vidx records the model of a collection's vectors",
+	want := semver.MustParse(MinServerVersion)
+	// A pre-release or build of a supported version is fine: compare the
+	// release numbers only.
+	have.Pre, have.Build = nil, nil
+	if have.LT(want) {
+		return fmt.Errorf("qdrant at %s is version %s; vidx needs %s or newer, which keeps collection metadata over gRPC where vidx records the model of a collection's vectors",
 			s.ep, s.version, MinServerVersion)
 	}
 	return nil
+}
+
+// serverTimeout is the timeout field of writes and collection creation:
+// the server gives up (DeadlineExceeded) before the attempt's own timeout
+// cancels the call, so a slow write is never still running on the server
+// while vidx sends it again. Qdrant counts it in whole seconds.
+func (s *Store) serverTimeout() *uint64 {
+	margin := max(time.Second, s.cfg.Timeout/5)
+	return qc.PtrOf(uint64(max(1, (s.cfg.Timeout-margin)/time.Second)))
 }
 
 // Endpoint returns the server address.
@@ -223,7 +252,7 @@ func (s *Store) EnsureCollection(ctx context.Context, spec sinks.CollectionSpec)
 	if errors.Is(err, sinks.ErrNotFound) {
 		if err := s.create(ctx, spec); err != nil {
 			// Another replica may have created it in between (Qdrant then
-			// answers InvalidArgument), or a retried create may have
+			// answers AlreadyExists), or a retried create may have
 			// succeeded the first time: look again before giving up.
 			var again error
 			info, again = s.info(ctx, spec.Name)
@@ -263,9 +292,16 @@ func (s *Store) create(ctx context.Context, spec sinks.CollectionSpec) error {
 			M:           qc.PtrOf(uint64(s.cfg.HNSWM)),
 			EfConstruct: qc.PtrOf(uint64(s.cfg.HNSWEfConstruct)),
 		},
-		ShardNumber:       qc.PtrOf(uint32(s.cfg.Shards)),
-		ReplicationFactor: qc.PtrOf(uint32(s.cfg.ReplicationFactor)),
-		Metadata:          encodeMetadata(spec),
+		Metadata: encodeMetadata(spec),
+		Timeout:  s.serverTimeout(),
+	}
+	// Unset shards and replication leave the choice to the cluster (one
+	// shard per node, its default replication factor).
+	if s.cfg.Shards > 0 {
+		req.ShardNumber = qc.PtrOf(uint32(s.cfg.Shards))
+	}
+	if s.cfg.ReplicationFactor > 0 {
+		req.ReplicationFactor = qc.PtrOf(uint32(s.cfg.ReplicationFactor))
 	}
 	if s.cfg.Quantization == QuantizationInt8 {
 		// Quantized vectors stay in RAM even when the originals are on disk;
@@ -308,6 +344,7 @@ func (s *Store) ensureIndexes(ctx context.Context, name string, info *qc.Collect
 				Wait:           qc.PtrOf(true),
 				FieldName:      f.Name,
 				FieldType:      qc.PtrOf(f.Type),
+				Timeout:        s.serverTimeout(),
 			})
 			if err != nil {
 				return err
@@ -350,8 +387,12 @@ func (s *Store) noteSettings(name string, info *qc.CollectionInfo) {
 	add("hnsw_ef_construct", ci.HNSWEfConstruct, uint64(s.cfg.HNSWEfConstruct))
 	add("on_disk", ci.OnDisk, s.cfg.OnDisk)
 	add("quantization", ci.Quantization, s.cfg.Quantization)
-	add("shards", ci.Shards, uint32(s.cfg.Shards))
-	add("replication_factor", ci.ReplicationFactor, uint32(s.cfg.ReplicationFactor))
+	if s.cfg.Shards > 0 {
+		add("shards", ci.Shards, uint32(s.cfg.Shards))
+	}
+	if s.cfg.ReplicationFactor > 0 {
+		add("replication_factor", ci.ReplicationFactor, uint32(s.cfg.ReplicationFactor))
+	}
 	if len(diffs) > 0 {
 		s.log.Info("existing collection keeps its own settings", append([]any{"collection", name}, diffs...)...)
 	}

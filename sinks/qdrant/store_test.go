@@ -140,8 +140,8 @@ func TestConfigValidate(t *testing.T) {
 		{"hnsw_m", func(c *qdrant.Config) { c.HNSWM = -1 }},
 		{"hnsw_ef_construct", func(c *qdrant.Config) { c.HNSWEfConstruct = 2 }},
 		{"quantization", func(c *qdrant.Config) { c.Quantization = "int4" }},
-		{"shards", func(c *qdrant.Config) { c.Shards = 0 }},
-		{"replication_factor", func(c *qdrant.Config) { c.ReplicationFactor = 0 }},
+		{"shards", func(c *qdrant.Config) { c.Shards = -1 }},
+		{"replication_factor", func(c *qdrant.Config) { c.ReplicationFactor = 65 }},
 		{"upsert_batch", func(c *qdrant.Config) { c.UpsertBatch = 5000 }},
 		{"ca_file", func(c *qdrant.Config) { c.CAFile = "ca.pem" }},
 	}
@@ -193,6 +193,9 @@ func TestBootstrapCreatesTheConfiguredCollection(t *testing.T) {
 		cr.GetMetadata()["vidx_dim"].GetIntegerValue() != int64(sp.Dim):
 		t.Errorf("metadata %v, want model %s, pooling %s, dim %d", cr.GetMetadata(), sp.Model, sp.Pooling, sp.Dim)
 	}
+	if cr.Timeout == nil || cr.GetTimeout() >= uint64(qdrant.Default().Timeout/time.Second) {
+		t.Errorf("create timeout %v, want one shorter than the call's %s", cr.Timeout, qdrant.Default().Timeout)
+	}
 	for _, r := range srv.Requests("Points/CreateFieldIndex") {
 		if !r.(*qc.CreateFieldIndexCollection).GetWait() {
 			t.Errorf("payload index created without wait: %v", r)
@@ -203,7 +206,7 @@ func TestBootstrapCreatesTheConfiguredCollection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantIndexes := map[string]string{"video_id": "keyword", "source": "keyword", "start_s": "float", "ingested_at": "datetime"}
+	wantIndexes := map[string]string{"video_id": "keyword", "source": "keyword", "start_s": "float", "ingested_at": "datetime", "generation": "integer"}
 	if fmt.Sprint(info.PayloadIndexes) != fmt.Sprint(wantIndexes) {
 		t.Errorf("payload indexes %v, want %v", info.PayloadIndexes, wantIndexes)
 	}
@@ -300,8 +303,8 @@ func TestAddsMissingPayloadIndexes(t *testing.T) {
 	if err := s.EnsureCollection(ctx, sp); err != nil {
 		t.Fatal(err)
 	}
-	if n := srv.Calls("Points/CreateFieldIndex"); n != 4 {
-		t.Errorf("%d payload indexes created, want 4", n)
+	if n := srv.Calls("Points/CreateFieldIndex"); n != 5 {
+		t.Errorf("%d payload indexes created, want 5", n)
 	}
 	if n := srv.Calls("Collections/Create"); n != 0 {
 		t.Errorf("existing collection was created again (%d calls)", n)
@@ -327,6 +330,11 @@ func TestUpsertSendsBatchesWithWait(t *testing.T) {
 		u := r.(*qc.UpsertPoints)
 		if !u.GetWait() {
 			t.Errorf("upsert without wait=true")
+		}
+		// The server gives up before the call does, so a slow upsert is
+		// never still running there while it is sent again.
+		if u.Timeout == nil || u.GetTimeout() < 1 || u.GetTimeout() >= uint64(qdrant.Default().Timeout/time.Second) {
+			t.Errorf("upsert timeout %v, want 1 s or more and below the call's %s", u.Timeout, qdrant.Default().Timeout)
 		}
 		sizes = append(sizes, len(u.GetPoints()))
 		for _, p := range u.GetPoints() {
@@ -370,7 +378,15 @@ func TestRetries(t *testing.T) {
 		{"unavailable twice", qdranttest.Fault{Code: codes.Unavailable, Times: 2}, 5 * time.Second, 3, 0, nil},
 		{"rate limited with retry-after", qdranttest.Fault{Code: codes.ResourceExhausted, RetryAfter: "1", Times: 1}, 5 * time.Second, 2, time.Second, nil},
 		{"unavailable with fractional retry-after", qdranttest.Fault{Code: codes.Unavailable, RetryAfter: "0.4", Times: 1}, 5 * time.Second, 2, 400 * time.Millisecond, nil},
-		{"rate limited without hint", qdranttest.Fault{Code: codes.ResourceExhausted, Times: 1}, 5 * time.Second, 2, 0, nil},
+		// Without retry-after Qdrant means "never": the request alone is
+		// over the limiter's budget. Halves of the batch pass.
+		{"rate limited without hint splits the batch", qdranttest.Fault{Code: codes.ResourceExhausted, Message: "Rate limiting exceeded: Write rate limit exceeded, request larger than rate limiter capacity, please try to split your request", Times: 1}, 5 * time.Second, 3, 0, nil},
+		{"rate limited without hint, for good", qdranttest.Fault{Code: codes.ResourceExhausted, Message: "Rate limiting exceeded: Write rate limit exceeded, request larger than rate limiter capacity, please try to split your request"}, 5 * time.Second, 3, 0, sinks.ErrRejected},
+		{"insufficient storage", qdranttest.Fault{Code: codes.ResourceExhausted, Message: "Insufficient storage: node quota reached", Trailer: map[string]string{"qdrant-insufficient-storage": "1"}}, 5 * time.Second, 1, 0, sinks.ErrCapacity},
+		{"strict mode points limit", qdranttest.Fault{Code: codes.InvalidArgument, Message: "Bad request: Max points count limit of 1000 reached!"}, 5 * time.Second, 1, 0, sinks.ErrCapacity},
+		{"strict mode storage limit", qdranttest.Fault{Code: codes.InvalidArgument, Message: "Bad request: Max vector storage size limit of 64MB reached!"}, 5 * time.Second, 1, 0, sinks.ErrCapacity},
+		{"disk full (1.17)", qdranttest.Fault{Code: codes.Internal, Message: "Service internal error: No space left on device: WAL buffer size exceeds available disk space"}, 5 * time.Second, 1, 0, sinks.ErrCapacity},
+		{"server-side timeout", qdranttest.Fault{Code: codes.DeadlineExceeded, Message: "Timeout: Operation 'upsert' timed out after 8s", Times: 1}, 5 * time.Second, 2, 0, nil},
 		{"attempt timeout", qdranttest.Fault{Code: codes.DeadlineExceeded, Times: 1}, 5 * time.Second, 2, 0, nil},
 		{"down for longer than retry_for", qdranttest.Fault{Code: codes.Unavailable}, 400 * time.Millisecond, -1, 0, qdrant.ErrUnavailable},
 		{"retry-after beyond retry_for", qdranttest.Fault{Code: codes.ResourceExhausted, RetryAfter: "30"}, 2 * time.Second, 1, 0, qdrant.ErrUnavailable},
@@ -653,19 +669,212 @@ func TestTLS(t *testing.T) {
 }
 
 func TestRefusesOldServers(t *testing.T) {
-	for _, v := range []string{"1.15.3", "0.11.0"} {
-		srv := qdranttest.New(t, qdranttest.Options{Version: v})
-		_, err := qdrant.Open(testCtx(t), srv.URL(), qdrant.Config{}, quiet)
-		if err == nil || !strings.Contains(err.Error(), v) || !strings.Contains(err.Error(), qdrant.MinServerVersion) {
-			t.Errorf("server %s: Open = %v, want an error naming both versions", v, err)
+	tests := []struct {
+		version string
+		ok      bool
+	}{
+		{"1.15.3", false},
+		{"1.14.1", false},
+		{"0.11.0", false},
+		{"1.15.4", true},
+		{"1.16.0", true},
+		{"1.17.1", true},
+		{"v1.18.0-dev", true},
+		{"2.0", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.version, func(t *testing.T) {
+			srv := qdranttest.New(t, qdranttest.Options{Version: tc.version})
+			s, err := qdrant.Open(testCtx(t), srv.URL(), qdrant.Config{}, quiet)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("server %s: %v", tc.version, err)
+				}
+				s.Close()
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.version) || !strings.Contains(err.Error(), qdrant.MinServerVersion) {
+				t.Errorf("server %s: Open = %v, want an error naming both versions", tc.version, err)
+			}
+		})
+	}
+}
+
+// TestClusterDefaultsForShards checks that unset shards and replication are
+// left out of the create request, for the cluster to choose.
+func TestClusterDefaultsForShards(t *testing.T) {
+	tests := []struct {
+		name           string
+		cfg            qdrant.Config
+		shards, copies *uint32
+	}{
+		{"unset", qdrant.Config{}, nil, nil},
+		{"shards only", qdrant.Config{Shards: 6}, qc.PtrOf(uint32(6)), nil},
+		{"both", qdrant.Config{Shards: 2, ReplicationFactor: 3}, qc.PtrOf(uint32(2)), qc.PtrOf(uint32(3))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := qdranttest.New(t, qdranttest.Options{RecordRequests: true})
+			s := open(t, srv, tc.cfg, nil)
+			if err := s.EnsureCollection(testCtx(t), spec("clips")); err != nil {
+				t.Fatal(err)
+			}
+			cr := srv.Requests("Collections/Create")[0].(*qc.CreateCollection)
+			same := func(a, b *uint32) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+			if !same(cr.ShardNumber, tc.shards) {
+				t.Errorf("shard_number %v, want %v", cr.ShardNumber, tc.shards)
+			}
+			if !same(cr.ReplicationFactor, tc.copies) {
+				t.Errorf("replication_factor %v, want %v", cr.ReplicationFactor, tc.copies)
+			}
+		})
+	}
+}
+
+// TestStrictModeLimits runs the store and the index stage against a server
+// with strict-mode limits: a batch over upsert_max_batchsize is split, a
+// full collection is a retryable capacity error counted as such and never
+// dead-letters the clips.
+func TestStrictModeLimits(t *testing.T) {
+	ctx := testCtx(t)
+	srv := qdranttest.New(t, qdranttest.Options{RecordRequests: true, Strict: qdranttest.Strict{UpsertMaxBatchsize: 20, MaxPointsCount: 100}})
+	s := open(t, srv, qdrant.Config{UpsertBatch: 64}, nil)
+	if err := s.EnsureCollection(ctx, spec("clips")); err != nil {
+		t.Fatal(err)
+	}
+	pts := points(45)
+	if err := s.Upsert(ctx, "clips", pts); err != nil {
+		t.Fatalf("Upsert over the batch limit: %v", err)
+	}
+	var sizes []int
+	for _, r := range srv.Requests("Points/Upsert") {
+		sizes = append(sizes, len(r.(*qc.UpsertPoints).GetPoints()))
+	}
+	if !slices.Equal(sizes, []int{45, 20, 20, 5}) {
+		t.Errorf("upsert sizes %v, want the refused 45 then the server's limit of 20", sizes)
+	}
+	// Later calls use the server's size at once.
+	srv.ResetCalls()
+	all := storetest.Points(mrand.New(mrand.NewPCG(5, 5)), 100, spec("").Dim, 5)
+	if err := s.Upsert(ctx, "clips", all[45:75]); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Calls("Points/Upsert"); n != 2 {
+		t.Errorf("%d upsert calls for 30 points, want 2 of at most 20", n)
+	}
+	if err := s.Upsert(ctx, "clips", all[75:]); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Count(ctx, "clips", sinks.Filter{}); err != nil || n != 100 {
+		t.Fatalf("Count = %d, %v; want 100", n, err)
+	}
+	more := storetest.Points(mrand.New(mrand.NewPCG(7, 7)), 3, spec("").Dim, 1)
+	for i := range more {
+		more[i].Payload.VideoID = "late"
+		more[i].ID = sinks.PointID("late", float64(i), float64(i+1), spec("").Model)
+	}
+	err := s.Upsert(ctx, "clips", more)
+	if !errors.Is(err, sinks.ErrCapacity) || errors.Is(err, sinks.ErrInvalid) || !strings.Contains(err.Error(), "Max points count limit of 100 reached") {
+		t.Fatalf("Upsert into a full collection: %v, want ErrCapacity with Qdrant's message", err)
+	}
+
+	h, err := index.New(ctx, spec("clips"), s, index.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	value, err := schemas.EncodeEmbeddings(schemas.KindClipEmbedding, &schemas.Embeddings{
+		Header: schemas.ClipHeader{VideoID: "late", StartS: 0, EndS: 1, FrameTimes: []float64{0},
+			Dim: spec("").Dim, Model: spec("").Model, Pooling: spec("").Pooling},
+		Vectors: [][]float32{more[0].Vector},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := h.Handle(ctx, []pipeline.Message{{Value: value}})
+	if !pipeline.IsRetryable(res[0].Err) || !errors.Is(res[0].Err, sinks.ErrCapacity) {
+		t.Errorf("index stage on a full collection: %v, want a retryable capacity error", res[0].Err)
+	}
+}
+
+// TestSlowWritesDoNotPileUp sends upserts to a server slower than the
+// call's timeout: the server's own timeout answers first, so a retry starts
+// only after the previous attempt ended there and attempts never overlap.
+func TestSlowWritesDoNotPileUp(t *testing.T) {
+	ctx := testCtx(t)
+	srv := qdranttest.New(t, qdranttest.Options{})
+	s := open(t, srv, qdrant.Config{Timeout: 2 * time.Second, RetryFor: 3 * time.Second}, nil)
+	if err := s.EnsureCollection(ctx, spec("clips")); err != nil {
+		t.Fatal(err)
+	}
+	srv.Inject(qdranttest.Fault{Method: "Points/Upsert", Delay: 2500 * time.Millisecond, Times: 2})
+	if err := s.Upsert(ctx, "clips", points(3)); err != nil {
+		t.Fatalf("Upsert: %v", err)
+	}
+	if n := srv.Calls("Points/Upsert"); n != 3 {
+		t.Errorf("server saw %d upserts, want 2 timed out and 1 through", n)
+	}
+	if n := srv.PeakInFlight("Points/Upsert"); n != 1 {
+		t.Errorf("%d upserts ran on the server at once, want 1", n)
+	}
+	if n, err := s.Count(ctx, "clips", sinks.Filter{}); err != nil || n != 3 {
+		t.Errorf("Count = %d, %v; want 3", n, err)
+	}
+}
+
+// TestCreateRace creates the collection from two stores at once, as two
+// index replicas starting together do: one gets AlreadyExists, and both
+// end up using the collection.
+func TestCreateRace(t *testing.T) {
+	ctx := testCtx(t)
+	srv := qdranttest.New(t, qdranttest.Options{})
+	a, b := open(t, srv, qdrant.Config{}, nil), open(t, srv, qdrant.Config{}, nil)
+	// The first create is slowed down so that the second one arrives while
+	// the collection is missing to both.
+	srv.Inject(qdranttest.Fault{Method: "Collections/Create", Delay: 300 * time.Millisecond, Times: 1})
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, s := range []*qdrant.Store{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.EnsureCollection(ctx, spec("clips"))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("store %d: %v", i, err)
 		}
 	}
-	srv := qdranttest.New(t, qdranttest.Options{Version: "1.16.0"})
-	s, err := qdrant.Open(testCtx(t), srv.URL(), qdrant.Config{}, quiet)
-	if err != nil {
-		t.Fatalf("server 1.16.0: %v", err)
+	if n := srv.Calls("Collections/Create"); n != 2 {
+		t.Errorf("%d create calls, want 2 (one answered AlreadyExists)", n)
 	}
-	s.Close()
+}
+
+// TestStatusWhileIndexing reads a collection past the indexing threshold:
+// yellow while it optimises after a write, then green with its vectors
+// indexed.
+func TestStatusWhileIndexing(t *testing.T) {
+	ctx := testCtx(t)
+	srv := qdranttest.New(t, qdranttest.Options{IndexingThresholdKB: -1})
+	s := open(t, srv, qdrant.Config{}, nil)
+	if err := s.EnsureCollection(ctx, spec("clips")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Upsert(ctx, "clips", points(10)); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Info(ctx, "clips")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.Info(ctx, "clips")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Status != "yellow" || second.Status != "green" || second.IndexedVectors != 10 {
+		t.Errorf("status %s then %s with %d indexed vectors, want yellow then green with 10", first.Status, second.Status, second.IndexedVectors)
+	}
 }
 
 func TestOpenWaitsForTheServer(t *testing.T) {

@@ -30,8 +30,17 @@ func embeddedSetup(t *testing.T) storetest.Opener {
 
 // qdrantSetup gives each test a fresh test server; every open after the
 // first restarts the server on the same data before connecting again.
-func qdrantSetup(t *testing.T) storetest.Opener {
-	srv := qdranttest.New(t, qdranttest.Options{})
+func qdrantSetup(t *testing.T) storetest.Opener { return qdrantSetupWith(t, qdranttest.Options{}) }
+
+// qdrantIndexedSetup is qdrantSetup with every collection past the indexing
+// threshold, where the server searches approximately unless asked for
+// exact results and estimates filtered counts.
+func qdrantIndexedSetup(t *testing.T) storetest.Opener {
+	return qdrantSetupWith(t, qdranttest.Options{IndexingThresholdKB: -1})
+}
+
+func qdrantSetupWith(t *testing.T, opts qdranttest.Options) storetest.Opener {
+	srv := qdranttest.New(t, opts)
 	opened := false
 	return func(t testing.TB) sinks.Store {
 		if opened {
@@ -53,3 +62,5 @@ func qdrantSetup(t *testing.T) storetest.Opener {
 func TestEmbeddedConformance(t *testing.T) { storetest.Run(t, embeddedSetup) }
 
 func TestQdrantConformance(t *testing.T) { storetest.Run(t, qdrantSetup) }
+
+func TestQdrantIndexedConformance(t *testing.T) { storetest.Run(t, qdrantIndexedSetup) }

@@ -39,6 +39,8 @@ const (
 )
 
 // Run runs the suite, one subtest per behaviour, each on fresh state.
+// Searches whose rankings it checks ask for exact search: a store may search
+// approximately otherwise (Qdrant's HNSW once a collection is indexed).
 func Run(t *testing.T, setup Setup) {
 	tests := []struct {
 		name string
@@ -50,6 +52,8 @@ func Run(t *testing.T, setup Setup) {
 		{"IdempotentUpsert", testIdempotent},
 		{"Filters", testFilters},
 		{"DeleteVideo", testDelete},
+		{"ReplaceGeneration", testReplaceGeneration},
+		{"KillBetweenUpsertAndDelete", testKillBetween},
 		{"InvalidInput", testInvalid},
 		{"MissingCollection", testMissing},
 		{"Restart", testRestart},
@@ -329,7 +333,7 @@ func testSearchOrder(t *testing.T, open Opener) {
 	for range 5 {
 		q := randVec(r, dim)
 		for _, withVectors := range []bool{false, true} {
-			hits, err := s.Search(ctx, name, sinks.SearchRequest{Vector: q, TopK: 10, WithVectors: withVectors})
+			hits, err := s.Search(ctx, name, sinks.SearchRequest{Vector: q, TopK: 10, WithVectors: withVectors, Exact: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -360,7 +364,7 @@ func testSearchOrder(t *testing.T, open Opener) {
 	for i := range scaled {
 		scaled[i] *= 7.5
 	}
-	hits, err := s.Search(ctx, name, sinks.SearchRequest{Vector: scaled, TopK: 1})
+	hits, err := s.Search(ctx, name, sinks.SearchRequest{Vector: scaled, TopK: 1, Exact: true})
 	if err != nil || len(hits) != 1 || hits[0].ID != p.ID || math.Abs(float64(hits[0].Score)-1) > scoreTol {
 		t.Fatalf("self search = %+v, %v; want %s with score 1", hits, err, p.ID)
 	}
@@ -373,7 +377,7 @@ func testTopKBeyond(t *testing.T, open Opener) {
 	upsert(t, s, name, pts)
 	ref := refOf(pts)
 	q := randVec(r, dim)
-	hits, err := s.Search(ctxFor(t), name, sinks.SearchRequest{Vector: q, TopK: 1000})
+	hits, err := s.Search(ctxFor(t), name, sinks.SearchRequest{Vector: q, TopK: 1000, Exact: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +409,7 @@ func testIdempotent(t *testing.T, open Opener) {
 		t.Fatalf("after replacing count = %d, want %d", n, len(pts))
 	}
 	for _, p := range changed[:3] {
-		hits, err := s.Search(ctx, name, sinks.SearchRequest{Vector: p.Vector, TopK: 5})
+		hits, err := s.Search(ctx, name, sinks.SearchRequest{Vector: p.Vector, TopK: 5, Exact: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -453,7 +457,7 @@ func testFilters(t *testing.T, open Opener) {
 			t.Errorf("%s: count = %d, want %d", f.Name, n, want)
 		}
 		q := randVec(r, dim)
-		hits, err := s.Search(ctx, name, sinks.SearchRequest{Vector: q, TopK: 8, Filter: f.Filter})
+		hits, err := s.Search(ctx, name, sinks.SearchRequest{Vector: q, TopK: 8, Filter: f.Filter, Exact: true})
 		if err != nil {
 			t.Errorf("%s: search: %v", f.Name, err)
 			continue
@@ -497,7 +501,7 @@ func testDelete(t *testing.T, open Opener) {
 		}
 	}
 	q := randVec(rand.New(rand.NewPCG(13, 14)), dim)
-	hits, err := s.Search(ctx, name, sinks.SearchRequest{Vector: q, TopK: 100})
+	hits, err := s.Search(ctx, name, sinks.SearchRequest{Vector: q, TopK: 100, Exact: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -520,6 +524,12 @@ func testInvalid(t *testing.T, open Opener) {
 	nan[2] = float32(math.NaN())
 	inf := slices.Clone(good[3].Vector)
 	inf[0] = float32(math.Inf(1))
+	// Squared norm 16 * 2.5e-9 = 4e-8, below sinks.MinSquaredNorm: Qdrant
+	// would leave it unnormalised and score it about 0.
+	tiny := make([]float32, dim)
+	for i := range tiny {
+		tiny[i] = 5e-5
+	}
 	cases := []struct {
 		what string
 		p    sinks.Point
@@ -528,6 +538,7 @@ func testInvalid(t *testing.T, open Opener) {
 		{"NaN component", sinks.Point{ID: good[3].ID, Vector: nan, Payload: good[3].Payload}},
 		{"infinite component", sinks.Point{ID: good[3].ID, Vector: inf, Payload: good[3].Payload}},
 		{"zero vector", sinks.Point{ID: good[3].ID, Vector: make([]float32, dim), Payload: good[3].Payload}},
+		{"near-zero vector", sinks.Point{ID: good[3].ID, Vector: tiny, Payload: good[3].Payload}},
 		{"empty id", sinks.Point{ID: "", Vector: good[3].Vector, Payload: good[3].Payload}},
 	}
 	for _, c := range cases {
@@ -540,6 +551,17 @@ func testInvalid(t *testing.T, open Opener) {
 	if n := count(t, s, name, sinks.Filter{}); n != 2 {
 		t.Errorf("after refused upserts count = %d, want 2", n)
 	}
+	// Short but above the limit is a direction like any other.
+	small := good[4]
+	small.Vector = slices.Clone(small.Vector)
+	for i := range small.Vector {
+		small.Vector[i] *= 1e-3
+	}
+	upsert(t, s, name, []sinks.Point{small})
+	hits, err := s.Search(ctx, name, sinks.SearchRequest{Vector: good[4].Vector, TopK: 1, Exact: true})
+	if err != nil || len(hits) != 1 || hits[0].ID != small.ID || math.Abs(float64(hits[0].Score)-1) > scoreTol {
+		t.Errorf("search for a short vector = %+v, %v; want %s with score 1", hits, err, small.ID)
+	}
 	searches := []struct {
 		what string
 		req  sinks.SearchRequest
@@ -548,6 +570,7 @@ func testInvalid(t *testing.T, open Opener) {
 		{"wrong query dimension", sinks.SearchRequest{Vector: randVec(r, dim-1), TopK: 3}},
 		{"NaN query", sinks.SearchRequest{Vector: nan, TopK: 3}},
 		{"zero query", sinks.SearchRequest{Vector: make([]float32, dim), TopK: 3}},
+		{"near-zero query", sinks.SearchRequest{Vector: tiny, TopK: 3}},
 	}
 	for _, c := range searches {
 		if _, err := s.Search(ctx, name, c.req); !errors.Is(err, sinks.ErrInvalid) {
@@ -591,7 +614,7 @@ func testRestart(t *testing.T, open Opener) {
 		t.Fatal(err)
 	}
 	q := randVec(r, dim)
-	before, err := s.Search(ctx, name, sinks.SearchRequest{Vector: q, TopK: 20, WithVectors: true})
+	before, err := s.Search(ctx, name, sinks.SearchRequest{Vector: q, TopK: 20, WithVectors: true, Exact: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -613,7 +636,7 @@ func testRestart(t *testing.T, open Opener) {
 	if n := count(t, s, name, sinks.Filter{}); n != len(ref) {
 		t.Fatalf("after restart count = %d, want %d", n, len(ref))
 	}
-	after, err := s.Search(ctx, name, sinks.SearchRequest{Vector: q, TopK: 20, WithVectors: true})
+	after, err := s.Search(ctx, name, sinks.SearchRequest{Vector: q, TopK: 20, WithVectors: true, Exact: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -647,7 +670,7 @@ func testLargeBatch(t *testing.T, open Opener) {
 	}
 	ref := refOf(pts)
 	q := randVec(r, dim)
-	hits, err := s.Search(ctxFor(t), name, sinks.SearchRequest{Vector: q, TopK: 100})
+	hits, err := s.Search(ctxFor(t), name, sinks.SearchRequest{Vector: q, TopK: 100, Exact: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -699,4 +722,136 @@ func testConcurrent(t *testing.T, open Opener) {
 	if n := count(t, s, name, sinks.Filter{}); n != len(pts) {
 		t.Errorf("count = %d, want %d", n, len(pts))
 	}
+}
+
+// generation returns the clips of one ingest run of video: n windows of
+// width w seconds, starting at 0, stamped with gen.
+func generation(r *rand.Rand, video string, gen int64, n int, w float64) []sinks.Point {
+	pts := make([]sinks.Point, n)
+	for i := range pts {
+		start, end := float64(i)*w, float64(i+1)*w
+		pts[i] = sinks.Point{
+			ID:     sinks.PointID(video, start, end, model),
+			Vector: randVec(r, dim),
+			Payload: sinks.Payload{
+				VideoID: video, Source: "cam-a", ClipIndex: i, StartS: start, EndS: end, Frames: 2,
+				IngestedAt: baseTime.Add(time.Duration(gen) * time.Microsecond), Generation: gen,
+			},
+		}
+	}
+	return pts
+}
+
+func genFilter(video string, gen int64) sinks.Filter {
+	return sinks.Filter{VideoIDs: []string{video}, Generation: &gen}
+}
+
+// checkVideo compares what a search of video finds with want, exactly.
+func checkVideo(t testing.TB, s sinks.Store, name, video string, want ...[]sinks.Point) {
+	t.Helper()
+	ref := refOf(want...)
+	q := randVec(rand.New(rand.NewPCG(99, uint64(len(ref)))), dim)
+	f := sinks.Filter{VideoIDs: []string{video}}
+	hits, err := s.Search(ctxFor(t), name, sinks.SearchRequest{Vector: q, TopK: 100, Filter: f, Exact: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRanking(t, ref, q, hits, ref.top(q, 100, f))
+	for _, h := range hits {
+		if h.Payload.Generation != ref[h.ID].Payload.Generation {
+			t.Errorf("%s: generation %d, want %d", h.ID, h.Payload.Generation, ref[h.ID].Payload.Generation)
+		}
+	}
+}
+
+// testReplaceGeneration is a re-ingested video: its new generation is
+// written next to the old one, then DeleteOlder removes what the new run
+// did not overwrite, points without a generation included, and nothing of
+// other videos or newer generations.
+func testReplaceGeneration(t *testing.T, open Opener) {
+	ctx := ctxFor(t)
+	s, name := openFresh(t, open)
+	r := rand.New(rand.NewPCG(41, 42))
+	const g1, g2, g3 = int64(1733500000000001), int64(1733500000000002), int64(1733500000000003)
+	whole := generation(r, "beach", g1, 1, 5)   // whole-video clip [0, 5)
+	windows := generation(r, "beach", g2, 3, 2) // [0,2) [2,4) [4,6)
+	legacy := generation(r, "beach", 0, 1, 7)   // written before generations
+	other := generation(r, "harbour", g1, 2, 5) // another video, older generation
+	upsert(t, s, name, slices.Concat(whole, legacy, other))
+	upsert(t, s, name, windows)
+
+	// Between the two steps both runs are found.
+	checkVideo(t, s, name, "beach", whole, legacy, windows)
+	if n := count(t, s, name, genFilter("beach", g2)); n != len(windows) {
+		t.Fatalf("count of the new generation = %d, want %d", n, len(windows))
+	}
+	if n := count(t, s, name, genFilter("beach", g1)); n != 1 {
+		t.Fatalf("count of the old generation = %d, want 1", n)
+	}
+
+	n, err := s.DeleteOlder(ctx, name, "beach", g2)
+	if err != nil || n != 2 {
+		t.Fatalf("DeleteOlder = %d, %v; want the old whole clip and the legacy clip", n, err)
+	}
+	checkVideo(t, s, name, "beach", windows)
+	checkVideo(t, s, name, "harbour", other)
+	// Replayed, it finds nothing more; an older run's replace never touches
+	// a newer run.
+	if n, err := s.DeleteOlder(ctx, name, "beach", g2); err != nil || n != 0 {
+		t.Errorf("second DeleteOlder = %d, %v; want 0", n, err)
+	}
+	if n, err := s.DeleteOlder(ctx, name, "beach", g1); err != nil || n != 0 {
+		t.Errorf("DeleteOlder of an older generation = %d, %v; want 0", n, err)
+	}
+	checkVideo(t, s, name, "beach", windows)
+
+	// A run that re-cuts the same windows overwrites them in place: the
+	// replace then has nothing left to delete but the window it dropped.
+	again := generation(r, "beach", g3, 2, 2)
+	upsert(t, s, name, again)
+	checkVideo(t, s, name, "beach", again, windows[2:])
+	if n, err := s.DeleteOlder(ctx, name, "beach", g3); err != nil || n != 1 {
+		t.Errorf("DeleteOlder after an overwrite = %d, %v; want 1", n, err)
+	}
+	checkVideo(t, s, name, "beach", again)
+	if n := count(t, s, name, sinks.Filter{}); n != len(again)+len(other) {
+		t.Errorf("count = %d, want %d", n, len(again)+len(other))
+	}
+	if _, err := s.DeleteOlder(ctx, name, "beach", -1); !errors.Is(err, sinks.ErrInvalid) {
+		t.Errorf("DeleteOlder with a negative generation: %v, want ErrInvalid", err)
+	}
+}
+
+// testKillBetween stops the process (and server) after the new generation
+// is written and before the old one is deleted: after the restart both are
+// found, never neither, and replaying the two steps completes the replace.
+func testKillBetween(t *testing.T, open Opener) {
+	ctx := ctxFor(t)
+	s := open(t)
+	name := collectionName(t)
+	if err := s.EnsureCollection(ctx, Spec(name)); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(43, 44))
+	const g1, g2 = int64(1733500000000010), int64(1733500000000020)
+	old := generation(r, "beach", g1, 2, 5)
+	upsert(t, s, name, old)
+	if _, err := s.DeleteOlder(ctx, name, "beach", g1); err != nil {
+		t.Fatal(err)
+	}
+	fresh := generation(r, "beach", g2, 5, 2)
+	upsert(t, s, name, fresh)
+	if err := s.Close(); err != nil { // killed before DeleteOlder
+		t.Fatalf("Close: %v", err)
+	}
+
+	s = open(t)
+	defer s.Close()
+	checkVideo(t, s, name, "beach", old, fresh)
+	// The redelivered batch is written again, then the replace runs.
+	upsert(t, s, name, fresh)
+	if n, err := s.DeleteOlder(ctx, name, "beach", g2); err != nil || n != len(old) {
+		t.Fatalf("DeleteOlder after the restart = %d, %v; want %d", n, err, len(old))
+	}
+	checkVideo(t, s, name, "beach", fresh)
 }

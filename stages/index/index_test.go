@@ -38,7 +38,7 @@ func openStore(t *testing.T) *embedded.Store {
 
 func newHandler(t *testing.T, st Store) *Handler {
 	t.Helper()
-	h, err := New(context.Background(), spec(), st)
+	h, err := New(context.Background(), spec(), st, WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,21 +53,27 @@ type clip struct {
 	vec        []float32
 	model      string // default model
 	pooling    string // default meanP
+	gen        int64
+	genClips   int
+	stream     string
 }
 
 func (c clip) header() schemas.ClipHeader {
 	h := schemas.ClipHeader{
-		VideoID:    c.video,
-		Source:     "msrvtt",
-		ClipIndex:  c.index,
-		StartS:     c.start,
-		EndS:       c.end,
-		FrameTimes: []float64{c.start, (c.start + c.end) / 2, c.end},
-		Metadata:   map[string]string{"title": c.video + " title"},
-		SampledAt:  ingested.Add(-time.Hour),
-		Dim:        len(c.vec),
-		Model:      c.model,
-		Pooling:    c.pooling,
+		VideoID:         c.video,
+		Source:          "msrvtt",
+		ClipIndex:       c.index,
+		StartS:          c.start,
+		EndS:            c.end,
+		FrameTimes:      []float64{c.start, (c.start + c.end) / 2, c.end},
+		Metadata:        map[string]string{"title": c.video + " title"},
+		SampledAt:       ingested.Add(-time.Hour),
+		Dim:             len(c.vec),
+		Model:           c.model,
+		Pooling:         c.pooling,
+		StreamID:        c.stream,
+		Generation:      c.gen,
+		GenerationClips: c.genClips,
 	}
 	if h.Model == "" {
 		h.Model = model

@@ -19,6 +19,7 @@ import (
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/encoders/onnx"
 	"github.com/vidx/vidx/encoders/testmodels"
+	"github.com/vidx/vidx/internal/testenv"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
@@ -89,12 +90,8 @@ func percentile(xs []float64, p float64) float64 {
 // freshness of each window (from its end in the stream to its vector being
 // searchable) is measured.
 func TestLiveStreamSearchableWhilePlaying(t *testing.T) {
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg not installed (run make setup)")
-	}
-	if _, err := os.Stat(onnx.DefaultLibPath()); err != nil {
-		t.Skipf("ONNX Runtime library not found at %s (run make setup or set VIDX_ORT_LIB)", onnx.DefaultLibPath())
-	}
+	testenv.Tools(t, "run make setup", "ffmpeg", "ffprobe")
+	testenv.File(t, onnx.DefaultLibPath(), "ONNX Runtime library", "run make setup or set VIDX_ORT_LIB")
 	if testing.Short() {
 		t.Skip("plays a live source in real time; skipped with -short")
 	}

@@ -10,16 +10,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vidx/vidx/internal/testenv"
 )
 
-// requireFFmpeg skips tests that need the real tools.
+// requireFFmpeg skips tests that need the real tools (fails them under
+// make test, which installs the tools).
 func requireFFmpeg(tb testing.TB) {
 	tb.Helper()
-	for _, bin := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			tb.Skipf("%s not found on PATH (install ffmpeg, e.g. scripts/setup.sh): %v", bin, err)
-		}
-	}
+	testenv.Tools(tb, "install ffmpeg, e.g. scripts/setup.sh", "ffmpeg", "ffprobe")
 }
 
 // videoCodecArgs prefers H.264 (B-frames, reordering: what real inputs look

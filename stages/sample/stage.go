@@ -133,8 +133,16 @@ func (s *Stage) handle(ctx context.Context, m pipeline.Message) (_ []pipeline.Ou
 	// until the end, which bounds memory. Point ids are deterministic, so a
 	// redelivered job re-indexes the same points.
 	early := pipeline.CanEmit(ctx)
-	err = dec.Clips(dctx, job.URI, func(c Clip) error {
-		value, err := s.EncodeClip(&job, c)
+	// Every clip of this run carries its generation, and the last one the
+	// number of clips, so that the index stage can replace the video's
+	// clips of earlier runs once all of this run's are indexed. The last
+	// clip is only known when the decoder is done, so each clip is held
+	// back until the next one arrives.
+	gen := s.now().UTC().UnixMicro()
+	var held *Clip
+	produced := 0
+	send := func(c *Clip, total int) error {
+		value, err := s.encodeJobClip(&job, *c, gen, total)
 		if err != nil {
 			return err
 		}
@@ -154,27 +162,49 @@ func (s *Stage) handle(ctx context.Context, m pipeline.Message) (_ []pipeline.Ou
 			outs = outs[:0:0]
 		}
 		return nil
+	}
+	err = dec.Clips(dctx, job.URI, func(c Clip) error {
+		produced++
+		if held != nil {
+			if err := send(held, 0); err != nil {
+				return err
+			}
+		}
+		held = &c
+		return nil
 	})
+	if err == nil && held != nil {
+		err = send(held, produced)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("video %s: %w", job.VideoID, err)
 	}
 	return outs, nil
 }
 
-// EncodeClip builds the clip message. When JPEG frames at the configured
+// EncodeClip builds the clip message, without a generation (such clips never
+// replace older ones). When JPEG frames at the configured
 // quality would not fit in MaxMessageBytes, quality is lowered step by step
 // rather than failing the video.
 func (s *Stage) EncodeClip(job *schemas.VideoJob, c Clip) ([]byte, error) {
+	return s.encodeJobClip(job, c, 0, 0)
+}
+
+// encodeJobClip is EncodeClip with the job run's generation and, on the
+// run's last clip, its clip count (0 on the others).
+func (s *Stage) encodeJobClip(job *schemas.VideoJob, c Clip, generation int64, clips int) ([]byte, error) {
 	h := schemas.ClipHeader{
-		VideoID:   job.VideoID,
-		URI:       job.URI,
-		Source:    job.Source,
-		ClipIndex: c.Index,
-		StartS:    c.StartS,
-		EndS:      c.EndS,
-		Metadata:  job.Metadata,
-		SampledAt: s.now().UTC(),
-		Codec:     s.cfg.Codec,
+		Generation:      generation,
+		GenerationClips: clips,
+		VideoID:         job.VideoID,
+		URI:             job.URI,
+		Source:          job.Source,
+		ClipIndex:       c.Index,
+		StartS:          c.StartS,
+		EndS:            c.EndS,
+		Metadata:        job.Metadata,
+		SampledAt:       s.now().UTC(),
+		Codec:           s.cfg.Codec,
 	}
 	return encodeClip(h, c.Frames, s.cfg.Codec, s.cfg.Quality)
 }

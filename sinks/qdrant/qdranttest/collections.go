@@ -27,6 +27,20 @@ type collection struct {
 	name    string
 	create  *qc.CreateCollection
 	indexes map[string]qc.PayloadSchemaType
+	// optimizing is set by a write to an indexed collection and cleared by
+	// the next GetCollectionInfo, which reports yellow meanwhile.
+	optimizing bool
+}
+
+// indexed reports whether a collection of points vectors is past the
+// indexing threshold, where Qdrant builds HNSW and searches approximately.
+// Callers hold s.mu.
+func (s *Server) indexed(c *collection, points int) bool {
+	if s.opts.IndexingThresholdKB < 0 {
+		return points > 0
+	}
+	dim := int(c.create.GetVectorsConfig().GetParams().GetSize())
+	return points*dim*4 > s.opts.IndexingThresholdKB*1024
 }
 
 type collectionFile struct {
@@ -155,7 +169,7 @@ func (cs collectionsService) Create(ctx context.Context, req *qc.CreateCollectio
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.colls[req.GetCollectionName()]; ok {
-		return nil, status.Errorf(codes.InvalidArgument, "Wrong input: Collection `%s` already exists!", req.GetCollectionName())
+		return nil, status.Errorf(codes.AlreadyExists, "Wrong input: Collection `%s` already exists!", req.GetCollectionName())
 	}
 	// The embedded store scores by cosine only; other distances are kept in
 	// the recorded request and queries on them answer Unimplemented.
@@ -192,7 +206,15 @@ func (cs collectionsService) Get(ctx context.Context, req *qc.GetCollectionInfoR
 	}
 	cs.s.mu.Lock()
 	defer cs.s.mu.Unlock()
-	return &qc.GetCollectionInfoResponse{Result: c.info(uint64(n))}, nil
+	info := c.info(uint64(n))
+	if cs.s.indexed(c, n) {
+		info.IndexedVectorsCount = qc.PtrOf(uint64(n))
+		if c.optimizing {
+			info.Status = qc.CollectionStatus_Yellow
+			c.optimizing = false
+		}
+	}
+	return &qc.GetCollectionInfoResponse{Result: info}, nil
 }
 
 // info answers GetCollectionInfo with Qdrant's defaults where the create
@@ -219,11 +241,12 @@ func (c *collection) info(points uint64) *qc.CollectionInfo {
 		replicas = cr.GetReplicationFactor()
 	}
 	info := &qc.CollectionInfo{
-		Status:              qc.CollectionStatus_Green,
-		OptimizerStatus:     &qc.OptimizerStatus{Ok: true},
-		SegmentsCount:       1,
-		PointsCount:         qc.PtrOf(points),
-		IndexedVectorsCount: qc.PtrOf(points),
+		Status:          qc.CollectionStatus_Green,
+		OptimizerStatus: &qc.OptimizerStatus{Ok: true},
+		SegmentsCount:   1,
+		PointsCount:     qc.PtrOf(points),
+		// Qdrant builds no HNSW index below the indexing threshold.
+		IndexedVectorsCount: qc.PtrOf(uint64(0)),
 		Config: &qc.CollectionConfig{
 			Params: &qc.CollectionParams{
 				ShardNumber:            shards,

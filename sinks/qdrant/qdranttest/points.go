@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
 
 	"github.com/google/uuid"
@@ -37,6 +38,9 @@ func (ps pointsService) Upsert(ctx context.Context, req *qc.UpsertPoints) (*qc.P
 	if req.UpdateFilter != nil || req.UpdateMode != nil || req.ShardKeySelector != nil {
 		return nil, status.Error(codes.Unimplemented, "test server: conditional, mode-restricted and sharded upserts are not modelled")
 	}
+	if err := ps.s.checkStrict(ctx, c, len(req.GetPoints())); err != nil {
+		return nil, err
+	}
 	points := make([]sinks.Point, len(req.GetPoints()))
 	for i, p := range req.GetPoints() {
 		id, err := pointUUID(p.GetId())
@@ -60,7 +64,39 @@ func (ps pointsService) Upsert(ctx context.Context, req *qc.UpsertPoints) (*qc.P
 	if err := store.Upsert(ctx, c.name, points); err != nil {
 		return nil, grpcError(err)
 	}
+	ps.s.wrote(c)
 	return &qc.PointsOperationResponse{Result: ps.updated(req.GetWait())}, nil
+}
+
+// checkStrict applies the strict-mode limits before an upsert of n points,
+// with Qdrant's messages (lib/collection/src/operations/verification).
+func (s *Server) checkStrict(ctx context.Context, c *collection, n int) error {
+	lim := s.opts.Strict
+	if lim.UpsertMaxBatchsize > 0 && n > lim.UpsertMaxBatchsize {
+		return status.Errorf(codes.InvalidArgument, `Bad request: Limit exceeded %d > %d for "upsert limit". Help: Reduce the "upsert limit" parameter to or below %d.`,
+			n, lim.UpsertMaxBatchsize, lim.UpsertMaxBatchsize)
+	}
+	if lim.MaxPointsCount > 0 {
+		store, err := s.state()
+		if err != nil {
+			return err
+		}
+		have, err := store.Count(ctx, c.name, sinks.Filter{})
+		if err != nil {
+			return grpcError(err)
+		}
+		if have >= lim.MaxPointsCount {
+			return status.Errorf(codes.InvalidArgument, "Bad request: Max points count limit of %d reached!", lim.MaxPointsCount)
+		}
+	}
+	return nil
+}
+
+// wrote marks a collection as optimising after a write.
+func (s *Server) wrote(c *collection) {
+	s.mu.Lock()
+	c.optimizing = true
+	s.mu.Unlock()
 }
 
 func pointUUID(id *qc.PointId) (string, error) {
@@ -91,7 +127,9 @@ func denseVector(v *qc.Vectors) ([]float32, error) {
 }
 
 // payloadFromValues decodes a Qdrant payload as the JSON object it is and
-// then into sinks.Payload, refusing fields vidx does not write.
+// then into sinks.Payload. Keys vidx does not know are accepted, as Qdrant
+// accepts any payload, and dropped: the embedded store has nowhere to keep
+// them. Known keys of the wrong type are refused.
 func payloadFromValues(m map[string]*qc.Value) (sinks.Payload, error) {
 	obj := make(map[string]any, len(m))
 	for k, v := range m {
@@ -101,10 +139,8 @@ func payloadFromValues(m map[string]*qc.Value) (sinks.Payload, error) {
 	if err != nil {
 		return sinks.Payload{}, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
 	var p sinks.Payload
-	if err := dec.Decode(&p); err != nil {
+	if err := json.Unmarshal(raw, &p); err != nil {
 		return sinks.Payload{}, fmt.Errorf("payload does not match the vidx schema: %w", err)
 	}
 	return p, nil
@@ -192,8 +228,11 @@ func filterFromQdrant(f *qc.Filter) (sinks.Filter, error) {
 	if f == nil {
 		return out, nil
 	}
-	if len(f.GetShould()) > 0 || len(f.GetMustNot()) > 0 || f.MinShould != nil {
-		return out, status.Error(codes.Unimplemented, "test server: only must conditions are modelled")
+	if len(f.GetShould()) > 0 || f.MinShould != nil {
+		return out, status.Error(codes.Unimplemented, "test server: only must and must_not conditions are modelled")
+	}
+	if len(f.GetMustNot()) > 0 {
+		return out, status.Error(codes.Unimplemented, "test server: must_not is modelled only in olderFilter's form")
 	}
 	seen := map[string]bool{}
 	for _, c := range f.GetMust() {
@@ -233,12 +272,91 @@ func filterFromQdrant(f *qc.Filter) (sinks.Filter, error) {
 				return out, status.Error(codes.Unimplemented, "test server: only gte/lte ranges on start_s are modelled")
 			}
 			out.StartFrom, out.StartTo = r.Gte, r.Lte
+		case "generation":
+			m, ok := fc.GetMatch().GetMatchValue().(*qc.Match_Integer)
+			if !ok {
+				return out, status.Error(codes.Unimplemented, "test server: only an integer match on generation is modelled in must")
+			}
+			out.Generation = &m.Integer
 		default:
 			return out, status.Errorf(codes.Unimplemented, "test server: filtering on %q is not modelled", key)
 		}
 	}
 	return out, nil
 }
+
+// olderFrom reads the filter that deletes a video's older generations:
+// must video_id == V, must_not generation >= G. ok is false for any other
+// filter.
+func olderFrom(f *qc.Filter) (video string, gen int64, ok bool) {
+	if f == nil || len(f.GetMust()) != 1 || len(f.GetMustNot()) != 1 || len(f.GetShould()) > 0 || f.MinShould != nil {
+		return "", 0, false
+	}
+	must, not := f.GetMust()[0].GetField(), f.GetMustNot()[0].GetField()
+	kw, isKW := must.GetMatch().GetMatchValue().(*qc.Match_Keyword)
+	if must.GetKey() != "video_id" || !isKW || not.GetKey() != "generation" {
+		return "", 0, false
+	}
+	r := not.GetRange()
+	if r == nil || r.Gte == nil || r.Gt != nil || r.Lt != nil || r.Lte != nil {
+		return "", 0, false
+	}
+	// Qdrant compares integer payloads with a float64 range; generations
+	// are microseconds, exact in a float64.
+	return kw.Keyword, int64(math.Ceil(r.GetGte())), true
+}
+
+// countOlder counts the points of video with a generation below gen. The
+// embedded store's filters cannot say "below", so the video's points are
+// listed with a search (any direction ranks them all) and inspected.
+func (s *Server) countOlder(ctx context.Context, c *collection, video string, gen int64) (int, error) {
+	store, err := s.state()
+	if err != nil {
+		return 0, err
+	}
+	f := sinks.Filter{VideoIDs: []string{video}}
+	all, err := store.Count(ctx, c.name, f)
+	if err != nil || all == 0 {
+		return 0, grpcError(err)
+	}
+	s.mu.Lock()
+	dim := int(c.create.GetVectorsConfig().GetParams().GetSize())
+	s.mu.Unlock()
+	probe := make([]float32, dim)
+	probe[0] = 1
+	hits, err := store.Search(ctx, c.name, sinks.SearchRequest{Vector: probe, TopK: all, Filter: f})
+	if err != nil {
+		return 0, grpcError(err)
+	}
+	n := 0
+	for _, h := range hits {
+		if h.Payload.Generation < gen {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// indexedNow reports whether c counts as indexed, i.e. searched and
+// counted approximately unless exact is asked for.
+func (s *Server) indexedNow(ctx context.Context, c *collection) (bool, error) {
+	store, err := s.state()
+	if err != nil {
+		return false, err
+	}
+	n, err := store.Count(ctx, c.name, sinks.Filter{})
+	if err != nil {
+		return false, grpcError(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.indexed(c, n), nil
+}
+
+// missed reports whether an approximate search of an indexed collection
+// misses point id: one point in sixteen, chosen by id so that results are
+// reproducible, stands for what an HNSW graph does not reach.
+func missed(id string) bool { return id[len(id)-1] == '0' }
 
 func (ps pointsService) query(ctx context.Context, outer string, req *qc.QueryPoints) ([]*qc.ScoredPoint, error) {
 	name := req.GetCollectionName()
@@ -258,6 +376,9 @@ func (ps pointsService) query(ctx context.Context, outer string, req *qc.QueryPo
 	switch {
 	case len(req.GetPrefetch()) > 0 || req.Using != nil || req.ScoreThreshold != nil || req.GetOffset() != 0 || req.LookupFrom != nil || req.ShardKeySelector != nil:
 		return nil, status.Error(codes.Unimplemented, "test server: only plain nearest-neighbour queries are modelled")
+	}
+	if p := req.GetParams(); p != nil && (p.HnswEf != nil || p.Quantization != nil || p.IndexedOnly != nil || p.Acorn != nil) {
+		return nil, status.Error(codes.Unimplemented, "test server: search params other than exact are not modelled")
 	}
 	dense := req.GetQuery().GetNearest().GetDense()
 	if dense == nil {
@@ -294,9 +415,30 @@ func (ps pointsService) query(ctx context.Context, outer string, req *qc.QueryPo
 	if err != nil {
 		return nil, err
 	}
-	hits, err := store.Search(ctx, c.name, sinks.SearchRequest{Vector: dense.GetData(), TopK: int(limit), Filter: f, WithVectors: withVectors})
+	approx := false
+	if !req.GetParams().GetExact() {
+		if approx, err = ps.s.indexedNow(ctx, c); err != nil {
+			return nil, err
+		}
+	}
+	topK := int(limit)
+	if approx {
+		// Enough spare candidates that dropping the missed ones still
+		// fills the limit.
+		topK = topK*2 + 16
+	}
+	hits, err := store.Search(ctx, c.name, sinks.SearchRequest{Vector: dense.GetData(), TopK: topK, Filter: f, WithVectors: withVectors})
 	if err != nil {
 		return nil, grpcError(err)
+	}
+	if approx {
+		kept := hits[:0]
+		for _, h := range hits {
+			if !missed(h.ID) && len(kept) < int(limit) {
+				kept = append(kept, h)
+			}
+		}
+		hits = kept
 	}
 	out := make([]*qc.ScoredPoint, len(hits))
 	for i, h := range hits {
@@ -344,11 +486,18 @@ func (ps pointsService) Count(ctx context.Context, req *qc.CountPoints) (*qc.Cou
 	if err != nil {
 		return nil, err
 	}
-	f, err := filterFromQdrant(req.GetFilter())
+	store, err := ps.s.state()
 	if err != nil {
 		return nil, err
 	}
-	store, err := ps.s.state()
+	if video, gen, ok := olderFrom(req.GetFilter()); ok {
+		n, err := ps.s.countOlder(ctx, c, video, gen)
+		if err != nil {
+			return nil, err
+		}
+		return &qc.CountResponse{Result: &qc.CountResult{Count: uint64(n)}}, nil
+	}
+	f, err := filterFromQdrant(req.GetFilter())
 	if err != nil {
 		return nil, err
 	}
@@ -356,11 +505,26 @@ func (ps pointsService) Count(ctx context.Context, req *qc.CountPoints) (*qc.Cou
 	if err != nil {
 		return nil, grpcError(err)
 	}
+	if !req.GetExact() && req.GetFilter() != nil {
+		// Qdrant estimates a filtered count from its payload indexes unless
+		// asked for an exact one; on an indexed collection the estimate
+		// here is the unfiltered total, an upper bound as Qdrant's may be.
+		indexed, err := ps.s.indexedNow(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		if indexed {
+			if n, err = store.Count(ctx, c.name, sinks.Filter{}); err != nil {
+				return nil, grpcError(err)
+			}
+		}
+	}
 	return &qc.CountResponse{Result: &qc.CountResult{Count: uint64(n)}}, nil
 }
 
-// Delete supports deleting by a filter on video ids only: that is the one
-// delete the embedded store can do, and the one vidx sends.
+// Delete supports the deletes vidx sends: by a filter on video ids, and of
+// a video's older generations (olderFrom). They are the deletes the embedded
+// store can do.
 func (ps pointsService) Delete(ctx context.Context, req *qc.DeletePoints) (*qc.PointsOperationResponse, error) {
 	c, err := ps.s.lookup(req.GetCollectionName())
 	if err != nil {
@@ -370,22 +534,30 @@ func (ps pointsService) Delete(ctx context.Context, req *qc.DeletePoints) (*qc.P
 	if !ok {
 		return nil, status.Error(codes.Unimplemented, "test server: only deleting by filter is modelled")
 	}
+	store, err := ps.s.state()
+	if err != nil {
+		return nil, err
+	}
+	if video, gen, ok := olderFrom(sel.Filter); ok {
+		if _, err := store.DeleteOlder(ctx, c.name, video, gen); err != nil {
+			return nil, grpcError(err)
+		}
+		ps.s.wrote(c)
+		return &qc.PointsOperationResponse{Result: ps.updated(req.GetWait())}, nil
+	}
 	f, err := filterFromQdrant(sel.Filter)
 	if err != nil {
 		return nil, err
 	}
-	if len(f.VideoIDs) == 0 || len(f.Sources) > 0 || f.StartFrom != nil || f.StartTo != nil {
+	if len(f.VideoIDs) == 0 || len(f.Sources) > 0 || f.StartFrom != nil || f.StartTo != nil || f.Generation != nil {
 		return nil, status.Error(codes.Unimplemented, "test server: only deleting by video_id is modelled")
-	}
-	store, err := ps.s.state()
-	if err != nil {
-		return nil, err
 	}
 	for _, v := range f.VideoIDs {
 		if _, err := store.DeleteVideo(ctx, c.name, v); err != nil {
 			return nil, grpcError(err)
 		}
 	}
+	ps.s.wrote(c)
 	return &qc.PointsOperationResponse{Result: ps.updated(req.GetWait())}, nil
 }
 

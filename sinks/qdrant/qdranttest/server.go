@@ -5,15 +5,25 @@
 // embedded store (sinks/embedded). Everything else answers Unimplemented.
 //
 // It behaves like Qdrant where vidx depends on it: UUID point ids, keyword
-// "match any" and inclusive range filters, cosine scores, status codes
-// (InvalidArgument for bad input, NotFound for a missing collection,
-// Unauthenticated for a wrong api-key header) and collection metadata. It
-// rejects requests it does not model rather than guessing, so a store that
-// starts sending something new fails its tests instead of passing them.
+// "match any", integer match and inclusive range filters, cosine scores,
+// status codes and messages (InvalidArgument for bad input, AlreadyExists
+// for an existing collection, NotFound for a missing one, Unauthenticated
+// for a wrong api-key header, strict-mode limits as InvalidArgument "Bad
+// request: ..."), collection metadata and payloads with keys vidx does not
+// know. It rejects requests it does not model rather than guessing, so a
+// store that starts sending something new fails its tests instead of
+// passing them.
+//
+// Like Qdrant it is approximate where Qdrant is: once a collection's vectors
+// exceed Options.IndexingThresholdKB the collection counts as indexed, its
+// status turns yellow after writes while it "optimises", searches without
+// exact=true miss some points (as an HNSW graph may) and counts without
+// exact=true are estimates.
 //
 // Faults can be injected per method (Unavailable, ResourceExhausted with a
-// retry-after trailer, ...), and the server can be stopped and restarted on
-// the same address and data to exercise reconnects and restarts.
+// retry-after trailer, slow calls that honour the request's timeout field,
+// ...), and the server can be stopped and restarted on the same address and
+// data to exercise reconnects and restarts.
 package qdranttest
 
 import (
@@ -64,7 +74,28 @@ type Options struct {
 	Sync bool
 	// RecordRequests keeps a copy of every request for Requests.
 	RecordRequests bool
-	Logger         *slog.Logger
+	// IndexingThresholdKB is the size of a collection's vectors in KiB
+	// above which it counts as indexed (approximate search and counts,
+	// yellow while optimising). Zero means Qdrant's default, 10000; a
+	// negative value indexes every collection.
+	IndexingThresholdKB int
+	// Strict enforces strict-mode limits on every collection.
+	Strict Strict
+	Logger *slog.Logger
+}
+
+// DefaultIndexingThresholdKB is Qdrant's default optimizers
+// indexing_threshold.
+const DefaultIndexingThresholdKB = 10000
+
+// Strict holds strict-mode limits, answered with Qdrant's messages. Zero
+// means no limit.
+type Strict struct {
+	// MaxPointsCount refuses upserts once a collection holds this many
+	// points.
+	MaxPointsCount int
+	// UpsertMaxBatchsize refuses upserts of more points.
+	UpsertMaxBatchsize int
 }
 
 // Fault makes calls fail.
@@ -77,6 +108,14 @@ type Fault struct {
 	// RetryAfter, when not empty, is sent as the retry-after trailer, in
 	// seconds as Qdrant does.
 	RetryAfter string
+	// Trailer holds more trailer metadata, such as Qdrant's
+	// qdrant-insufficient-storage marker.
+	Trailer map[string]string
+	// Delay slows matching calls down. A request whose timeout field is
+	// shorter is answered with DeadlineExceeded once it passes, as Qdrant
+	// answers, and (a write being in the WAL by then) still applied. With
+	// Code OK the call then proceeds normally.
+	Delay time.Duration
 	// Times is how many matching calls fail; 0 means until ClearFaults.
 	Times int
 }
@@ -95,6 +134,8 @@ type Server struct {
 	faults   []*Fault
 	calls    map[string]int
 	requests map[string][]proto.Message
+	inflight map[string]int
+	peak     map[string]int
 	opID     uint64
 	served   chan struct{}
 }
@@ -114,7 +155,11 @@ func Start(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: log, addr: opts.Addr, calls: map[string]int{}, requests: map[string][]proto.Message{}}
+	if opts.IndexingThresholdKB == 0 {
+		opts.IndexingThresholdKB = DefaultIndexingThresholdKB
+	}
+	s := &Server{opts: opts, log: log, addr: opts.Addr, calls: map[string]int{}, requests: map[string][]proto.Message{},
+		inflight: map[string]int{}, peak: map[string]int{}}
 	if err := s.start(); err != nil {
 		return nil, err
 	}
@@ -256,18 +301,43 @@ func (s *Server) Requests(method string) []proto.Message {
 	return append([]proto.Message(nil), s.requests[method]...)
 }
 
-// ResetCalls forgets counted calls and recorded requests.
+// ResetCalls forgets counted calls, recorded requests and peaks.
 func (s *Server) ResetCalls() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls = map[string]int{}
 	s.requests = map[string][]proto.Message{}
+	s.peak = map[string]int{}
+}
+
+// PeakInFlight returns the most calls of method that were being served at
+// the same time.
+func (s *Server) PeakInFlight(method string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peak[method]
+}
+
+// timeoutOf reads the timeout field (seconds) of requests that have one.
+func timeoutOf(req any) (time.Duration, bool) {
+	r, ok := req.(interface{ GetTimeout() uint64 })
+	if !ok || r.GetTimeout() == 0 {
+		return 0, false
+	}
+	return time.Duration(r.GetTimeout()) * time.Second, true
 }
 
 func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	method := strings.TrimPrefix(info.FullMethod, "/qdrant.")
 	s.mu.Lock()
 	s.calls[method]++
+	s.inflight[method]++
+	s.peak[method] = max(s.peak[method], s.inflight[method])
+	defer func() {
+		s.mu.Lock()
+		s.inflight[method]--
+		s.mu.Unlock()
+	}()
 	if s.opts.RecordRequests {
 		if m, ok := req.(proto.Message); ok {
 			s.requests[method] = append(s.requests[method], proto.Clone(m))
@@ -294,9 +364,25 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 			return nil, status.Error(codes.Unauthenticated, "Invalid api-key")
 		}
 	}
+	if fault != nil && fault.Delay > 0 {
+		if limit, ok := timeoutOf(req); ok && limit < fault.Delay {
+			time.Sleep(limit)
+			if _, err := handler(ctx, req); err != nil {
+				return nil, err
+			}
+			return nil, status.Errorf(codes.DeadlineExceeded, "Timeout: Operation '%s' timed out after %s", method, limit)
+		}
+		time.Sleep(fault.Delay)
+		if fault.Code == codes.OK {
+			return handler(ctx, req)
+		}
+	}
 	if fault != nil {
 		if fault.RetryAfter != "" {
 			_ = grpc.SetTrailer(ctx, metadata.Pairs("retry-after", fault.RetryAfter))
+		}
+		for k, v := range fault.Trailer {
+			_ = grpc.SetTrailer(ctx, metadata.Pairs(k, v))
 		}
 		msg := fault.Message
 		if msg == "" {

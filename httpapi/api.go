@@ -38,6 +38,10 @@ const (
 // ErrNotFound is returned by Videos and Thumbnails for what they do not know.
 var ErrNotFound = errors.New("not found")
 
+// ErrNotReady is returned for what may exist but is not loaded yet (a
+// thumbnail while the thumbnails topic is still being read): 503, retry.
+var ErrNotReady = errors.New("not ready yet")
+
 // Searcher answers a text query through the query stage's path: text
 // encoder, candidate search and dual-softmax re-ranking against the bank.
 type Searcher interface {
@@ -545,6 +549,10 @@ func (a *API) thumbnail(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no thumbnail for clip %d of video %q", idx, id))
+		return
+	case errors.Is(err, ErrNotReady):
+		w.Header().Set("Retry-After", "2")
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "thumbnails are still loading")
 		return
 	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "thumbnail: "+err.Error())

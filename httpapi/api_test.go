@@ -92,6 +92,9 @@ func (f fakeVideos) URI(id string) (string, bool) {
 type fakeThumbs map[string][]byte
 
 func (f fakeThumbs) Thumbnail(_ context.Context, id string, idx int) ([]byte, error) {
+	if id == "loading" {
+		return nil, httpapi.ErrNotReady
+	}
 	b, ok := f[sample.ThumbnailKey(id, idx)]
 	if !ok {
 		return nil, httpapi.ErrNotFound
@@ -292,6 +295,7 @@ func TestBadRequests(t *testing.T) {
 		{"clip index not a number", call{method: "GET", path: "/v1/thumbnails/red/x"}, 400, "invalid_request", docRefuses},
 		{"negative clip index", call{method: "GET", path: "/v1/thumbnails/red/-1"}, 400, "invalid_request", docRefuses},
 		{"missing thumbnail", call{method: "GET", path: "/v1/thumbnails/red/7"}, 404, "not_found", docAccepts},
+		{"thumbnails still loading", call{method: "GET", path: "/v1/thumbnails/loading/0"}, 503, "not_ready", docAccepts},
 		{"media outside the file roots", call{method: "GET", path: "/v1/videos/secret/media"}, 403, "forbidden", docAccepts},
 		{"media that is a config file", call{method: "GET", path: "/v1/videos/config/media"}, 403, "forbidden", docAccepts},
 		{"media that is text named .mp4", call{method: "GET", path: "/v1/videos/notes/media"}, 403, "forbidden", docAccepts},

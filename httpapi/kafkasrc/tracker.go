@@ -65,7 +65,11 @@ type Tracker struct {
 	thumbs  map[string]thumbRef
 	cache   *lru
 	pending map[string]bool // "topic/partition" not yet read to its end
-	started bool
+	// thumbsPending counts thumbnail partitions not yet read to their end:
+	// the thumbnails topic is the large one, so readiness does not wait for
+	// it; an unknown thumbnail asked for meanwhile is "not ready yet".
+	thumbsPending map[string]bool
+	started       bool
 }
 
 // New checks cfg.
@@ -83,7 +87,7 @@ func New(cfg Config) (*Tracker, error) {
 		cfg.Log = slog.Default()
 	}
 	return &Tracker{cfg: cfg, log: cfg.Log.With("component", "http-state"), videos: map[string]*video{},
-		thumbs: map[string]thumbRef{}, cache: newLRU(cfg.CacheBytes), pending: map[string]bool{}}, nil
+		thumbs: map[string]thumbRef{}, cache: newLRU(cfg.CacheBytes), pending: map[string]bool{}, thumbsPending: map[string]bool{}}, nil
 }
 
 // Run reads the three topics from their start and follows them until ctx
@@ -115,7 +119,12 @@ func (t *Tracker) Run(ctx context.Context) error {
 	t.mu.Lock()
 	for i, tp := range topics {
 		for _, p := range parts[i] {
-			t.pending[fmt.Sprintf("%s/%d", tp.name, p)] = true
+			key := fmt.Sprintf("%s/%d", tp.name, p)
+			if tp.name == t.cfg.ThumbnailTopic {
+				t.thumbsPending[key] = true
+			} else {
+				t.pending[key] = true
+			}
 		}
 	}
 	t.started = true
@@ -137,7 +146,9 @@ func (t *Tracker) Run(ctx context.Context) error {
 func (t *Tracker) tail(ctx context.Context, topic string, partition int, fn func(pipeline.Message) error) {
 	caughtUp := func() {
 		t.mu.Lock()
-		delete(t.pending, fmt.Sprintf("%s/%d", topic, partition))
+		key := fmt.Sprintf("%s/%d", topic, partition)
+		delete(t.pending, key)
+		delete(t.thumbsPending, key)
 		t.mu.Unlock()
 	}
 	for ctx.Err() == nil {
@@ -161,8 +172,9 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// Ready fails until every partition has been read to the end it had when
-// reading started: before that a video may be reported unknown wrongly.
+// Ready fails until every partition of the jobs and dead-letter topics has
+// been read to the end it had when reading started: before that a video may
+// be reported unknown wrongly. The thumbnails topic goes on loading after.
 func (t *Tracker) Ready() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -170,7 +182,7 @@ func (t *Tracker) Ready() error {
 		return errors.New("topics not read yet")
 	}
 	if n := len(t.pending); n > 0 {
-		return fmt.Errorf("still reading %d partitions of the jobs, dead-letter and thumbnail topics", n)
+		return fmt.Errorf("still reading %d partitions of the jobs and dead-letter topics", n)
 	}
 	return nil
 }
@@ -325,6 +337,12 @@ func (t *Tracker) Thumbnail(ctx context.Context, videoID string, clipIndex int) 
 		return img, nil
 	}
 	if !known {
+		t.mu.Lock()
+		loading := !t.started || len(t.thumbsPending) > 0
+		t.mu.Unlock()
+		if loading {
+			return nil, fmt.Errorf("thumbnail %s: %w", key, httpapi.ErrNotReady)
+		}
 		return nil, fmt.Errorf("thumbnail %s: %w", key, httpapi.ErrNotFound)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

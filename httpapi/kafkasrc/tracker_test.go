@@ -100,6 +100,9 @@ func TestTracker(t *testing.T) {
 	if tr.Ready() == nil {
 		t.Fatal("ready before reading anything")
 	}
+	if _, err := tr.Thumbnail(ctx, "early", 0); !errors.Is(err, httpapi.ErrNotReady) {
+		t.Fatalf("thumbnail before reading the topic: %v, want not ready", err)
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- tr.Run(runCtx) }()

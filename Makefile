@@ -24,7 +24,8 @@ setup:
 	@bash scripts/setup.sh >/dev/null
 
 # setup plus Debian's python3 with torch, onnx and Pillow, the references of
-# the export and preprocessing parity tests.
+# the export and preprocessing parity tests, and Debian's chromium with
+# playwright-core (npm) for the search page's browser test.
 setup-test:
 	@bash scripts/setup.sh --test >/dev/null
 

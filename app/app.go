@@ -60,6 +60,9 @@ type App struct {
 	// Streams runs the registered streams when the sample stage runs here;
 	// its Status is what this replica indexes.
 	Streams *sample.Streams
+	// web is the HTTP API and search page when the query stage runs here
+	// and http.addr is set.
+	web *webServer
 }
 
 // Option configures an App.
@@ -125,6 +128,11 @@ func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logge
 	if err := pipeline.AwaitTopics(ctx, a.Config.Kafka, a.log, cfg.Topics.All()...); err != nil {
 		return nil, err
 	}
+	if needs(StageSample, StageQuery) {
+		if err := pipeline.EnsureCompactedTopics(ctx, a.Config.Kafka, cfg.Topics.Thumbnails); err != nil {
+			return nil, err
+		}
+	}
 	for _, n := range AllStages {
 		if !needs(n) {
 			continue
@@ -134,6 +142,11 @@ func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logge
 			return nil, fmt.Errorf("stage %s: %w", n, err)
 		}
 		a.stages = append(a.stages, st)
+	}
+	if needs(StageQuery) && cfg.HTTP.Addr != "" {
+		if err := a.startWeb(); err != nil {
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -267,14 +280,14 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 				WindowS: s.WindowS, StrideS: s.StrideS, Timeout: s.Timeout,
 				FFmpegPath: s.FFmpeg, FFprobePath: s.FFprobe, Guard: guard, Logger: a.log,
 			},
-			Codec: s.Codec, Quality: s.Quality, OutputTopic: t.Clips,
+			Codec: s.Codec, Quality: s.Quality, OutputTopic: t.Clips, ThumbnailTopic: t.Thumbnails,
 		})
 		if err != nil {
 			return nil, err
 		}
 		// Registered streams run beside the job consumer, on the same policy.
 		if a.Streams, err = sample.NewStreams(s.Streams, sample.StreamsEnv{
-			Kafka: cfg.Kafka, RegistryTopic: t.Streams, StateTopic: t.StreamState, ClipsTopic: t.Clips,
+			Kafka: cfg.Kafka, RegistryTopic: t.Streams, StateTopic: t.StreamState, ClipsTopic: t.Clips, ThumbnailTopic: t.Thumbnails,
 			Guard: guard, Codec: s.Codec, Quality: s.Quality, FFmpegPath: s.FFmpeg, Logger: a.log,
 		}); err != nil {
 			return nil, err
@@ -421,8 +434,9 @@ func (a *App) Live() error {
 	return errors.Join(errs...)
 }
 
-// Ready fails while the broker or the store cannot be reached. Models are
-// loaded before New returns, so a running App has them.
+// Ready fails while the broker or the store cannot be reached, or the HTTP
+// API has not read its topics yet. Models are loaded before New returns, so
+// a running App has them.
 func (a *App) Ready(ctx context.Context) error {
 	if err := pipeline.Ping(ctx, a.Config.Kafka); err != nil {
 		return err
@@ -430,6 +444,13 @@ func (a *App) Ready(ctx context.Context) error {
 	if a.store != nil {
 		if _, err := a.store.Collection(ctx, a.Config.Store.Collection); err != nil && !errors.Is(err, sinks.ErrNotFound) {
 			return fmt.Errorf("store: %w", err)
+		}
+	}
+	if a.web != nil {
+		// Until the HTTP API has read the topics it would call known videos
+		// unknown.
+		if err := a.web.tracker.Ready(); err != nil {
+			return fmt.Errorf("http: %w", err)
 		}
 	}
 	return nil
@@ -459,6 +480,13 @@ func (a *App) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			errs[i] = st.Run(ctx)
+		}()
+	}
+	if a.web != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.web.run(ctx, a.log)
 		}()
 	}
 	var streamsErr error

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/vidx/vidx/httpapi"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks/qdrant"
@@ -39,6 +40,8 @@ type Config struct {
 	Store     Store                `yaml:"store"`
 	Stages    Stages               `yaml:"stages"`
 	Telemetry Telemetry            `yaml:"telemetry"`
+	// HTTP is the search API and page, served by the query stage.
+	HTTP httpapi.Config `yaml:"http"`
 }
 
 // Telemetry configures the metrics and health endpoints. Traces are exported
@@ -76,6 +79,9 @@ type Topics struct {
 	// point and status) are compacted and keyed by stream id.
 	Streams     string `yaml:"streams"`
 	StreamState string `yaml:"stream_state"`
+	// Thumbnails is compacted and keyed by video id and clip index: each
+	// clip's thumbnail JPEG, for the HTTP API.
+	Thumbnails string `yaml:"thumbnails"`
 }
 
 // All returns every topic name.
@@ -84,8 +90,8 @@ func (t Topics) All() []string {
 }
 
 // Compacted returns the compacted topics, which All leaves out: they are
-// created with cleanup.policy=compact by the sample stage.
-func (t Topics) Compacted() []string { return []string{t.Streams, t.StreamState} }
+// created with cleanup.policy=compact by the sample and query stages.
+func (t Topics) Compacted() []string { return []string{t.Streams, t.StreamState, t.Thumbnails} }
 
 // Model selects the model bundle and how ONNX Runtime runs it.
 type Model struct {
@@ -206,11 +212,12 @@ func Default() Config {
 		Topics: Topics{
 			Videos: "videos", Clips: "clips", FrameEmbeddings: "frame-embeddings",
 			ClipEmbeddings: "clip-embeddings", Queries: "queries", Results: "results",
-			DeadLetters: "dead-letters", Streams: "streams", StreamState: "stream-state",
+			DeadLetters: "dead-letters", Streams: "streams", StreamState: "stream-state", Thumbnails: "thumbnails",
 		},
 		Model:     Model{IntraOpThreads: 2, InterOpThreads: 1, MaxBatch: 8},
 		Store:     Store{URL: "embedded", Collection: "clips", Qdrant: qdrant.Default()},
 		Telemetry: Telemetry{Addr: ":9464", StuckAfter: 15 * time.Minute},
+		HTTP:      httpapi.Config{}.WithDefaults(),
 		Stages: Stages{
 			Sample: Sample{Runtime: Runtime{MaxBatch: 1}, FPS: 1, MaxFrames: 12, Selection: schemas.SelectUniform,
 				Mode: schemas.ModeWhole, Codec: schemas.CodecJPEG, Quality: 95, Timeout: 10 * time.Minute,
@@ -250,7 +257,7 @@ func Load(path string, env func(string) string) (Config, error) {
 }
 
 // Env lists the environment variables Load reads.
-var Env = []string{"VIDX_BROKERS", "VIDX_BUNDLE", "VIDX_ORT_LIB", "VIDX_DATA_DIR", "VIDX_STORE", "VIDX_QDRANT_API_KEY", "VIDX_KAFKA_SASL_PASSWORD", "VIDX_LOG_LEVEL", "VIDX_EMBEDDED_BROKER_PORT"}
+var Env = []string{"VIDX_BROKERS", "VIDX_BUNDLE", "VIDX_ORT_LIB", "VIDX_DATA_DIR", "VIDX_STORE", "VIDX_QDRANT_API_KEY", "VIDX_KAFKA_SASL_PASSWORD", "VIDX_LOG_LEVEL", "VIDX_EMBEDDED_BROKER_PORT", "VIDX_HTTP_AUTH_TOKEN"}
 
 func (c *Config) applyEnv(env func(string) string) error {
 	if v := env("VIDX_BROKERS"); v != "" {
@@ -273,6 +280,9 @@ func (c *Config) applyEnv(env func(string) string) error {
 	}
 	if v := env("VIDX_QDRANT_API_KEY"); v != "" {
 		c.Store.Qdrant.APIKey = v
+	}
+	if v := env("VIDX_HTTP_AUTH_TOKEN"); v != "" {
+		c.HTTP.AuthToken = v
 	}
 	if v := env("VIDX_LOG_LEVEL"); v != "" {
 		c.LogLevel = v
@@ -389,6 +399,9 @@ func (c *Config) Validate() error {
 	}
 	if err := qc.WithDefaults().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("stages.%w", err))
+	}
+	if err := c.HTTP.WithDefaults().Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

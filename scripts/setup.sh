@@ -81,6 +81,22 @@ if [ "$WITH_TEST_TOOLS" = 1 ]; then
       "$FTFY_VENV/bin/pip" install -q "ftfy==6.3.1" "regex==2024.11.6"; } ||
       log "ftfy not installed: the tokenizer's ftfy reference test will skip"
   fi
+
+  # The search page's browser test (httpapi/webtest): Debian's chromium,
+  # driven by playwright-core from npm (package.json there; never a
+  # downloaded browser). The test skips without them.
+  if [ ! -x /usr/bin/chromium ]; then
+    log "installing chromium (apt-get)"
+    { as_root apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; } ||
+      log "chromium not installed: the browser test will skip"
+  fi
+  WEBTEST_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/httpapi/webtest"
+  if command -v npm >/dev/null && [ ! -d "$WEBTEST_DIR/node_modules/playwright-core" ]; then
+    log "installing playwright-core (npm ci in httpapi/webtest)"
+    (cd "$WEBTEST_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --silent --no-audit --no-fund >/dev/null) ||
+      log "playwright-core not installed: the browser test will skip"
+  fi
 fi
 
 if [ -n "${VIDX_ORT_LIB:-}" ]; then

@@ -52,6 +52,11 @@ func cmdIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stdout, "published %s (%s) to %s\n", job.VideoID, job.URI, cfg.Topics.Videos)
+	if !strings.Contains(uri, "://") && !underAny(uri, fileRootsOf(&cfg)) {
+		fmt.Fprintf(stderr, "note: %s is outside the folders local videos are read from by default (the working directory and %s):\n"+
+			"  start vidx with its folder, `vidx up --embedded %s`, or list it in stages.sample.sources.file_roots;\n"+
+			"  otherwise the job is refused (`vidx dlq list` shows why)\n", uri, cfg.DataDir, filepath.Dir(uri))
+	}
 	return nil
 }
 
@@ -118,4 +123,34 @@ func printResult(w io.Writer, r schemas.Result) {
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%.1fs\t%.1fs\t%.4f\t%.4f\n", h.Rank, h.VideoID, h.ClipIndex, h.StartS, h.EndS, h.Score, h.Cosine)
 	}
 	tw.Flush()
+}
+
+// fileRootsOf returns the file roots a `vidx up` with cfg starts with.
+func fileRootsOf(cfg *config.Config) []string {
+	if len(cfg.Stages.Sample.Sources.FileRoots) > 0 {
+		return cfg.Stages.Sample.Sources.FileRoots
+	}
+	return defaultFileRoots(cfg)
+}
+
+// underAny reports whether path lies inside one of roots, symbolic links
+// resolved where they exist.
+func underAny(path string, roots []string) bool {
+	resolve := func(p string) string {
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real
+		}
+		return p
+	}
+	path = resolve(path)
+	for _, r := range roots {
+		rel, err := filepath.Rel(resolve(r), path)
+		if err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
 }

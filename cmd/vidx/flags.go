@@ -23,6 +23,12 @@ type configFlags struct {
 	embedded    bool
 	brokerPort  int
 	metricsAddr string
+	// httpAddr is --http-addr ("-": not given); httpDefault applies when
+	// neither it nor http.addr is set.
+	httpAddr, httpDefault string
+	// fileRoots are folders named on the command line that local video
+	// files may be read from.
+	fileRoots []string
 }
 
 func (c *configFlags) register(fs *flag.FlagSet, withEmbedded bool) {
@@ -72,6 +78,13 @@ func (c *configFlags) load(env func(string) string) (config.Config, error) {
 	}
 	if c.brokerPort >= 0 {
 		cfg.Embedded.BrokerPort = c.brokerPort
+	}
+	if c.httpAddr != "" && c.httpAddr != "-" {
+		cfg.HTTP.Addr = c.httpAddr
+	} else if c.httpAddr == "" {
+		cfg.HTTP.Addr = ""
+	} else if cfg.HTTP.Addr == "" {
+		cfg.HTTP.Addr = c.httpDefault
 	}
 	if c.embedded {
 		cfg.Embedded.Broker = true

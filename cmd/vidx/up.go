@@ -5,20 +5,27 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/vidx/vidx/app"
+	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/telemetry"
 )
 
 func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlagSet("up", stderr, "up [--embedded] [--config FILE] [flags]")
+	fs := newFlagSet("up", stderr, "up [--embedded] [--config FILE] [flags] [VIDEO_FOLDER...]")
 	var cf configFlags
 	cf.register(fs, true)
+	httpAddr := fs.String("http-addr", "-", "address of the search page and HTTP API (default http.addr, else 127.0.0.1:8080; empty disables)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
+	cf.httpAddr, cf.httpDefault = *httpAddr, "127.0.0.1:8080"
+	// Folders named on the command line are where local video files may be
+	// read from, next to the working and data directories.
+	cf.fileRoots = fs.Args()
 	return serve(ctx, cf, app.AllStages, stderr)
 }
 
@@ -31,15 +38,24 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return errUsage
 	}
 	stage := args[0]
+	httpAddr := fs.String("http-addr", "-", "address of the search page and HTTP API, served by the query stage (default http.addr; empty disables)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	cf.httpAddr = *httpAddr
 	return serve(ctx, cf, []string{stage}, stderr)
 }
 
 func serve(ctx context.Context, cf configFlags, stages []string, stderr io.Writer) error {
 	cfg, err := cf.load(os.Getenv)
 	if err != nil {
+		return err
+	}
+	if err := confineFiles(&cfg, cf.fileRoots); err != nil {
 		return err
 	}
 	log := newFormatLogger(stderr, cfg.LogLevel, cfg.LogFormat)
@@ -91,4 +107,39 @@ func serve(ctx context.Context, cf configFlags, stages []string, stderr io.Write
 	}
 	log.Info("vidx stopped")
 	return nil
+}
+
+// confineFiles limits the local files jobs may name (and the media the HTTP
+// API serves) to stages.sample.sources.file_roots, which defaults to the
+// working directory and the data directory; folders named on the command
+// line are added to either.
+func confineFiles(cfg *config.Config, folders []string) error {
+	src := &cfg.Stages.Sample.Sources
+	if len(src.FileRoots) == 0 {
+		src.FileRoots = defaultFileRoots(cfg)
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return fmt.Errorf("data_dir: %w", err)
+		}
+	}
+	for _, d := range folders {
+		st, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("video folder: %w", err)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("video folder %s is not a directory", d)
+		}
+		src.FileRoots = append(src.FileRoots, d)
+	}
+	return nil
+}
+
+// defaultFileRoots are the working directory (unless it is /, which would
+// allow every file) and the data directory.
+func defaultFileRoots(cfg *config.Config) []string {
+	var roots []string
+	if wd, err := os.Getwd(); err == nil && wd != string(filepath.Separator) {
+		roots = append(roots, wd)
+	}
+	return append(roots, cfg.DataDir)
 }

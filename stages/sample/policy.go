@@ -399,7 +399,7 @@ func (g *Guard) openFile(raw, path string) (*os.File, string, error) {
 		return nil, "", fmt.Errorf("resolve video file: %w", err)
 	}
 	if !g.underRoots(real) {
-		return nil, "", refuse(raw, "%s is outside the allowed file roots %v", real, g.roots)
+		return nil, "", refuse(raw, "%s is outside the allowed file roots %v (allow its folder with stages.sample.sources.file_roots, or name it on the command line: vidx up --embedded FOLDER)", real, g.roots)
 	}
 	f, err := openNoFollow(real)
 	if err != nil {

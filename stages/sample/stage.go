@@ -31,6 +31,9 @@ type StageConfig struct {
 	Codec       string
 	Quality     int
 	OutputTopic string
+	// ThumbnailTopic, when set, receives a small JPEG of each clip's middle
+	// frame (compacted, keyed by ThumbnailKey).
+	ThumbnailTopic string
 }
 
 // Stage turns video jobs into clip messages.
@@ -144,6 +147,13 @@ func (s *Stage) handle(ctx context.Context, m pipeline.Message) (_ []pipeline.Ou
 			return err
 		}
 		outs = append(outs, pipeline.Output{Topic: s.cfg.OutputTopic, Key: []byte(job.VideoID), Value: value})
+		thumb, err := thumbnail(s.cfg.ThumbnailTopic, job.VideoID, c.Index, c.Frames)
+		if err != nil {
+			return err
+		}
+		if thumb != nil {
+			outs = append(outs, *thumb)
+		}
 		telemetry.From(ctx).Instruments().FramesSampled.Add(ctx, int64(len(c.Frames)))
 		if early && len(outs) >= flushClips {
 			if err := pipeline.Emit(dctx, outs...); err != nil {

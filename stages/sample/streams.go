@@ -138,6 +138,8 @@ type StreamsEnv struct {
 	// RegistryTopic ("streams") and StateTopic ("stream-state") are
 	// compacted and keyed by stream_id; ClipsTopic receives the windows.
 	RegistryTopic, StateTopic, ClipsTopic string
+	// ThumbnailTopic, when set, receives each window's thumbnail.
+	ThumbnailTopic string
 	// Guard checks every stream's source; required.
 	Guard *Guard
 	// Codec and Quality encode the frames as for video jobs; Size is the

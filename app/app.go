@@ -37,8 +37,16 @@ const (
 	StageQuery  = "query"
 )
 
-// AllStages lists the stages in pipeline order.
-var AllStages = []string{StageSample, StageEncode, StagePool, StageIndex, StageQuery}
+// AllStages lists the stage names in pipeline order (the order of Stages).
+var AllStages = stageNames()
+
+func stageNames() []string {
+	names := make([]string, len(Stages))
+	for i, s := range Stages {
+		names[i] = s.Name
+	}
+	return names
+}
 
 // App is an assembled vidx process running some or all stages.
 type App struct {
@@ -262,11 +270,12 @@ func (a *App) collectionSpec() sinks.CollectionSpec {
 
 func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, error) {
 	cfg, t := a.Config, a.Config.Topics
-	var (
-		h      pipeline.Handler
-		rt     config.Runtime
-		topics []string
-	)
+	spec, ok := Spec(name)
+	if !ok {
+		return nil, fmt.Errorf("unknown stage %q", name)
+	}
+	rt, topics := spec.Runtime(cfg.Stages), []string{spec.Input(t)}
+	var h pipeline.Handler
 	switch name {
 	case StageSample:
 		s := cfg.Stages.Sample
@@ -292,7 +301,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 		}); err != nil {
 			return nil, err
 		}
-		h, rt, topics = handler, s.Runtime, []string{t.Videos}
+		h = handler
 	case StageEncode:
 		enc, err := a.runtime.NewImageEncoder(a.manifest, a.sessionOptions())
 		if err != nil {
@@ -306,7 +315,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 			return nil, err
 		}
 		a.Encode = handler
-		h, rt, topics = handler, cfg.Stages.Encode, []string{t.Clips}
+		h = handler
 	case StagePool:
 		if a.store != nil {
 			// The store is open here for an index or query stage of the same
@@ -323,13 +332,13 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 		if err != nil {
 			return nil, err
 		}
-		h, rt, topics = handler, cfg.Stages.Pool.Runtime, []string{t.FrameEmbeddings}
+		h = handler
 	case StageIndex:
 		handler, err := index.New(ctx, a.collectionSpec(), a.store, index.WithLogger(a.log))
 		if err != nil {
 			return nil, err
 		}
-		h, rt, topics = handler, cfg.Stages.Index, []string{t.ClipEmbeddings}
+		h = handler
 	case StageQuery:
 		if err := a.checkCollection(ctx); err != nil {
 			return nil, err
@@ -349,7 +358,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 			return nil, err
 		}
 		a.Query = handler
-		h, rt, topics = handler, q.Runtime, []string{t.Queries}
+		h = handler
 	}
 	return pipeline.NewStage(pipeline.StageConfig{
 		Name:            name,

@@ -29,6 +29,8 @@ import (
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/grpc/codes"
 
+	"github.com/vidx/vidx/app"
+	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/encoders/testmodels"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
@@ -124,7 +126,16 @@ func (r Report) String() string {
 // not needed to check the index.
 var Stages = []string{"sample", "encode", "pool", "index"}
 
-var stageInput = map[string]string{"sample": "videos", "encode": "clips", "pool": "frame-embeddings", "index": "clip-embeddings"}
+// groupAndInput are a stage's consumer group and input topic under the
+// configuration the harness writes, which keeps vidx's defaults for both.
+func groupAndInput(stage string) (group, input string) {
+	spec, ok := app.Spec(stage)
+	if !ok {
+		panic("chaos: unknown stage " + stage)
+	}
+	cfg := config.Default()
+	return spec.Group(cfg), spec.Input(cfg.Topics)
+}
 
 const collection = "chaos"
 
@@ -577,14 +588,15 @@ func (h *harness) storeOutage(ctx context.Context, d time.Duration) (held bool, 
 			return false, 0, fmt.Errorf("store outage: the index stage never tried to upsert: %w", err)
 		}
 	}
-	before, err := pipeline.GroupLag(ctx, h.kafka(), "vidx-index", []string{stageInput["index"]})
+	group, input := groupAndInput("index")
+	before, err := pipeline.GroupLag(ctx, h.kafka(), group, []string{input})
 	if err != nil {
 		return false, 0, err
 	}
 	if err := sleep(ctx, d); err != nil {
 		return false, 0, err
 	}
-	after, err := pipeline.GroupLag(ctx, h.kafka(), "vidx-index", []string{stageInput["index"]})
+	after, err := pipeline.GroupLag(ctx, h.kafka(), group, []string{input})
 	failed = h.store.Calls("Points/Upsert")
 	h.store.ClearFaults()
 	if err != nil {
@@ -672,7 +684,8 @@ func (h *harness) waitIdle(ctx context.Context) error {
 		}
 		idle, desc := true, ""
 		for _, s := range Stages {
-			lags, err := pipeline.GroupLag(ctx, h.kafka(), "vidx-"+s, []string{stageInput[s]})
+			group, input := groupAndInput(s)
+			lags, err := pipeline.GroupLag(ctx, h.kafka(), group, []string{input})
 			if err != nil {
 				idle, desc = false, err.Error()
 				break
@@ -704,7 +717,7 @@ func (h *harness) waitIdle(ctx context.Context) error {
 func (h *harness) zombieGroup(ctx context.Context) (string, error) {
 	groups := make([]string, len(Stages))
 	for i, s := range Stages {
-		groups[i] = "vidx-" + s
+		groups[i], _ = groupAndInput(s)
 	}
 	c := &kafka.Client{Addr: kafka.TCP(h.kafka().Brokers...), Timeout: 5 * time.Second}
 	resp, err := c.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: groups})

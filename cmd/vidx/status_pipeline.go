@@ -31,17 +31,6 @@ type stageLag struct {
 	Partitions []pipeline.PartitionLag `json:"partitions"`
 }
 
-// stageInputs maps each stage to the topic it consumes.
-func stageInputs(t config.Topics) map[string]string {
-	return map[string]string{
-		app.StageSample: t.Videos,
-		app.StageEncode: t.Clips,
-		app.StagePool:   t.FrameEmbeddings,
-		app.StageIndex:  t.ClipEmbeddings,
-		app.StageQuery:  t.Queries,
-	}
-}
-
 // collectPipeline asks the brokers; an unreachable broker is a note in the
 // report, not a failure, because the store part is still worth printing.
 func collectPipeline(ctx context.Context, cfg config.Config, wait time.Duration) pipelineStatus {
@@ -52,15 +41,14 @@ func collectPipeline(ctx context.Context, cfg config.Config, wait time.Duration)
 		st.Note = fmt.Sprintf("brokers %v not reachable: no lag or stream states", cfg.Kafka.Brokers)
 		return st
 	}
-	inputs := stageInputs(cfg.Topics)
-	for _, stage := range app.AllStages {
-		group := pipeline.StageConfig{Name: stage}.WithDefaults().Group
-		lags, err := pipeline.GroupLag(ctx, cfg.Kafka, group, []string{inputs[stage]})
+	for _, spec := range app.Stages {
+		group, input := spec.Group(cfg), spec.Input(cfg.Topics)
+		lags, err := pipeline.GroupLag(ctx, cfg.Kafka, group, []string{input})
 		if err != nil {
-			st.Note = fmt.Sprintf("lag of %s: %v", stage, err)
+			st.Note = fmt.Sprintf("lag of %s: %v", spec.Name, err)
 			continue
 		}
-		sl := stageLag{Stage: stage, Group: group, Topic: inputs[stage], Partitions: lags}
+		sl := stageLag{Stage: spec.Name, Group: group, Topic: input, Partitions: lags}
 		for _, l := range lags {
 			sl.Lag += l.Lag
 		}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,6 +53,24 @@ func TestStatusPipeline(t *testing.T) {
 		if s.Lag != want || s.Group != "vidx-"+s.Stage {
 			t.Errorf("stage %s: lag %d group %s, want %d vidx-%s", s.Stage, s.Lag, s.Group, want, s.Stage)
 		}
+	}
+
+	// A stage's configured consumer group is the one whose lag is read.
+	cfgFile := filepath.Join(t.TempDir(), "vidx.yaml")
+	if err := os.WriteFile(cfgFile, []byte("stages:\n  sample: {group: tenant-a-sample}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	args = []string{"status", "--json", "--config", cfgFile, "--data-dir", t.TempDir(), "--brokers", strings.Join(b.Addrs(), ",")}
+	if err := run(ctx, args, &out, &errOut); err != nil {
+		t.Fatalf("%v: %s", err, errOut.String())
+	}
+	rep = statusReport{}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v:\n%s", err, out.String())
+	}
+	if s := rep.Pipeline.Stages[0]; s.Stage != "sample" || s.Group != "tenant-a-sample" || s.Lag != 3 {
+		t.Errorf("with stages.sample.group set: %+v, want group tenant-a-sample with lag 3", s)
 	}
 
 	// Unreachable brokers: a note, not a failure.

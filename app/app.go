@@ -137,7 +137,7 @@ func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logge
 		return nil, err
 	}
 	if needs(StageSample, StageQuery) {
-		if err := pipeline.EnsureCompactedTopics(ctx, a.Config.Kafka, cfg.Topics.Thumbnails); err != nil {
+		if err := pipeline.AwaitCompactedTopics(ctx, a.Config.Kafka, a.log, cfg.Topics.Thumbnails); err != nil {
 			return nil, err
 		}
 	}

@@ -476,8 +476,9 @@ model: {bundle: %s, intra_op_threads: 1, inter_op_threads: 1}
 store: {url: %q, collection: %s}
 telemetry: {addr: ""}
 stages:
-  sample: {timeout: 60s}
-`, filepath.Join(h.cfg.Dir, "data"), strings.Join(h.broker.addrs(), ", "), h.broker.replication(), filepath.Join(h.cfg.Dir, "models", "color"), h.store.URL(), collection)
+  sample: {timeout: 60s, sources: {file_roots: [%s]}}
+`, filepath.Join(h.cfg.Dir, "data"), strings.Join(h.broker.addrs(), ", "), h.broker.replication(), filepath.Join(h.cfg.Dir, "models", "color"), h.store.URL(), collection,
+		filepath.Join(h.cfg.Dir, "videos"))
 	return os.WriteFile(h.configPath(), []byte(yaml), 0o644)
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -40,16 +39,7 @@ func EnsureCompactedTopics(ctx context.Context, c KafkaConfig, topics ...string)
 	if err != nil {
 		return Retryable(fmt.Errorf("kafka: create compacted topics: %w", err))
 	}
-	var errs []string
-	for topic, terr := range resp.Errors {
-		if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
-			errs = append(errs, fmt.Sprintf("%s: %v", topic, terr))
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("kafka: create compacted topics: %s", strings.Join(errs, "; "))
-	}
-	return nil
+	return topicErrors("create compacted topics", resp.Errors)
 }
 
 // Partitions returns the sorted partition ids of topic.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sort"
 	"strings"
 	"time"
 
@@ -124,16 +125,7 @@ func EnsureTopics(ctx context.Context, c KafkaConfig, topics ...string) error {
 	if err != nil {
 		return Retryable(fmt.Errorf("kafka: create topics: %w", err))
 	}
-	var errs []string
-	for topic, terr := range resp.Errors {
-		if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
-			errs = append(errs, fmt.Sprintf("%s: %v", topic, terr))
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("kafka: create topics: %s", strings.Join(errs, "; "))
-	}
-	return nil
+	return topicErrors("create topics", resp.Errors)
 }
 
 // client returns a client for admin and metadata requests. It, transport
@@ -212,11 +204,22 @@ func fromKafkaMessage(m kafka.Message) Message {
 // tries; a refusal by a broker that answers (bad settings, no rights) is
 // returned at once.
 func AwaitTopics(ctx context.Context, c KafkaConfig, log *slog.Logger, topics ...string) error {
+	return awaitBrokers(ctx, c, log, func(ctx context.Context) error { return EnsureTopics(ctx, c, topics...) })
+}
+
+// AwaitCompactedTopics is AwaitTopics for EnsureCompactedTopics.
+func AwaitCompactedTopics(ctx context.Context, c KafkaConfig, log *slog.Logger, topics ...string) error {
+	return awaitBrokers(ctx, c, log, func(ctx context.Context) error { return EnsureCompactedTopics(ctx, c, topics...) })
+}
+
+// awaitBrokers runs fn until it succeeds, fails for a reason other than
+// unreachable brokers, or StartupTimeout passes.
+func awaitBrokers(ctx context.Context, c KafkaConfig, log *slog.Logger, fn func(context.Context) error) error {
 	c = c.WithDefaults()
 	deadline := time.Now().Add(c.StartupTimeout)
 	wait := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := EnsureTopics(ctx, c, topics...)
+		err := fn(ctx)
 		if err == nil || Classify(err) != ClassRetryable || ctx.Err() != nil {
 			return err
 		}
@@ -234,6 +237,33 @@ func AwaitTopics(ctx context.Context, c KafkaConfig, log *slog.Logger, topics ..
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// topicErrors joins CreateTopics' per-topic errors, ignoring topics that
+// exist already; the result is retryable when every error is one a broker
+// gives while it starts or moves leadership.
+func topicErrors(what string, errs map[string]error) error {
+	var msgs []string
+	temporary := true
+	for topic, terr := range errs {
+		if terr == nil || errors.Is(terr, kafka.TopicAlreadyExists) {
+			continue
+		}
+		msgs = append(msgs, fmt.Sprintf("%s: %v", topic, terr))
+		var ke kafka.Error
+		if !errors.As(terr, &ke) || !ke.Temporary() {
+			temporary = false
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	sort.Strings(msgs)
+	err := fmt.Errorf("kafka: %s: %s", what, strings.Join(msgs, "; "))
+	if temporary {
+		return Retryable(err)
+	}
+	return err
 }
 
 // probe opens and closes one connection to each broker, with the TLS

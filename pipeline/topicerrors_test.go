@@ -1,0 +1,38 @@
+package pipeline
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/segmentio/kafka-go"
+)
+
+func TestTopicErrors(t *testing.T) {
+	cases := []struct {
+		name      string
+		errs      map[string]error
+		wantNil   bool
+		retryable bool
+		mention   string
+	}{
+		{"none", map[string]error{"a": nil}, true, false, ""},
+		{"existing topics are fine", map[string]error{"a": kafka.TopicAlreadyExists}, true, false, ""},
+		{"a broker still starting", map[string]error{"a": kafka.LeaderNotAvailable, "b": kafka.NotController}, false, true, "a: "},
+		{"bad settings", map[string]error{"a": kafka.InvalidReplicationFactor}, false, false, "a: "},
+		{"one bad among temporary", map[string]error{"a": kafka.LeaderNotAvailable, "b": kafka.InvalidPartitionNumber}, false, false, "b: "},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := topicErrors("create topics", c.errs)
+			if (err == nil) != c.wantNil {
+				t.Fatalf("err = %v", err)
+			}
+			if err == nil {
+				return
+			}
+			if IsRetryable(err) != c.retryable || !strings.Contains(err.Error(), c.mention) {
+				t.Errorf("err %v: retryable %v, want %v, mentioning %q", err, IsRetryable(err), c.retryable, c.mention)
+			}
+		})
+	}
+}

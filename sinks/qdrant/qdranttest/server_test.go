@@ -2,6 +2,7 @@ package qdranttest_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -187,6 +188,9 @@ func TestIndexedCollectionsAreApproximate(t *testing.T) {
 	var pts []*qc.PointStruct
 	for i := range 64 {
 		p := point("v" + strconv.Itoa(i%4))
+		// Ids ending in each hex digit, so that the one in sixteen an
+		// approximate search misses is certainly among them.
+		p.Id = qc.NewIDUUID(fmt.Sprintf("00000000-0000-4000-8000-%012x", i))
 		p.Vectors = qc.NewVectorsDense([]float32{1, float32(i), 2})
 		pts = append(pts, p)
 	}

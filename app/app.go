@@ -407,17 +407,14 @@ func (a *App) checkPooling(sampleHere, poolHere bool) error {
 // head with the pool stage's batch size, so each handler batch is one padded
 // run.
 func (a *App) pooler() (pool.Pooler, error) {
-	if a.Config.Stages.Pool.Mode != pool.SeqTransf {
-		return pool.MeanPooler{}, nil
-	}
 	o := a.sessionOptions()
 	o.MaxBatch = max(a.Config.Stages.Pool.MaxBatch, 1)
-	enc, err := a.runtime.NewTemporalEncoder(a.manifest, o)
+	p, closeP, err := NewPooler(a.Config.Stages.Pool.Mode, a.manifest, a.runtime, o)
 	if err != nil {
 		return nil, err
 	}
-	a.closers = append(a.closers, enc.Close)
-	return pool.NewSeqTransfPooler(enc)
+	a.closers = append(a.closers, closeP)
+	return p, nil
 }
 
 // checkCollection refuses to run against a collection built by another

@@ -6,18 +6,16 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"image"
 	"io"
 	"math"
 	"os"
 	"strings"
 
+	"github.com/vidx/vidx/app"
 	"github.com/vidx/vidx/encoders/bundle"
 	"github.com/vidx/vidx/encoders/onnx"
 	"github.com/vidx/vidx/schemas"
-	"github.com/vidx/vidx/stages/encode"
 	"github.com/vidx/vidx/stages/pool"
-	"github.com/vidx/vidx/stages/sample"
 )
 
 // modelFlags open a bundle and ONNX Runtime for the embedding commands.
@@ -150,10 +148,6 @@ type frameJSON struct {
 	Embedding []float32 `json:"embedding"` // the image model's output as is
 }
 
-// codecNone skips the clip message codec: frames go from the decoder to the
-// encoder as they are, as in a reference implementation.
-const codecNone = "none"
-
 func cmdEmbedVideo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("embed-video", stderr, "embed-video --bundle DIR [--json] [--pooling meanP|seqTransf] [sampling flags] FILE\n\n"+
 		"Samples FILE as the sample stage does, embeds every kept frame with the image model as the\n"+
@@ -164,7 +158,7 @@ func cmdEmbedVideo(ctx context.Context, args []string, stdout, stderr io.Writer)
 	sf.register(fs)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	pooling := fs.String("pooling", pool.MeanP, "clip pooling: meanP (CLIP4Clip's mean of normalised frames) or seqTransf (the bundle's temporal model)")
-	codec := fs.String("codec", codecNone, "pass the crops through the clip message codec first: none, jpeg (what the pipeline sends by default) or png")
+	codec := fs.String("codec", app.CodecNone, "pass the crops through the clip message codec first: none, jpeg (what the pipeline sends by default) or png")
 	quality := fs.Int("quality", 95, "JPEG quality with --codec jpeg (the sample stage's default)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -175,72 +169,31 @@ func cmdEmbedVideo(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	uri := fs.Arg(0)
 	switch *codec {
-	case codecNone, schemas.CodecJPEG, schemas.CodecPNG:
+	case app.CodecNone, schemas.CodecJPEG, schemas.CodecPNG:
 	default:
 		return fmt.Errorf("embed-video: --codec %q: want none, jpeg or png", *codec)
+	}
+	if *pooling != pool.MeanP && *pooling != pool.SeqTransf {
+		return fmt.Errorf("embed-video: --pooling %q: want %s or %s", *pooling, pool.MeanP, pool.SeqTransf)
 	}
 	m, rt, err := mf.open(stderr)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	pooler, closePooler, err := newPooler(*pooling, m, rt, mf.sessionOptions())
-	if err != nil {
-		return err
-	}
-	defer closePooler()
-	imgEnc, err := rt.NewImageEncoder(m, mf.sessionOptions())
-	if err != nil {
-		return err
-	}
-	defer imgEnc.Close()
 	// Crops at the model's size: 224 for every CLIP the pipeline runs.
-	d, err := sf.decoder(imgEnc.ImageSize())
+	d, err := sf.decoder(m.Image.Size)
 	if err != nil {
 		return err
 	}
-	h, err := encode.New(encode.Config{Model: m.Name, Mean: triple(m.Image.Mean), Std: triple(m.Image.Std)}, imgEnc)
+	emb, err := app.EmbedVideo(ctx, m, rt, mf.sessionOptions(), d, uri, app.EmbedOptions{Pooling: *pooling, Codec: *codec, Quality: *quality})
 	if err != nil {
-		return err
+		return fmt.Errorf("embed-video: %w", err)
 	}
-
-	var (
-		clips []sample.Clip
-		imgs  []*image.RGBA
-	)
-	err = d.Clips(ctx, uri, func(c sample.Clip) error {
-		for _, f := range c.Frames {
-			img, err := viaCodec(f.Image, *codec, *quality, imgEnc.ImageSize())
-			if err != nil {
-				return err
-			}
-			imgs = append(imgs, img)
-		}
-		clips = append(clips, c)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	// One Embed call for every frame of every clip, as the encode stage
-	// batches across clips.
-	vecs, err := h.Embed(ctx, imgs)
-	if err != nil {
-		return err
-	}
-	perClip := make([][][]float32, len(clips))
-	k := 0
-	for i, c := range clips {
-		perClip[i] = vecs[k : k+len(c.Frames)]
-		k += len(c.Frames)
-	}
-	pooled, err := pooler.Pool(ctx, perClip)
-	if err != nil {
-		return err
-	}
+	clips, perClip, pooled := emb.Clips, emb.Frames, emb.Pooled
 
 	o := d.Options()
-	out := videoEmbedding{Model: m.Name, Dim: m.EmbeddingDim, File: uri, Pooling: pooler.Mode(), Codec: *codec, Sampling: samplingOf(o)}
+	out := videoEmbedding{Model: m.Name, Dim: m.EmbeddingDim, File: uri, Pooling: emb.Pooling, Codec: *codec, Sampling: samplingOf(o)}
 	for i, c := range clips {
 		cj := clipJSON{Index: c.Index, StartS: c.StartS, EndS: c.EndS, Embedding: pooled[i]}
 		for j, f := range c.Frames {
@@ -263,48 +216,6 @@ func cmdEmbedVideo(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(w, "clip %d [%gs, %gs): %d frames at %s s\n  pooled: %s\n", c.Index, c.StartS, c.EndS, len(c.Frames), strings.Join(times, " "), preview(c.Embedding))
 	}
 	return w.Flush()
-}
-
-// newPooler returns the pooler for mode, as the pool stage builds it.
-func newPooler(mode string, m *bundle.Manifest, rt *onnx.Runtime, o onnx.SessionOptions) (pool.Pooler, func(), error) {
-	switch mode {
-	case pool.MeanP:
-		return pool.MeanPooler{}, func() {}, nil
-	case pool.SeqTransf:
-		if !m.HasTemporal() {
-			return nil, nil, fmt.Errorf("--pooling %s: model bundle %s has no temporal model (temporal.onnx in vidx-model.yaml)", pool.SeqTransf, m.Name)
-		}
-		enc, err := rt.NewTemporalEncoder(m, o)
-		if err != nil {
-			return nil, nil, err
-		}
-		p, err := pool.NewSeqTransfPooler(enc)
-		if err != nil {
-			enc.Close()
-			return nil, nil, err
-		}
-		return p, func() { enc.Close() }, nil
-	}
-	return nil, nil, fmt.Errorf("--pooling %q: want %s or %s", mode, pool.MeanP, pool.SeqTransf)
-}
-
-// viaCodec round-trips a crop through the clip message codec, to see the
-// embeddings the pipeline itself computes from JPEG frames.
-func viaCodec(img *image.RGBA, codec string, quality, size int) (*image.RGBA, error) {
-	if codec == codecNone {
-		return img, nil
-	}
-	data, err := schemas.EncodeFrame(img, codec, quality)
-	if err != nil {
-		return nil, err
-	}
-	return schemas.DecodeFrame(data, codec, size)
-}
-
-func triple(v []float32) [3]float32 {
-	var t [3]float32
-	copy(t[:], v)
-	return t
 }
 
 func l2(v []float32) float64 {

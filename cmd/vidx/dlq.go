@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -72,7 +71,7 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fs.Usage()
 		return errUsage
 	}
-	filter, err := parseDLQFilter(*filterExpr)
+	filter, err := schemas.ParseDeadLetterFilter(*filterExpr)
 	if err != nil {
 		return err
 	}
@@ -95,7 +94,7 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return replayDeadLetters(ctx, cfg.Kafka, *topic, entries, *dryRun, stdout)
 }
 
-func readDeadLetters(ctx context.Context, kc pipeline.KafkaConfig, topic string, filter dlqFilter) ([]deadLetterEntry, error) {
+func readDeadLetters(ctx context.Context, kc pipeline.KafkaConfig, topic string, filter schemas.DeadLetterFilter) ([]deadLetterEntry, error) {
 	var out []deadLetterEntry
 	err := pipeline.ScanTopic(ctx, kc, topic, func(m pipeline.Message) error {
 		e := deadLetterEntry{Partition: m.Partition, Offset: m.Offset, Key: string(m.Key), Bytes: len(m.Value), value: m.Value, headers: m.Headers}
@@ -105,7 +104,7 @@ func readDeadLetters(ctx context.Context, kc pipeline.KafkaConfig, topic string,
 		}
 		e.Stage, e.Class, e.Reason, e.Attempts, e.FailedAt = d.Stage, d.Class, d.Reason, d.Attempts, d.FailedAt
 		e.Origin = origin{Topic: d.Topic, Partition: d.Partition, Offset: d.Offset}
-		if filter.match(e) {
+		if filter.Match(d) {
 			out = append(out, e)
 		}
 		return nil
@@ -144,10 +143,6 @@ func printDeadLetters(w io.Writer, entries []deadLetterEntry, asJSON bool) error
 	return nil
 }
 
-// HeaderReplayedFrom marks a re-submitted message with the dead letter it
-// came from, so a second failure can be traced back.
-const HeaderReplayedFrom = "vidx-replayed-from"
-
 func replayDeadLetters(ctx context.Context, kc pipeline.KafkaConfig, topic string, entries []deadLetterEntry, dryRun bool, w io.Writer) error {
 	var outs []pipeline.Output
 	skipped := 0
@@ -159,13 +154,7 @@ func replayDeadLetters(ctx context.Context, kc pipeline.KafkaConfig, topic strin
 		if e.Origin.Topic == topic {
 			return fmt.Errorf("dead letter %d@%d names the dead-letter topic %s as its origin; refusing to replay it", e.Partition, e.Offset, topic)
 		}
-		h := map[string]string{}
-		for k, v := range e.headers {
-			if !isDeadLetterHeader(k) {
-				h[k] = v
-			}
-		}
-		h[HeaderReplayedFrom] = fmt.Sprintf("%s/%d@%d", topic, e.Partition, e.Offset)
+		h := schemas.ReplayHeaders(e.headers, topic, e.Partition, e.Offset)
 		outs = append(outs, pipeline.Output{Topic: e.Origin.Topic, Key: []byte(e.Key), Value: e.value, Headers: h})
 		verb := "replaying"
 		if dryRun {
@@ -188,78 +177,6 @@ func replayDeadLetters(ctx context.Context, kc pipeline.KafkaConfig, topic strin
 	}
 	fmt.Fprintln(w)
 	return nil
-}
-
-// isDeadLetterHeader reports the headers a stage adds when dead-lettering;
-// they are dropped on replay so the message looks as it did originally.
-func isDeadLetterHeader(k string) bool {
-	switch k {
-	case schemas.HeaderError, schemas.HeaderErrorClass, schemas.HeaderStage, schemas.HeaderOriginTopic,
-		schemas.HeaderOriginPart, schemas.HeaderOriginOffset, schemas.HeaderFailedAt, schemas.HeaderAttempts,
-		schemas.HeaderSchemaVersion, HeaderReplayedFrom:
-		return true
-	}
-	return false
-}
-
-// dlqFilter selects dead letters; every condition must hold.
-type dlqFilter []dlqCond
-
-type dlqCond struct {
-	field    string
-	value    string
-	contains bool
-}
-
-var dlqFields = map[string]func(deadLetterEntry) string{
-	"stage":  func(e deadLetterEntry) string { return e.Stage },
-	"class":  func(e deadLetterEntry) string { return e.Class },
-	"topic":  func(e deadLetterEntry) string { return e.Origin.Topic },
-	"key":    func(e deadLetterEntry) string { return e.Key },
-	"reason": func(e deadLetterEntry) string { return e.Reason },
-}
-
-// errBadFilter is returned for a --filter that cannot be parsed.
-var errBadFilter = errors.New("dlq: bad --filter")
-
-func parseDLQFilter(expr string) (dlqFilter, error) {
-	var f dlqFilter
-	if strings.TrimSpace(expr) == "" {
-		return f, nil
-	}
-	for _, part := range strings.Split(expr, ",") {
-		part = strings.TrimSpace(part)
-		c := dlqCond{}
-		var ok bool
-		if c.field, c.value, ok = strings.Cut(part, "~="); ok {
-			c.contains = true
-		} else if c.field, c.value, ok = strings.Cut(part, "="); !ok {
-			return nil, fmt.Errorf("%w: %q is not FIELD=VALUE or FIELD~=TEXT", errBadFilter, part)
-		}
-		c.field = strings.TrimSpace(c.field)
-		if _, known := dlqFields[c.field]; !known {
-			return nil, fmt.Errorf("%w: unknown field %q (want stage, class, topic, key or reason)", errBadFilter, c.field)
-		}
-		if c.value == "" {
-			return nil, fmt.Errorf("%w: %q has no value", errBadFilter, part)
-		}
-		f = append(f, c)
-	}
-	return f, nil
-}
-
-func (f dlqFilter) match(e deadLetterEntry) bool {
-	for _, c := range f {
-		v := dlqFields[c.field](e)
-		if c.contains {
-			if !strings.Contains(strings.ToLower(v), strings.ToLower(c.value)) {
-				return false
-			}
-		} else if v != c.value {
-			return false
-		}
-	}
-	return true
 }
 
 func truncate(s string, n int) string {

@@ -150,7 +150,7 @@ func TestDLQListAndReplay(t *testing.T) {
 	// The replayed original carries its own headers, not the dead letter's.
 	var replayed pipeline.Message
 	err = pipeline.ScanTopic(ctx, kc, "in", func(m pipeline.Message) error {
-		if string(m.Value) == "bad-1" && m.Headers[HeaderReplayedFrom] != "" {
+		if string(m.Value) == "bad-1" && m.Headers[schemas.HeaderReplayedFrom] != "" {
 			replayed = m
 		}
 		return nil
@@ -160,36 +160,6 @@ func TestDLQListAndReplay(t *testing.T) {
 	}
 	if replayed.Headers["traceparent"] != "keep-me" || replayed.Headers[schemas.HeaderError] != "" {
 		t.Errorf("replayed headers = %v", replayed.Headers)
-	}
-}
-
-func TestParseDLQFilter(t *testing.T) {
-	e := deadLetterEntry{Stage: "index", Class: "poison", Reason: "Vector has NaN", Key: "v1", Origin: origin{Topic: "clip-embeddings"}}
-	cases := []struct {
-		expr    string
-		match   bool
-		wantErr bool
-	}{
-		{"", true, false},
-		{"stage=index", true, false},
-		{"stage=sample", false, false},
-		{"stage=index,class=poison,topic=clip-embeddings", true, false},
-		{"reason~=nan", true, false},
-		{"reason~=inf", false, false},
-		{"key=v1, class=unknown", false, false},
-		{"colour=red", false, true},
-		{"stage", false, true},
-		{"stage=", false, true},
-	}
-	for _, tc := range cases {
-		f, err := parseDLQFilter(tc.expr)
-		if (err != nil) != tc.wantErr {
-			t.Errorf("%q: err = %v", tc.expr, err)
-			continue
-		}
-		if err == nil && f.match(e) != tc.match {
-			t.Errorf("%q: match = %v, want %v", tc.expr, !tc.match, tc.match)
-		}
 	}
 }
 

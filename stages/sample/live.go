@@ -109,6 +109,10 @@ type RunResult struct {
 	Ended bool
 }
 
+// resumeSlack is how much more of a live HLS playlist a resumed stream
+// reads than the time since its last window strictly needs.
+const resumeSlack = 10 * time.Second
+
 // seekMargin is how far before the resume point a file is sought: some
 // demuxers (MPEG-TS) land after the requested time otherwise. Frames before
 // the resume point only fill windows that were emitted and are dropped.
@@ -252,9 +256,11 @@ func (d *StreamDecoder) args(src source, px *filterProxy, resume *Resume, seek f
 			"-reconnect_delay_max", "5")
 		if h := src.hls; h != nil && h.live && resume != nil && resume.Live && !resume.WallEnd.IsZero() {
 			// Go back far enough in the playlist to cover the time since the
-			// last window; windows already emitted are skipped.
+			// last window, plus slack for the time until ffmpeg fetches the
+			// playlist (seconds on a busy machine, while segments keep
+			// coming); windows already emitted are skipped.
 			target := max(h.target, 1)
-			back := int(math.Ceil(time.Since(resume.WallEnd).Seconds()/target)) + 3
+			back := int(math.Ceil((time.Since(resume.WallEnd)+resumeSlack).Seconds()/target)) + 2
 			args = append(args, "-live_start_index", strconv.Itoa(-min(max(back, 3), max(h.count, 1))))
 		}
 	case SchemeRTSP:

@@ -310,7 +310,7 @@ func TestStreamArgs(t *testing.T) {
 			[]string{"-protocol_whitelist http,https,tcp,tls,crypto,httpproxy", "-http_proxy " + px.URL(), "-rw_timeout 7000000", "-reconnect 1"},
 			[]string{"-live_start_index"}},
 		{"live HLS resumed", source{scheme: SchemeHTTPS, input: "https://h/l.m3u8", proxied: true, hls: live}, resume, 0,
-			[]string{"-live_start_index -14"}, nil}, // 20 s behind at 2 s a segment, plus 3
+			[]string{"-live_start_index -18"}, nil}, // 20 s behind and 10 s of slack at 2 s a segment (ceil gives 16), plus 2
 		{"rtsp", source{scheme: SchemeRTSP, input: "rtsp://10.0.0.7/s"}, nil, 0,
 			[]string{"-protocol_whitelist rtsp,rtp,srtp,udp,tcp,tls", "-rtsp_transport tcp", "-timeout 7000000"}, []string{"-http_proxy"}},
 		{"rtmp", source{scheme: SchemeRTMP, input: "rtmp://10.0.0.7/live/k"}, nil, 0,

@@ -266,6 +266,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 		h      pipeline.Handler
 		rt     config.Runtime
 		topics []string
+		opts   []pipeline.Option
 	)
 	switch name {
 	case StageSample:
@@ -350,6 +351,8 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 		}
 		a.Query = handler
 		h, rt, topics = handler, q.Runtime, []string{t.Queries}
+		// A query the stage gives up on is still answered, with the error.
+		opts = append(opts, pipeline.WithReply(handler.Reply))
 	}
 	return pipeline.NewStage(pipeline.StageConfig{
 		Name:            name,
@@ -362,7 +365,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 		MaxAttempts:     rt.MaxAttempts,
 		MaxBatchBytes:   rt.MaxBatchBytes,
 		DrainTimeout:    rt.DrainTimeout,
-	}, cfg.Kafka, h, a.log, pipeline.Hooks{}, pipeline.WithTelemetry(a.tel))
+	}, cfg.Kafka, h, a.log, pipeline.Hooks{}, append(opts, pipeline.WithTelemetry(a.tel))...)
 }
 
 // checkPooling refuses seqTransf with a bundle that has no temporal head:

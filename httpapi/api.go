@@ -341,6 +341,8 @@ type SearchRequest struct {
 	TopK    *int             `json:"top_k,omitempty"`
 	Rerank  string           `json:"rerank,omitempty"`
 	Filters *schemas.Filters `json:"filters,omitempty"`
+	// MinScore drops hits scored below it by the rerank mode in use.
+	MinScore *float64 `json:"min_score,omitempty"`
 }
 
 // SearchResponse is the answer of POST /v1/search.
@@ -380,7 +382,7 @@ func (a *API) search(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e.status, e.code, e.msg)
 		return
 	}
-	q := schemas.Query{SchemaVersion: schemas.Version, QueryID: newID(), Text: req.Text, Rerank: req.Rerank, Filters: req.Filters}
+	q := schemas.Query{SchemaVersion: schemas.Version, QueryID: newID(), Text: req.Text, Rerank: req.Rerank, Filters: req.Filters, MinScore: req.MinScore}
 	if req.TopK != nil {
 		if *req.TopK < 1 || *req.TopK > schemas.MaxTopK {
 			writeError(w, http.StatusBadRequest, "out_of_range", fmt.Sprintf("top_k %d out of range [1, %d]", *req.TopK, schemas.MaxTopK))
@@ -403,6 +405,15 @@ func (a *API) search(w http.ResponseWriter, r *http.Request) {
 		}
 		a.log.Warn("search failed", "query_id", q.QueryID, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "search failed: "+err.Error())
+		return
+	}
+	if e := res.Error; e != nil {
+		// The query stage's own verdict on a query it cannot answer.
+		status := http.StatusServiceUnavailable
+		if e.Code == schemas.ErrCodeInvalidQuery {
+			status = http.StatusBadRequest
+		}
+		writeError(w, status, e.Code, e.Message)
 		return
 	}
 	out := SearchResponse{QueryID: q.QueryID, Text: res.Text, Rerank: res.Rerank, Model: res.Model, Hits: make([]Hit, 0, len(res.Hits)),

@@ -34,12 +34,14 @@ type fakeSearch struct {
 	queries []schemas.Query
 	err     error
 	block   bool
+	// answer, when set, is the query stage's error for every query.
+	answer *schemas.ResultError
 }
 
 func (f *fakeSearch) Search(ctx context.Context, q schemas.Query) (schemas.Result, error) {
 	f.mu.Lock()
 	f.queries = append(f.queries, q)
-	err, block := f.err, f.block
+	err, block, answer := f.err, f.block, f.answer
 	f.mu.Unlock()
 	if block {
 		<-ctx.Done()
@@ -49,6 +51,10 @@ func (f *fakeSearch) Search(ctx context.Context, q schemas.Query) (schemas.Resul
 		return schemas.Result{}, err
 	}
 	r := schemas.Result{QueryID: q.QueryID, Text: q.Text, Rerank: "symmetric", Model: "fake"}
+	if answer != nil {
+		r.Error = answer
+		return r, nil
+	}
 	for i, id := range []string{"red", "blue"} {
 		if !strings.Contains(q.Text, id) && i == 0 {
 			continue
@@ -325,7 +331,7 @@ func TestBadRequests(t *testing.T) {
 
 func TestSearch(t *testing.T) {
 	e := newEnv(t, httpapi.Config{})
-	w := e.do(t, call{method: "POST", path: "/v1/search", body: `{"text": "red car", "top_k": 5, "rerank": "camoe", "filters": {"video_ids": ["red", "blue"], "start_from": 1}}`}, docAccepts)
+	w := e.do(t, call{method: "POST", path: "/v1/search", body: `{"text": "red car", "top_k": 5, "rerank": "camoe", "min_score": 0.25, "filters": {"video_ids": ["red", "blue"], "start_from": 1, "metadata": {"camera": "north"}, "wall_from": "2026-01-02T03:04:05Z"}}`}, docAccepts)
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, w.Body.String())
 	}
@@ -349,7 +355,9 @@ func TestSearch(t *testing.T) {
 	q := e.search.queries[0]
 	e.search.mu.Unlock()
 	if q.Text != "red car" || q.TopK != 5 || q.Rerank != "camoe" || q.Filters == nil || len(q.Filters.VideoIDs) != 2 ||
-		q.Filters.StartFrom == nil || *q.Filters.StartFrom != 1 || q.QueryID != got.QueryID || q.QueryID == "" {
+		q.Filters.StartFrom == nil || *q.Filters.StartFrom != 1 || q.QueryID != got.QueryID || q.QueryID == "" ||
+		q.MinScore == nil || *q.MinScore != 0.25 || q.Filters.Metadata["camera"] != "north" || q.Filters.WallFrom == nil ||
+		!q.Filters.WallFrom.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) {
 		t.Errorf("the searcher got %+v, want the request's fields and the answer's query id %q", q, got.QueryID)
 	}
 }
@@ -363,6 +371,12 @@ func TestSearchFailures(t *testing.T) {
 	}{
 		{"searcher fails", func(f *fakeSearch) { f.err = errors.New("store down") }, 503, "unavailable"},
 		{"searcher takes too long", func(f *fakeSearch) { f.block = true }, 504, "timeout"},
+		{"query stage refuses the query", func(f *fakeSearch) {
+			f.answer = &schemas.ResultError{Code: schemas.ErrCodeInvalidQuery, Message: "metadata key \"x\" has no payload index"}
+		}, 400, "invalid_query"},
+		{"query stage gave up", func(f *fakeSearch) {
+			f.answer = &schemas.ResultError{Code: schemas.ErrCodeUnavailable, Message: "store down"}
+		}, 503, "unavailable"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

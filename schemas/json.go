@@ -108,6 +108,13 @@ type Filters struct {
 	Sources   []string `json:"sources,omitempty"`
 	StartFrom *float64 `json:"start_from,omitempty"`
 	StartTo   *float64 `json:"start_to,omitempty"`
+	// Metadata keeps clips whose video job's metadata has every key with
+	// exactly the given value.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// WallFrom and WallTo bound a live stream window's wall-clock start;
+	// clips of video files have none and never match a wall-clock bound.
+	WallFrom *time.Time `json:"wall_from,omitempty"`
+	WallTo   *time.Time `json:"wall_to,omitempty"`
 }
 
 // Query is a text query (topic "queries").
@@ -119,6 +126,9 @@ type Query struct {
 	Filters       *Filters `json:"filters,omitempty"`
 	// Rerank overrides the stage's dual-softmax mode: none, camoe, symmetric.
 	Rerank string `json:"rerank,omitempty"`
+	// MinScore drops hits whose score (the one the rerank mode returns:
+	// the cosine for none, the dual-softmax score otherwise) is below it.
+	MinScore *float64 `json:"min_score,omitempty"`
 }
 
 // Validate checks the query's fields.
@@ -141,8 +151,24 @@ func (q *Query) Validate() error {
 	default:
 		return invalidf(kind, "rerank %q is not one of none, camoe, symmetric", q.Rerank)
 	}
-	if f := q.Filters; f != nil && f.StartFrom != nil && f.StartTo != nil && *f.StartFrom > *f.StartTo {
-		return invalidf(kind, "filters.start_from is after filters.start_to")
+	if m := q.MinScore; m != nil && (math.IsNaN(*m) || math.IsInf(*m, 0)) {
+		return invalidf(kind, "min_score must be a finite number")
+	}
+	if f := q.Filters; f != nil {
+		if f.StartFrom != nil && f.StartTo != nil && *f.StartFrom > *f.StartTo {
+			return invalidf(kind, "filters.start_from is after filters.start_to")
+		}
+		if f.WallFrom != nil && f.WallTo != nil && f.WallFrom.After(*f.WallTo) {
+			return invalidf(kind, "filters.wall_from is after filters.wall_to")
+		}
+		if len(f.Metadata) > MaxMetadataLen {
+			return invalidf(kind, "filters.metadata has more than %d entries", MaxMetadataLen)
+		}
+		for k := range f.Metadata {
+			if k == "" || len(k) > MaxIDLen {
+				return invalidf(kind, "filters.metadata keys must be 1 to %d bytes", MaxIDLen)
+			}
+		}
 	}
 	return nil
 }
@@ -170,18 +196,36 @@ type Hit struct {
 	Cosine float64 `json:"cosine"`
 }
 
-// Result answers one Query (topic "results", keyed by query_id).
+// Error codes of a Result that could not be answered.
+const (
+	// ErrCodeInvalidQuery: the query is malformed or asks for something
+	// impossible; asking again cannot succeed.
+	ErrCodeInvalidQuery = "invalid_query"
+	// ErrCodeUnavailable: the stage gave up after retries (store or model
+	// down); the same query may succeed later.
+	ErrCodeUnavailable = "unavailable"
+)
+
+// ResultError says why a query got no hits.
+type ResultError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Result answers one Query (topic "results", keyed by query_id). A query
+// that cannot be answered still gets a Result, with Error set and no hits.
 type Result struct {
-	SchemaVersion int       `json:"schema_version"`
-	QueryID       string    `json:"query_id"`
-	Text          string    `json:"text"`
-	Rerank        string    `json:"rerank"`
-	Model         string    `json:"model"`
-	Hits          []Hit     `json:"hits"`
-	Candidates    int       `json:"candidates"`
-	BankSize      int       `json:"bank_size"`
-	TookMS        float64   `json:"took_ms"`
-	AnsweredAt    time.Time `json:"answered_at"`
+	SchemaVersion int          `json:"schema_version"`
+	QueryID       string       `json:"query_id"`
+	Text          string       `json:"text"`
+	Rerank        string       `json:"rerank"`
+	Model         string       `json:"model"`
+	Hits          []Hit        `json:"hits"`
+	Candidates    int          `json:"candidates"`
+	BankSize      int          `json:"bank_size"`
+	TookMS        float64      `json:"took_ms"`
+	AnsweredAt    time.Time    `json:"answered_at"`
+	Error         *ResultError `json:"error,omitempty"`
 }
 
 // DecodeResult parses a message of the "results" topic.

@@ -113,6 +113,7 @@ func TestJSONSchemaMatchesGoTypes(t *testing.T) {
 		{"Filters", sub(query, "filters"), reflect.TypeFor[schemas.Filters]()},
 		{"Result", result, reflect.TypeFor[schemas.Result]()},
 		{"Hit", sub(result, "hits").Items, reflect.TypeFor[schemas.Hit]()},
+		{"ResultError", sub(result, "error"), reflect.TypeFor[schemas.ResultError]()},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -179,6 +180,8 @@ func TestJSONSchemaLimits(t *testing.T) {
 		{"query rerank enum", query.Properties["rerank"].Enum, rerank},
 		{"result rerank enum", result.Properties["rerank"].Enum, rerank},
 		{"result query_id maxLength", intp(result.Properties["query_id"].MaxLength), schemas.MaxIDLen},
+		{"result error code enum", result.Properties["error"].Properties["code"].Enum, []string{schemas.ErrCodeInvalidQuery, schemas.ErrCodeUnavailable}},
+		{"filters metadata maxProperties", intp(query.Properties["filters"].Properties["metadata"].MaxProperties), schemas.MaxMetadataLen},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -80,6 +82,12 @@ func cmdSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	rerank := fs.String("rerank", "", "re-ranking: none, camoe or symmetric (default: the query stage's)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the result")
 	asJSON := fs.Bool("json", false, "print the result message as JSON")
+	minScore := fs.Float64("min-score", math.Inf(-1), "drop hits scored below this by the rerank mode in use")
+	var meta keyValues
+	var videos, sources listFlag
+	fs.Var(&meta, "metadata", "keep clips whose video metadata has KEY=VALUE (repeatable; all must match)")
+	fs.Var(&videos, "video", "keep clips of this video id (repeatable)")
+	fs.Var(&sources, "source", "keep clips of this source (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -91,20 +99,63 @@ func cmdSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	q := schemas.Query{Text: strings.Join(fs.Args(), " "), TopK: *topK, Rerank: *rerank}
+	if !math.IsInf(*minScore, -1) {
+		q.MinScore = minScore
+	}
+	if len(meta) > 0 || len(videos) > 0 || len(sources) > 0 {
+		q.Filters = &schemas.Filters{Metadata: map[string]string(meta), VideoIDs: videos, Sources: sources}
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	res, err := search(ctx, cfg, schemas.Query{Text: strings.Join(fs.Args(), " "), TopK: *topK, Rerank: *rerank})
+	res, err := search(ctx, cfg, q)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else if res.Error == nil {
+		printResult(stdout, res)
 	}
-	printResult(stdout, res)
+	if e := res.Error; e != nil {
+		return fmt.Errorf("query %s was not answered (%s): %s", res.QueryID, e.Code, e.Message)
+	}
 	return nil
 }
+
+// keyValues collects repeated KEY=VALUE flags.
+type keyValues map[string]string
+
+func (kv *keyValues) String() string {
+	parts := make([]string, 0, len(*kv))
+	for k, v := range *kv {
+		parts = append(parts, k+"="+v)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+func (kv *keyValues) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%q is not KEY=VALUE", s)
+	}
+	if *kv == nil {
+		*kv = keyValues{}
+	}
+	(*kv)[k] = v
+	return nil
+}
+
+// listFlag collects a repeated flag's values.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 // search publishes a query and waits for its result.
 func search(ctx context.Context, cfg config.Config, q schemas.Query) (schemas.Result, error) {

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -169,7 +171,8 @@ func (h *Handler) preload(ctx context.Context, path string) error {
 func (h *Handler) BankLen() int { return h.bank.Len() }
 
 // Handle answers a micro-batch of queries together: they share the text
-// axis of the dual softmax with the bank.
+// axis of the dual softmax with the bank. A query that cannot be answered
+// fails as poison; Reply then tells its asker why.
 func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeline.Result {
 	start := time.Now()
 	res := make([]pipeline.Result, len(batch))
@@ -203,6 +206,10 @@ func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeli
 		}
 	}
 	for k, a := range answers {
+		if a.Error != nil {
+			res[slot[k]].Err = pipeline.Poison(&QueryError{Code: a.Error.Code, Msg: a.Error.Message})
+			continue
+		}
 		a.TookMS = took
 		value, err := schemas.Encode(&a)
 		if err != nil {
@@ -214,9 +221,109 @@ func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeli
 	return res
 }
 
+// QueryError is why one query of a batch cannot be answered; the others
+// are answered as usual. Code is one of the schemas.ErrCode* values.
+type QueryError struct {
+	Code string
+	Msg  string
+}
+
+func (e *QueryError) Error() string { return e.Msg }
+
+// Reply answers a query the stage dead-letters (pipeline.WithReply): a
+// Result keyed by the query's id with Error set and no hits, so the asker
+// hears why at once instead of waiting out its timeout. A message without
+// a usable query id (neither in the JSON nor as the key) has nobody to
+// answer and gets no reply.
+func (h *Handler) Reply(m pipeline.Message, err error, class pipeline.ErrorClass) []pipeline.Output {
+	var probe struct {
+		QueryID string `json:"query_id"`
+		Text    string `json:"text"`
+		Rerank  string `json:"rerank"`
+	}
+	_ = json.Unmarshal(m.Value, &probe)
+	id := probe.QueryID
+	if !usableID(id) {
+		id = string(m.Key)
+	}
+	if !usableID(id) {
+		return nil
+	}
+	r := h.errorResult(id, probe.Text, probe.Rerank, err, class)
+	value, encErr := schemas.Encode(&r)
+	if encErr != nil {
+		h.log.Error("cannot encode an error result", "query_id", id, "err", encErr)
+		return nil
+	}
+	return []pipeline.Output{{Topic: h.cfg.ResultsTopic, Key: []byte(id), Value: value}}
+}
+
+func usableID(id string) bool {
+	return id != "" && len(id) <= schemas.MaxIDLen && utf8.ValidString(id)
+}
+
+func (h *Handler) errorResult(id, text, rerank string, err error, class pipeline.ErrorClass) schemas.Result {
+	code := schemas.ErrCodeUnavailable
+	var qe *QueryError
+	switch {
+	case errors.As(err, &qe):
+		code = qe.Code
+	case class == pipeline.ClassPoison:
+		code = schemas.ErrCodeInvalidQuery
+	}
+	if !ValidRerank(rerank) {
+		rerank = h.cfg.Rerank
+	}
+	if !utf8.ValidString(text) || len(text) > schemas.MaxQueryText {
+		text = ""
+	}
+	return schemas.Result{
+		SchemaVersion: schemas.Version,
+		QueryID:       id,
+		Text:          text,
+		Rerank:        rerank,
+		Model:         h.cfg.Model,
+		Hits:          []schemas.Hit{},
+		AnsweredAt:    time.Now().UTC(),
+		Error:         &schemas.ResultError{Code: code, Message: err.Error()},
+	}
+}
+
 // Answer ranks clips for each query. Queries are re-ranked against each
-// other and the bank, then added to the bank.
+// other and the bank, then added to the bank. A query that cannot be
+// answered gets a Result with Error set; the error return is for failures
+// of the whole batch (encoder or store down), which a retry may cure.
 func (h *Handler) Answer(ctx context.Context, queries []schemas.Query) ([]schemas.Result, error) {
+	out := make([]schemas.Result, len(queries))
+	for i, q := range queries {
+		if err := q.Validate(); err != nil {
+			out[i] = h.errorResult(q.QueryID, q.Text, q.Rerank, err, pipeline.ClassPoison)
+		}
+	}
+	valid := make([]int, 0, len(queries))
+	for i := range queries {
+		if out[i].Error == nil {
+			valid = append(valid, i)
+		}
+	}
+	if len(valid) == 0 {
+		return out, nil
+	}
+	sub := make([]schemas.Query, len(valid))
+	for k, i := range valid {
+		sub[k] = queries[i]
+	}
+	answers, err := h.answer(ctx, sub)
+	if err != nil {
+		return nil, err
+	}
+	for k, i := range valid {
+		out[i] = answers[k]
+	}
+	return out, nil
+}
+
+func (h *Handler) answer(ctx context.Context, queries []schemas.Query) ([]schemas.Result, error) {
 	texts := make([]string, len(queries))
 	for i, q := range queries {
 		texts[i] = q.Text
@@ -252,7 +359,7 @@ func (h *Handler) Answer(ctx context.Context, queries []schemas.Query) ([]schema
 		axis = append(axis, axisRow{vec: v})
 	}
 
-	candidates, err := h.candidates(ctx, queries, qvecs)
+	candidates, failed, err := h.candidates(ctx, queries, qvecs)
 	if err != nil {
 		return nil, err
 	}
@@ -260,6 +367,10 @@ func (h *Handler) Answer(ctx context.Context, queries []schemas.Query) ([]schema
 		attribute.Int("vidx.queries", len(queries)), attribute.Int("vidx.text_axis", len(axis))))
 	out := make([]schemas.Result, len(queries))
 	for i, q := range queries {
+		if failed[i] != nil {
+			out[i] = h.errorResult(q.QueryID, q.Text, q.Rerank, failed[i], pipeline.ClassPoison)
+			continue
+		}
 		r, err := h.rank(q, candidates[i], axis)
 		if err != nil {
 			telemetry.End(span, err)
@@ -283,8 +394,10 @@ type axisRow struct {
 }
 
 // candidates fetches each query's candidate clips, in one store call when
-// the store can answer a batch.
-func (h *Handler) candidates(ctx context.Context, queries []schemas.Query, qvecs [][]float32) (_ [][]sinks.Hit, err error) {
+// the store can answer a batch. A search the store refuses as invalid (a
+// filter on a key it cannot filter on) fails only its own query: failed[i]
+// says why, and the rest of the batch is answered.
+func (h *Handler) candidates(ctx context.Context, queries []schemas.Query, qvecs [][]float32) (_ [][]sinks.Hit, failed []error, err error) {
 	ctx, span := telemetry.Start(ctx, "candidate search", trace.WithAttributes(
 		attribute.String("vidx.collection", h.cfg.Collection), attribute.Int("vidx.queries", len(queries))))
 	start := time.Now()
@@ -302,24 +415,33 @@ func (h *Handler) candidates(ctx context.Context, queries []schemas.Query, qvecs
 		}
 	}
 	out := make([][]sinks.Hit, len(reqs))
+	failed = make([]error, len(reqs))
 	if bs, ok := h.store.(BatchSearcher); ok && len(reqs) > 1 {
 		hits, err := bs.SearchBatch(ctx, h.cfg.Collection, reqs)
 		if err == nil && len(hits) != len(reqs) {
 			err = fmt.Errorf("store answered %d of %d searches", len(hits), len(reqs))
 		}
-		if err != nil {
-			return out, searchError(h.cfg.Collection, err)
+		if err == nil {
+			return hits, failed, nil
 		}
-		return hits, nil
+		if !errors.Is(err, sinks.ErrInvalid) {
+			return out, failed, searchError(h.cfg.Collection, err)
+		}
+		// One query's filter spoiled the batch: search one by one to
+		// find which.
 	}
 	for i, r := range reqs {
 		hits, err := h.store.Search(ctx, h.cfg.Collection, r)
+		if errors.Is(err, sinks.ErrInvalid) {
+			failed[i] = &QueryError{Code: schemas.ErrCodeInvalidQuery, Msg: err.Error()}
+			continue
+		}
 		if err != nil {
-			return out, searchError(h.cfg.Collection, err)
+			return out, failed, searchError(h.cfg.Collection, err)
 		}
 		out[i] = hits
 	}
-	return out, nil
+	return out, failed, nil
 }
 
 // searchError classifies a failed search; nothing indexed yet is an empty
@@ -369,6 +491,9 @@ func (h *Handler) rank(q schemas.Query, hits []sinks.Hit, axis []axisRow) (schem
 		}
 		return cmp.Compare(hits[b].Score, hits[a].Score)
 	})
+	if q.MinScore != nil {
+		order = slices.DeleteFunc(order, func(j int) bool { return scores[j] < *q.MinScore })
+	}
 	if len(order) > topK {
 		order = order[:topK]
 	}
@@ -402,7 +527,8 @@ func toFilter(f *schemas.Filters) sinks.Filter {
 	if f == nil {
 		return sinks.Filter{}
 	}
-	return sinks.Filter{VideoIDs: f.VideoIDs, Sources: f.Sources, StartFrom: f.StartFrom, StartTo: f.StartTo}
+	return sinks.Filter{VideoIDs: f.VideoIDs, Sources: f.Sources, StartFrom: f.StartFrom, StartTo: f.StartTo,
+		Metadata: f.Metadata, WallFrom: f.WallFrom, WallTo: f.WallTo}
 }
 
 // Normalize returns v scaled to unit L2 norm (a zero vector stays zero),

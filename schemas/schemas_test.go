@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -280,6 +281,10 @@ func TestDecodeVideoJobFields(t *testing.T) {
 
 func TestDecodeQueryFields(t *testing.T) {
 	f := func(v float64) *float64 { return &v }
+	wall := func(s int) *time.Time {
+		w := time.Date(2026, 5, 1, 8, 0, s, 0, time.UTC)
+		return &w
+	}
 	cases := []struct {
 		name string
 		edit func(q *schemas.Query)
@@ -293,6 +298,9 @@ func TestDecodeQueryFields(t *testing.T) {
 		{"text of max length", func(q *schemas.Query) { q.Text = strings.Repeat("é", schemas.MaxQueryText/2) }, ""},
 		{"empty time range", func(q *schemas.Query) { q.Filters.StartFrom, q.Filters.StartTo = f(5), f(5) }, ""},
 		{"open time range", func(q *schemas.Query) { q.Filters.StartTo = nil }, ""},
+		{"min_score", func(q *schemas.Query) { q.MinScore = f(-0.5) }, ""},
+		{"metadata filter", func(q *schemas.Query) { q.Filters.Metadata = map[string]string{"camera": "north", "site": ""} }, ""},
+		{"wall-clock window", func(q *schemas.Query) { q.Filters.WallFrom, q.Filters.WallTo = wall(0), wall(60) }, ""},
 
 		{"empty query_id", func(q *schemas.Query) { q.QueryID = "" }, "query_id is required"},
 		{"query_id too long", func(q *schemas.Query) { q.QueryID = strings.Repeat("q", schemas.MaxIDLen+1) }, "query_id longer than"},
@@ -304,6 +312,14 @@ func TestDecodeQueryFields(t *testing.T) {
 		{"top_k too large", func(q *schemas.Query) { q.TopK = schemas.MaxTopK + 1 }, "top_k 1001"},
 		{"bad rerank", func(q *schemas.Query) { q.Rerank = "dsl" }, `rerank "dsl"`},
 		{"start_from after start_to", func(q *schemas.Query) { q.Filters.StartFrom, q.Filters.StartTo = f(61), f(60) }, "start_from is after"},
+		{"wall_from after wall_to", func(q *schemas.Query) { q.Filters.WallFrom, q.Filters.WallTo = wall(61), wall(60) }, "wall_from is after"},
+		{"empty metadata key", func(q *schemas.Query) { q.Filters.Metadata = map[string]string{"": "x"} }, "metadata keys"},
+		{"too many metadata keys", func(q *schemas.Query) {
+			q.Filters.Metadata = map[string]string{}
+			for i := range schemas.MaxMetadataLen + 1 {
+				q.Filters.Metadata[strconv.Itoa(i)] = "x"
+			}
+		}, "more than 64 entries"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -145,6 +145,7 @@ func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeli
 				IngestedAt: now,
 				Metadata:   hd.Metadata,
 				Generation: hd.Generation,
+				WallStart:  hd.WallStart,
 			},
 		})
 		slots = append(slots, i)

@@ -326,11 +326,12 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 		}
 		h, rt, topics = handler, cfg.Stages.Pool.Runtime, []string{t.FrameEmbeddings}
 	case StageIndex:
-		handler, err := index.New(ctx, a.collectionSpec(), a.store, index.WithLogger(a.log))
+		handler, err := index.New(ctx, a.collectionSpec(), a.store, index.WithLogger(a.log), index.WithVideosTopic(t.Videos))
 		if err != nil {
 			return nil, err
 		}
-		h, rt, topics = handler, cfg.Stages.Index, []string{t.ClipEmbeddings}
+		// The videos topic carries delete commands (tombstones) for the index.
+		h, rt, topics = handler, cfg.Stages.Index, []string{t.ClipEmbeddings, t.Videos}
 	case StageQuery:
 		if err := a.checkCollection(ctx); err != nil {
 			return nil, err

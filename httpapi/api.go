@@ -33,6 +33,10 @@ const (
 	StatusQueued  = "queued"
 	StatusIndexed = "indexed"
 	StatusFailed  = "failed"
+	// StatusDeleting: a delete was published and clips remain in the
+	// index; StatusDeleted: none remain.
+	StatusDeleting = "deleting"
+	StatusDeleted  = "deleted"
 )
 
 // ErrNotFound is returned by Videos and Thumbnails for what they do not know.
@@ -56,12 +60,18 @@ type Jobs interface {
 // Video is what is known of one video.
 type Video struct {
 	ID     string
-	Status string // StatusQueued, StatusIndexed or StatusFailed
+	Status string // StatusQueued, StatusIndexed, StatusFailed, StatusDeleting or StatusDeleted
 	Clips  int
 	// Error is the dead letter's reason of a failed video.
 	Error string
 	// URI is the job's source.
 	URI string
+}
+
+// Deletes publishes delete commands: a tombstone keyed by the video id on
+// the jobs topic, which the index stage acts on.
+type Deletes interface {
+	Delete(ctx context.Context, videoID string) error
 }
 
 // Videos reports video states.
@@ -90,6 +100,7 @@ type MediaFiles interface {
 type Deps struct {
 	Search     Searcher
 	Jobs       Jobs
+	Deletes    Deletes
 	Videos     Videos
 	Thumbnails Thumbnails
 	Media      MediaFiles
@@ -138,6 +149,7 @@ func New(cfg Config, d Deps) (*API, error) {
 	a.mux.HandleFunc("POST /v1/search", a.guard(a.search))
 	a.mux.HandleFunc("POST /v1/videos", a.guard(a.postVideo))
 	a.mux.HandleFunc("GET /v1/videos/{id}", a.guard(a.getVideo))
+	a.mux.HandleFunc("DELETE /v1/videos/{id}", a.guard(a.deleteVideo))
 	a.mux.HandleFunc("GET /v1/videos/{id}/media", a.guard(a.media))
 	a.mux.HandleFunc("GET /v1/thumbnails/{video_id}/{clip_index}", a.guard(a.thumbnail))
 	a.mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
@@ -505,6 +517,31 @@ func (a *API) postVideo(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/v1/videos/"+url.PathEscape(job.VideoID))
 	writeJSON(w, http.StatusAccepted, VideoResponse{VideoID: job.VideoID, Status: StatusQueued})
+}
+
+// deleteVideo publishes a delete command. It answers 202 at once: every
+// index replica's store agrees once the index stage has read the command,
+// which GET /v1/videos/{id} shows as status deleted. Deleting a video that
+// was never seen is accepted too (a delete is idempotent).
+func (a *API) deleteVideo(w http.ResponseWriter, r *http.Request) {
+	if a.d.Deletes == nil {
+		writeError(w, http.StatusServiceUnavailable, "not_available", "deleting videos is not available in this process")
+		return
+	}
+	id := r.PathValue("id")
+	if err := (&schemas.VideoJob{VideoID: id, URI: "-"}).Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", "invalid video id")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.SearchTimeout)
+	defer cancel()
+	if err := a.d.Deletes.Delete(ctx, id); err != nil {
+		a.log.Warn("publishing a delete failed", "video_id", id, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the delete could not be published: "+err.Error())
+		return
+	}
+	w.Header().Set("Location", "/v1/videos/"+url.PathEscape(id))
+	writeJSON(w, http.StatusAccepted, VideoResponse{VideoID: id, Status: StatusDeleting})
 }
 
 func (a *API) video(w http.ResponseWriter, r *http.Request) (Video, bool) {

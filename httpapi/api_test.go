@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -65,9 +66,20 @@ func (f *fakeSearch) Search(ctx context.Context, q schemas.Query) (schemas.Resul
 }
 
 type fakeJobs struct {
-	mu   sync.Mutex
-	jobs []schemas.VideoJob
-	err  error
+	mu      sync.Mutex
+	jobs    []schemas.VideoJob
+	deletes []string
+	err     error
+}
+
+func (f *fakeJobs) Delete(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	f.deletes = append(f.deletes, id)
+	return nil
 }
 
 func (f *fakeJobs) Publish(_ context.Context, j schemas.VideoJob) error {
@@ -143,7 +155,7 @@ func newEnv(t *testing.T, cfg httpapi.Config) *env {
 	}
 	e := &env{search: &fakeSearch{}, jobs: &fakeJobs{}, ready: new(error)}
 	e.api, err = httpapi.New(cfg, httpapi.Deps{
-		Search: e.search, Jobs: e.jobs, Media: guard,
+		Search: e.search, Jobs: e.jobs, Deletes: e.jobs, Media: guard,
 		Videos: fakeVideos{
 			"red":      {ID: "red", Status: httpapi.StatusIndexed, Clips: 3, URI: inside},
 			"blue":     {ID: "blue", Status: httpapi.StatusIndexed, Clips: 1, URI: "https://videos.example.com/blue.mp4"},
@@ -385,6 +397,49 @@ func TestSearchFailures(t *testing.T) {
 			w := e.do(t, call{method: "POST", path: "/v1/search", body: `{"text": "red"}`}, docAccepts)
 			if w.Code != tc.status || errorCode(t, w) != tc.code {
 				t.Fatalf("got %d %s, want %d %s", w.Code, w.Body.String(), tc.status, tc.code)
+			}
+		})
+	}
+}
+
+func TestDeleteVideo(t *testing.T) {
+	cases := []struct {
+		name    string
+		path    string
+		fail    error
+		status  int
+		code    string
+		deleted string
+		doc     verdict
+	}{
+		{"published", "/v1/videos/red", nil, 202, "", "red", docAccepts},
+		{"escaped id", "/v1/videos/a%2Fb%20c", nil, 202, "", "a/b c", docAccepts},
+		{"never seen: deleting is idempotent", "/v1/videos/nobody", nil, 202, "", "nobody", docAccepts},
+		{"broker down", "/v1/videos/red", errors.New("no brokers"), 503, "unavailable", "", docAccepts},
+		{"id too long", "/v1/videos/" + strings.Repeat("x", schemas.MaxIDLen+1), nil, 400, "invalid_request", "", docRefuses},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, httpapi.Config{})
+			e.jobs.err = tc.fail
+			w := e.do(t, call{method: "DELETE", path: tc.path}, tc.doc)
+			if w.Code != tc.status {
+				t.Fatalf("status %d %s, want %d", w.Code, w.Body.String(), tc.status)
+			}
+			if tc.code != "" {
+				if c := errorCode(t, w); c != tc.code {
+					t.Errorf("code %s, want %s", c, tc.code)
+				}
+			} else {
+				var got httpapi.VideoResponse
+				if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil || got.VideoID != tc.deleted || got.Status != httpapi.StatusDeleting {
+					t.Errorf("body %s (%v), want video %q deleting", w.Body.String(), err, tc.deleted)
+				}
+			}
+			e.jobs.mu.Lock()
+			defer e.jobs.mu.Unlock()
+			if want := []string{tc.deleted}; tc.deleted != "" && !slices.Equal(e.jobs.deletes, want) || tc.deleted == "" && len(e.jobs.deletes) != 0 {
+				t.Errorf("deletes published %v, want %q", e.jobs.deletes, tc.deleted)
 			}
 		})
 	}

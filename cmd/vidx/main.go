@@ -22,6 +22,7 @@ Usage:
   vidx run STAGE [--config FILE] [flags]         run one stage: sample, encode, pool, index or query
   vidx ingest [flags] --video-id ID URI          publish a video job
   vidx search [flags] TEXT                       publish a query and print its ranked result
+  vidx delete [flags] VIDEO_ID...                remove videos' clips from the index (through Kafka)
   vidx demo [flags]                              generate videos and test models, index, query, check
   vidx status [flags]                            show the collection: point count and settings
   vidx dlq list [--json] [--filter EXPR]         show dead letters: reason, class, stage, origin
@@ -70,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdIngest(ctx, rest, stdout, stderr)
 	case "search":
 		return cmdSearch(ctx, rest, stdout, stderr)
+	case "delete":
+		return cmdDelete(ctx, rest, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr)
 	case "models":

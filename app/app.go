@@ -341,12 +341,19 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 			return nil, err
 		}
 		a.closers = append(a.closers, enc.Close)
+		// The image tower answers image queries ("image" on the queries topic).
+		img, err := a.runtime.NewImageEncoder(a.manifest, a.sessionOptions())
+		if err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, img.Close)
 		q := cfg.Stages.Query
 		handler, err := query.New(ctx, query.Config{
 			Collection: cfg.Store.Collection, Model: a.manifest.Name, Pooling: cfg.Stages.Pool.Mode,
 			Candidates: q.Candidates, TopK: q.TopK, Rerank: q.Rerank, Temperature: q.Temperature,
 			BankSize: q.BankSize, BankFile: q.BankFile, ResultsTopic: t.Results,
-		}, enc, a.store, a.log.With("stage", StageQuery))
+		}, enc, a.store, a.log.With("stage", StageQuery),
+			query.WithImageEncoder(img, triple(a.manifest.Image.Mean), triple(a.manifest.Image.Std)))
 		if err != nil {
 			return nil, err
 		}

@@ -305,13 +305,21 @@ func badRequest(code, format string, args ...any) *requestError {
 // decodeBody reads one JSON object into v: unknown fields, wrong types,
 // trailing data and bodies over the limit are refused.
 func (a *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) *requestError {
+	return a.decodeBodyUpTo(w, r, v, a.cfg.MaxBodyBytes)
+}
+
+// searchBodyBytes is the body limit of POST /v1/search: room for an image
+// query whatever http.max_body_bytes says.
+const searchBodyBytes = schemas.MaxImageLen + 64<<10
+
+func (a *API) decodeBodyUpTo(w http.ResponseWriter, r *http.Request, v any, limit int64) *requestError {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
 			return &requestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type", msg: "the body must be application/json"}
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes)
+	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -349,7 +357,10 @@ func (a *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) *request
 
 // SearchRequest is the body of POST /v1/search.
 type SearchRequest struct {
-	Text    string           `json:"text"`
+	// Exactly one of Text, Image (base64 JPEG or PNG) and Like.
+	Text    string           `json:"text,omitempty"`
+	Image   string           `json:"image,omitempty"`
+	Like    *schemas.ClipRef `json:"like,omitempty"`
 	TopK    *int             `json:"top_k,omitempty"`
 	Rerank  string           `json:"rerank,omitempty"`
 	Filters *schemas.Filters `json:"filters,omitempty"`
@@ -390,11 +401,12 @@ func (a *API) search(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req SearchRequest
-	if e := a.decodeBody(w, r, &req); e != nil {
+	if e := a.decodeBodyUpTo(w, r, &req, max(a.cfg.MaxBodyBytes, searchBodyBytes)); e != nil {
 		writeError(w, e.status, e.code, e.msg)
 		return
 	}
-	q := schemas.Query{SchemaVersion: schemas.Version, QueryID: newID(), Text: req.Text, Rerank: req.Rerank, Filters: req.Filters, MinScore: req.MinScore}
+	q := schemas.Query{SchemaVersion: schemas.Version, QueryID: newID(), Text: req.Text, Image: req.Image, Like: req.Like,
+		Rerank: req.Rerank, Filters: req.Filters, MinScore: req.MinScore}
 	if req.TopK != nil {
 		if *req.TopK < 1 || *req.TopK > schemas.MaxTopK {
 			writeError(w, http.StatusBadRequest, "out_of_range", fmt.Sprintf("top_k %d out of range [1, %d]", *req.TopK, schemas.MaxTopK))

@@ -284,7 +284,10 @@ func (e *env) healthy(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
-	big := `{"text": "` + strings.Repeat("a", 70<<10) + `"}`
+	// Search takes up to about 1 MiB (room for an image query); other
+	// bodies http.max_body_bytes (64 KiB).
+	big := `{"image": "` + strings.Repeat("A", 1100<<10) + `"}`
+	bigJob := `{"video_id": "v", "uri": "` + strings.Repeat("a", 70<<10) + `"}`
 	cases := []struct {
 		name   string
 		call   call
@@ -305,6 +308,8 @@ func TestBadRequests(t *testing.T) {
 		{"trailing data", call{method: "POST", path: "/v1/search", body: `{"text": "red"} {"text": "blue"}`}, 400, "invalid_json", docEither},
 		{"empty body", call{method: "POST", path: "/v1/search", header: map[string]string{"Content-Type": "application/json"}}, 400, "invalid_json", docRefuses},
 		{"body too large", call{method: "POST", path: "/v1/search", body: big}, 413, "body_too_large", docRefuses},
+		{"job body too large", call{method: "POST", path: "/v1/videos", body: bigJob}, 413, "body_too_large", docRefuses},
+		{"text and image", call{method: "POST", path: "/v1/search", body: `{"text": "red", "image": "iVBORw0KGgo="}`}, 400, "invalid_request", docAccepts},
 		{"wrong content type", call{method: "POST", path: "/v1/search", body: `{"text": "red"}`, header: map[string]string{"Content-Type": "text/plain"}}, 415, "unsupported_media_type", docRefuses},
 		{"job without uri", call{method: "POST", path: "/v1/videos", body: `{"video_id": "x"}`}, 400, "invalid_request", docRefuses},
 		{"job with unknown field", call{method: "POST", path: "/v1/videos", body: `{"video_id": "x", "uri": "/v/x.mp4", "path": "/etc"}`}, 400, "unknown_field", docRefuses},
@@ -649,5 +654,35 @@ func TestSlowBodyCutOff(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != 200 {
 		t.Fatalf("after a slow client, a search got %d", r.StatusCode)
+	}
+}
+
+// TestSearchByExample passes image and like queries to the searcher as they
+// came, an image over http.max_body_bytes included.
+func TestSearchByExample(t *testing.T) {
+	image := strings.Repeat("A", 200<<10) // over the 64 KiB default body limit
+	cases := []struct {
+		name  string
+		body  string
+		check func(q schemas.Query) bool
+	}{
+		{"image", `{"image": "` + image + `", "top_k": 3}`, func(q schemas.Query) bool { return q.Image == image && q.Text == "" && q.Like == nil }},
+		{"like", `{"like": {"video_id": "red", "clip_index": 2}}`, func(q schemas.Query) bool {
+			return q.Like != nil && q.Like.VideoID == "red" && q.Like.ClipIndex == 2 && q.Image == "" && q.Text == ""
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, httpapi.Config{})
+			w := e.do(t, call{method: "POST", path: "/v1/search", body: tc.body}, docAccepts)
+			if w.Code != http.StatusOK {
+				t.Fatalf("status %d: %.300s", w.Code, w.Body.String())
+			}
+			e.search.mu.Lock()
+			defer e.search.mu.Unlock()
+			if len(e.search.queries) != 1 || !tc.check(e.search.queries[0]) {
+				t.Errorf("the searcher got %.200v", e.search.queries)
+			}
+		})
 	}
 }

@@ -16,6 +16,9 @@ const (
 	MaxQueryText   = 2048
 	MaxTopK        = 1000
 	MaxMetadataLen = 64
+	// MaxImageLen bounds a query image's base64 text (about 720 KiB of
+	// JPEG or PNG), so a query fits Kafka's default 1 MiB message size.
+	MaxImageLen = 960 << 10
 )
 
 // Segment modes and frame selections a VideoJob may ask for.
@@ -117,11 +120,20 @@ type Filters struct {
 	WallTo   *time.Time `json:"wall_to,omitempty"`
 }
 
-// Query is a text query (topic "queries").
+// ClipRef names one indexed clip.
+type ClipRef struct {
+	VideoID   string `json:"video_id"`
+	ClipIndex int    `json:"clip_index"`
+}
+
+// Query asks for the clips nearest to one of: a text, an image (base64
+// JPEG or PNG) or an indexed clip (like) (topic "queries").
 type Query struct {
 	SchemaVersion int      `json:"schema_version"`
 	QueryID       string   `json:"query_id"`
-	Text          string   `json:"text"`
+	Text          string   `json:"text,omitempty"`
+	Image         string   `json:"image,omitempty"`
+	Like          *ClipRef `json:"like,omitempty"`
 	TopK          int      `json:"top_k,omitempty"`
 	Filters       *Filters `json:"filters,omitempty"`
 	// Rerank overrides the stage's dual-softmax mode: none, camoe, symmetric.
@@ -137,11 +149,31 @@ func (q *Query) Validate() error {
 	if err := checkID(kind, "query_id", q.QueryID); err != nil {
 		return err
 	}
-	if strings.TrimSpace(q.Text) == "" {
-		return invalidf(kind, "text is required")
+	asks := 0
+	for _, set := range []bool{q.Text != "", q.Image != "", q.Like != nil} {
+		if set {
+			asks++
+		}
 	}
-	if len(q.Text) > MaxQueryText || !utf8.ValidString(q.Text) {
+	switch {
+	case asks == 0:
+		return invalidf(kind, "text is required (or image, or like)")
+	case asks > 1:
+		return invalidf(kind, "give one of text, image and like")
+	case q.Text != "" && strings.TrimSpace(q.Text) == "":
+		return invalidf(kind, "text is required (or image, or like)")
+	case len(q.Text) > MaxQueryText || !utf8.ValidString(q.Text):
 		return invalidf(kind, "text must be valid UTF-8 of at most %d bytes", MaxQueryText)
+	case len(q.Image) > MaxImageLen:
+		return invalidf(kind, "image is %d bytes of base64, more than %d", len(q.Image), MaxImageLen)
+	}
+	if l := q.Like; l != nil {
+		if err := checkID(kind, "like.video_id", l.VideoID); err != nil {
+			return err
+		}
+		if l.ClipIndex < 0 {
+			return invalidf(kind, "like.clip_index %d is negative", l.ClipIndex)
+		}
 	}
 	if q.TopK < 0 || q.TopK > MaxTopK {
 		return invalidf(kind, "top_k %d out of range [1, %d]", q.TopK, MaxTopK)

@@ -299,6 +299,8 @@ func TestDecodeQueryFields(t *testing.T) {
 		{"empty time range", func(q *schemas.Query) { q.Filters.StartFrom, q.Filters.StartTo = f(5), f(5) }, ""},
 		{"open time range", func(q *schemas.Query) { q.Filters.StartTo = nil }, ""},
 		{"min_score", func(q *schemas.Query) { q.MinScore = f(-0.5) }, ""},
+		{"image instead of text", func(q *schemas.Query) { q.Text, q.Image = "", "iVBORw0KGgo=" }, ""},
+		{"like instead of text", func(q *schemas.Query) { q.Text, q.Like = "", &schemas.ClipRef{VideoID: "v", ClipIndex: 3} }, ""},
 		{"metadata filter", func(q *schemas.Query) { q.Filters.Metadata = map[string]string{"camera": "north", "site": ""} }, ""},
 		{"wall-clock window", func(q *schemas.Query) { q.Filters.WallFrom, q.Filters.WallTo = wall(0), wall(60) }, ""},
 
@@ -312,6 +314,11 @@ func TestDecodeQueryFields(t *testing.T) {
 		{"top_k too large", func(q *schemas.Query) { q.TopK = schemas.MaxTopK + 1 }, "top_k 1001"},
 		{"bad rerank", func(q *schemas.Query) { q.Rerank = "dsl" }, `rerank "dsl"`},
 		{"start_from after start_to", func(q *schemas.Query) { q.Filters.StartFrom, q.Filters.StartTo = f(61), f(60) }, "start_from is after"},
+		{"text and image", func(q *schemas.Query) { q.Image = "iVBORw0KGgo=" }, "give one of text, image and like"},
+		{"image and like", func(q *schemas.Query) { q.Text, q.Image, q.Like = "", "x", &schemas.ClipRef{VideoID: "v"} }, "give one of"},
+		{"image too large", func(q *schemas.Query) { q.Text, q.Image = "", strings.Repeat("A", schemas.MaxImageLen+4) }, "more than 983040"},
+		{"like without video", func(q *schemas.Query) { q.Text, q.Like = "", &schemas.ClipRef{ClipIndex: 1} }, "like.video_id is required"},
+		{"like negative clip", func(q *schemas.Query) { q.Text, q.Like = "", &schemas.ClipRef{VideoID: "v", ClipIndex: -1} }, "like.clip_index -1"},
 		{"wall_from after wall_to", func(q *schemas.Query) { q.Filters.WallFrom, q.Filters.WallTo = wall(61), wall(60) }, "wall_from is after"},
 		{"empty metadata key", func(q *schemas.Query) { q.Filters.Metadata = map[string]string{"": "x"} }, "metadata keys"},
 		{"too many metadata keys", func(q *schemas.Query) {

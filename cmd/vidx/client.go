@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -75,7 +77,7 @@ func publishJob(ctx context.Context, cfg config.Config, job *schemas.VideoJob) e
 }
 
 func cmdSearch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("search", stderr, "search [flags] TEXT")
+	fs := newFlagSet("search", stderr, "search [flags] TEXT | --image FILE | --like VIDEO_ID:CLIP_INDEX")
 	var cf configFlags
 	cf.register(fs, false)
 	topK := fs.Int("top-k", 5, "number of results")
@@ -88,10 +90,12 @@ func cmdSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var(&meta, "metadata", "keep clips whose video metadata has KEY=VALUE (repeatable; all must match)")
 	fs.Var(&videos, "video", "keep clips of this video id (repeatable)")
 	fs.Var(&sources, "source", "keep clips of this source (repeatable)")
+	imageFile := fs.String("image", "", "search with a JPEG or PNG file instead of text")
+	like := fs.String("like", "", "search with an indexed clip, VIDEO_ID:CLIP_INDEX, instead of text")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	if fs.NArg() == 0 {
+	if fs.NArg() == 0 && *imageFile == "" && *like == "" {
 		fs.Usage()
 		return errUsage
 	}
@@ -100,6 +104,21 @@ func cmdSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	q := schemas.Query{Text: strings.Join(fs.Args(), " "), TopK: *topK, Rerank: *rerank}
+	if *imageFile != "" {
+		data, err := os.ReadFile(*imageFile)
+		if err != nil {
+			return err
+		}
+		q.Image = base64.StdEncoding.EncodeToString(data)
+	}
+	if *like != "" {
+		i := strings.LastIndex(*like, ":")
+		n, err := strconv.Atoi((*like)[i+1:])
+		if i < 1 || err != nil {
+			return fmt.Errorf("--like %q is not VIDEO_ID:CLIP_INDEX", *like)
+		}
+		q.Like = &schemas.ClipRef{VideoID: (*like)[:i], ClipIndex: n}
+	}
 	if !math.IsInf(*minScore, -1) {
 		q.MinScore = minScore
 	}
@@ -167,7 +186,11 @@ func search(ctx context.Context, cfg config.Config, q schemas.Query) (schemas.Re
 }
 
 func printResult(w io.Writer, r schemas.Result) {
-	fmt.Fprintf(w, "query %q  (rerank %s, %d candidates, bank %d, %.1f ms)\n", r.Text, r.Rerank, r.Candidates, r.BankSize, r.TookMS)
+	what := fmt.Sprintf("%q", r.Text)
+	if r.Text == "" {
+		what = "by example"
+	}
+	fmt.Fprintf(w, "query %s  (rerank %s, %d candidates, bank %d, %.1f ms)\n", what, r.Rerank, r.Candidates, r.BankSize, r.TookMS)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RANK\tVIDEO\tCLIP\tSTART\tEND\tSCORE\tCOSINE")
 	for _, h := range r.Hits {

@@ -113,10 +113,14 @@ type Handler struct {
 	store Searcher
 	bank  *Bank[[]float32]
 	log   *slog.Logger
+
+	// image answers image queries; nil refuses them.
+	image     encoders.ImageEncoder
+	mean, std [3]float32
 }
 
 // New builds the handler and preloads the query bank.
-func New(ctx context.Context, cfg Config, text encoders.TextEncoder, store Searcher, log *slog.Logger) (*Handler, error) {
+func New(ctx context.Context, cfg Config, text encoders.TextEncoder, store Searcher, log *slog.Logger, opts ...Option) (*Handler, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -125,6 +129,9 @@ func New(ctx context.Context, cfg Config, text encoders.TextEncoder, store Searc
 		log = slog.Default()
 	}
 	h := &Handler{cfg: cfg, text: text, store: store, bank: NewBank[[]float32](cfg.BankSize), log: log}
+	for _, o := range opts {
+		o(h)
+	}
 	if cfg.BankFile != "" {
 		if err := h.preload(ctx, cfg.BankFile); err != nil {
 			return nil, err
@@ -324,46 +331,102 @@ func (h *Handler) Answer(ctx context.Context, queries []schemas.Query) ([]schema
 }
 
 func (h *Handler) answer(ctx context.Context, queries []schemas.Query) ([]schemas.Result, error) {
-	texts := make([]string, len(queries))
+	qvecs := make([][]float32, len(queries))
+	failed := make([]error, len(queries))
+	var textIdx, imageIdx []int
 	for i, q := range queries {
-		texts[i] = q.Text
+		switch {
+		case q.Image != "":
+			imageIdx = append(imageIdx, i)
+		case q.Like != nil:
+			v, err := h.clipVector(ctx, *q.Like)
+			var qe *QueryError
+			switch {
+			case errors.As(err, &qe):
+				failed[i] = err
+			case err != nil:
+				return nil, err
+			default:
+				qvecs[i] = v
+			}
+		default:
+			textIdx = append(textIdx, i)
+		}
 	}
-	ectx, span := telemetry.Start(ctx, "text encode", trace.WithAttributes(attribute.Int("vidx.batch_size", len(texts))))
-	start := time.Now()
-	raw, err := h.text.EncodeTexts(ectx, texts)
-	model := metric.WithAttributes(attribute.String("model", "text"))
-	telemetry.From(ctx).Instruments().InferenceSeconds.Record(ctx, time.Since(start).Seconds(), model)
-	telemetry.From(ctx).Instruments().InferenceBatch.Record(ctx, int64(len(texts)), model)
-	telemetry.End(span, err)
-	if err != nil {
-		return nil, fmt.Errorf("encode queries: %w", err)
+	texts := make([]string, len(textIdx))
+	for k, i := range textIdx {
+		texts[k] = queries[i].Text
 	}
-	if len(raw) != len(queries) {
-		return nil, fmt.Errorf("text encoder returned %d vectors for %d queries", len(raw), len(queries))
+	if len(texts) > 0 {
+		ectx, span := telemetry.Start(ctx, "text encode", trace.WithAttributes(attribute.Int("vidx.batch_size", len(texts))))
+		start := time.Now()
+		raw, err := h.text.EncodeTexts(ectx, texts)
+		model := metric.WithAttributes(attribute.String("model", "text"))
+		telemetry.From(ctx).Instruments().InferenceSeconds.Record(ctx, time.Since(start).Seconds(), model)
+		telemetry.From(ctx).Instruments().InferenceBatch.Record(ctx, int64(len(texts)), model)
+		telemetry.End(span, err)
+		if err != nil {
+			return nil, fmt.Errorf("encode queries: %w", err)
+		}
+		if len(raw) != len(texts) {
+			return nil, fmt.Errorf("text encoder returned %d vectors for %d queries", len(raw), len(texts))
+		}
+		for k, i := range textIdx {
+			qvecs[i] = Normalize(raw[k])
+		}
 	}
-	qvecs := make([][]float32, len(raw))
+	if len(imageIdx) > 0 {
+		if err := h.encodeImages(ctx, queries, imageIdx, qvecs, failed); err != nil {
+			return nil, err
+		}
+	}
 	inBatch := map[string]bool{}
-	for i, v := range raw {
-		qvecs[i] = Normalize(v)
-		inBatch[texts[i]] = true
+	for _, t := range texts {
+		inBatch[t] = true
 	}
-	// The text axis: this batch's queries (distinct texts) and the bank,
-	// which excludes texts of this batch.
+	// The text axis: this batch's text queries (distinct texts) and the
+	// bank, which excludes texts of this batch. Image and clip queries stay
+	// off it (and out of the bank): an image-image cosine dwarfs every
+	// text-clip cosine and would flatten the text axis for everyone else.
 	var axis []axisRow
-	for i, t := range texts {
+	for k, t := range texts {
 		if !slices.ContainsFunc(axis, func(r axisRow) bool { return r.text == t }) {
-			axis = append(axis, axisRow{t, qvecs[i]})
+			axis = append(axis, axisRow{t, qvecs[textIdx[k]]})
 		}
 	}
 	for _, v := range h.bank.Snapshot(func(t string) bool { return inBatch[t] }) {
 		axis = append(axis, axisRow{vec: v})
 	}
 
-	candidates, failed, err := h.candidates(ctx, queries, qvecs)
+	// Search for the queries that still stand.
+	var live []int
+	for i := range queries {
+		if failed[i] == nil {
+			live = append(live, i)
+		}
+	}
+	sub, subVecs := make([]schemas.Query, len(live)), make([][]float32, len(live))
+	for k, i := range live {
+		sub[k], subVecs[k] = queries[i], qvecs[i]
+		if sub[k].Like != nil {
+			// One more, since the clip itself is left out.
+			sub[k].TopK = min(cmp.Or(sub[k].TopK, h.cfg.TopK)+1, schemas.MaxTopK+1)
+		}
+	}
+	subHits, subFailed, err := h.candidates(ctx, sub, subVecs)
 	if err != nil {
 		return nil, err
 	}
-	_, span = telemetry.Start(ctx, "rerank", trace.WithAttributes(
+	candidates := make([][]sinks.Hit, len(queries))
+	for k, i := range live {
+		candidates[i], failed[i] = subHits[k], subFailed[k]
+		if l := queries[i].Like; l != nil {
+			candidates[i] = slices.DeleteFunc(candidates[i], func(hit sinks.Hit) bool {
+				return hit.Payload.VideoID == l.VideoID && hit.Payload.ClipIndex == l.ClipIndex
+			})
+		}
+	}
+	_, span := telemetry.Start(ctx, "rerank", trace.WithAttributes(
 		attribute.Int("vidx.queries", len(queries)), attribute.Int("vidx.text_axis", len(axis))))
 	out := make([]schemas.Result, len(queries))
 	for i, q := range queries {
@@ -376,12 +439,15 @@ func (h *Handler) answer(ctx context.Context, queries []schemas.Query) ([]schema
 			telemetry.End(span, err)
 			return nil, err
 		}
-		r.BankSize = len(axis) - 1
+		r.BankSize = len(axis)
+		if q.Text != "" {
+			r.BankSize-- // the query's own row
+		}
 		out[i] = r
 	}
 	span.End()
-	for i, t := range texts {
-		h.bank.Add(t, qvecs[i])
+	for k, t := range texts {
+		h.bank.Add(t, qvecs[textIdx[k]])
 	}
 	return out, nil
 }
@@ -466,7 +532,7 @@ func (h *Handler) rank(q schemas.Query, hits []sinks.Hit, axis []axisRow) (schem
 		sims := make([][]float64, 0, len(axis)+1)
 		sims = append(sims, scores)
 		for _, t := range axis {
-			if t.text == q.Text {
+			if q.Text != "" && t.text == q.Text {
 				continue
 			}
 			row := make([]float64, len(hits))

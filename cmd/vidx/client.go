@@ -21,49 +21,6 @@ import (
 	"github.com/vidx/vidx/stages/query"
 )
 
-func cmdIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("ingest", stderr, "ingest [flags] --video-id ID URI")
-	var cf configFlags
-	cf.register(fs, false)
-	id := fs.String("video-id", "", "video id (default: the file name without extension)")
-	source := fs.String("source", "", "source label stored with the clips")
-	mode := fs.String("mode", "", "segment mode: whole or window")
-	window := fs.Float64("window", 0, "window length in seconds (window mode)")
-	stride := fs.Float64("stride", 0, "window stride in seconds (window mode)")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
-	}
-	cfg, err := cf.load(os.Getenv)
-	if err != nil {
-		return err
-	}
-	uri := fs.Arg(0)
-	if abs, err := filepath.Abs(uri); err == nil && !strings.Contains(uri, "://") {
-		uri = abs
-	}
-	job := schemas.VideoJob{VideoID: *id, URI: uri, Source: *source}
-	if job.VideoID == "" {
-		job.VideoID = strings.TrimSuffix(filepath.Base(uri), filepath.Ext(uri))
-	}
-	if *mode != "" || *window != 0 {
-		job.Segment = &schemas.Segment{Mode: *mode, WindowS: *window, StrideS: *stride}
-	}
-	if err := publishJob(ctx, cfg, &job); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "published %s (%s) to %s\n", job.VideoID, job.URI, cfg.Topics.Videos)
-	if !strings.Contains(uri, "://") && !underAny(uri, fileRootsOf(&cfg)) {
-		fmt.Fprintf(stderr, "note: %s is outside the folders local videos are read from by default (the working directory and %s):\n"+
-			"  start vidx with its folder, `vidx up --embedded %s`, or list it in stages.sample.sources.file_roots;\n"+
-			"  otherwise the job is refused (`vidx dlq list` shows why)\n", uri, cfg.DataDir, filepath.Dir(uri))
-	}
-	return nil
-}
-
 func publishJob(ctx context.Context, cfg config.Config, job *schemas.VideoJob) error {
 	job.SchemaVersion = schemas.Version
 	if err := job.Validate(); err != nil {

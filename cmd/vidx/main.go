@@ -20,7 +20,7 @@ const usage = `vidx: video-text retrieval over Kafka
 Usage:
   vidx up [--embedded] [--config FILE] [flags]   run every stage (embedded: in-process broker and store)
   vidx run STAGE [--config FILE] [flags]         run one stage: sample, encode, pool, index or query
-  vidx ingest [flags] --video-id ID URI          publish a video job
+  vidx ingest [flags] PATH|GLOB|URL...            publish video jobs (folders recursively), follow them with progress
   vidx search [flags] TEXT                       publish a query and print its ranked result
   vidx delete [flags] VIDEO_ID...                remove videos' clips from the index (through Kafka)
   vidx demo [flags]                              generate videos and test models, index, query, check

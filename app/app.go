@@ -279,6 +279,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 			Options: sample.Options{
 				FPS: s.FPS, MaxFrames: s.MaxFrames, Selection: s.Selection, Mode: s.Mode,
 				WindowS: s.WindowS, StrideS: s.StrideS, Timeout: s.Timeout,
+				SceneThreshold: s.SceneThreshold, MinShotS: s.MinShotS, MaxShotS: s.MaxShotS,
 				FFmpegPath: s.FFmpeg, FFprobePath: s.FFprobe, Guard: guard, Logger: a.log,
 			},
 			Codec: s.Codec, Quality: s.Quality, OutputTopic: t.Clips, ThumbnailTopic: t.Thumbnails,

@@ -25,6 +25,7 @@ const (
 const (
 	ModeWhole  = "whole"
 	ModeWindow = "window"
+	ModeShots  = "shots"
 
 	SelectUniform = "uniform"
 	SelectHead    = "head"
@@ -39,6 +40,12 @@ type Segment struct {
 	Selection string  `json:"selection,omitempty"`
 	WindowS   float64 `json:"window_s,omitempty"`
 	StrideS   float64 `json:"stride_s,omitempty"`
+	// Shots mode: a scene-change score above SceneThreshold (0..1) starts
+	// a shot; shorter than MinShotS joins the next, longer than MaxShotS is
+	// split into windows.
+	SceneThreshold float64 `json:"scene_threshold,omitempty"`
+	MinShotS       float64 `json:"min_shot_s,omitempty"`
+	MaxShotS       float64 `json:"max_shot_s,omitempty"`
 }
 
 // VideoJob asks for one video to be indexed (topic "videos").
@@ -71,9 +78,16 @@ func (j *VideoJob) Validate() error {
 	}
 	if s := j.Segment; s != nil {
 		switch s.Mode {
-		case "", ModeWhole, ModeWindow:
+		case "", ModeWhole, ModeWindow, ModeShots:
 		default:
-			return invalidf(kind, "segment.mode %q is not one of whole, window", s.Mode)
+			return invalidf(kind, "segment.mode %q is not one of whole, window, shots", s.Mode)
+		}
+		if s.SceneThreshold < 0 || s.SceneThreshold >= 1 || math.IsNaN(s.SceneThreshold) {
+			return invalidf(kind, "segment.scene_threshold %v out of range (0, 1)", s.SceneThreshold)
+		}
+		if s.MinShotS < 0 || s.MaxShotS < 0 || math.IsNaN(s.MinShotS) || math.IsNaN(s.MaxShotS) ||
+			(s.MaxShotS > 0 && s.MinShotS > s.MaxShotS) {
+			return invalidf(kind, "segment.min_shot_s and max_shot_s must be positive, min at most max")
 		}
 		switch s.Selection {
 		case "", SelectUniform, SelectHead, SelectTail:

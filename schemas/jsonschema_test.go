@@ -171,7 +171,7 @@ func TestJSONSchemaLimits(t *testing.T) {
 		{"uri maxLength", intp(job.Properties["uri"].MaxLength), schemas.MaxURILen},
 		{"source maxLength", intp(job.Properties["source"].MaxLength), schemas.MaxIDLen},
 		{"metadata maxProperties", intp(job.Properties["metadata"].MaxProperties), schemas.MaxMetadataLen},
-		{"segment.mode enum", seg.Properties["mode"].Enum, []string{schemas.ModeWhole, schemas.ModeWindow}},
+		{"segment.mode enum", seg.Properties["mode"].Enum, []string{schemas.ModeWhole, schemas.ModeWindow, schemas.ModeShots}},
 		{"segment.selection enum", seg.Properties["selection"].Enum, []string{schemas.SelectUniform, schemas.SelectHead, schemas.SelectTail}},
 		{"segment.fps maximum", floatp(seg.Properties["fps"].Maximum), 30.0},
 		{"segment.max_frames maximum", floatp(seg.Properties["max_frames"].Maximum), 64.0},

@@ -233,6 +233,9 @@ func TestDecodeVideoJobFields(t *testing.T) {
 			j.Segment = &schemas.Segment{Mode: schemas.ModeWhole, Selection: schemas.SelectHead, FPS: 30, MaxFrames: 64}
 		}, ""},
 		{"tail", func(j *schemas.VideoJob) { j.Segment.Selection = schemas.SelectTail }, ""},
+		{"shots", func(j *schemas.VideoJob) {
+			j.Segment = &schemas.Segment{Mode: schemas.ModeShots, SceneThreshold: 0.4, MinShotS: 0.5, MaxShotS: 8}
+		}, ""},
 		{"id of max length", func(j *schemas.VideoJob) { j.VideoID = strings.Repeat("a", schemas.MaxIDLen) }, ""},
 		{"metadata at limit", func(j *schemas.VideoJob) { j.Metadata = metadata(schemas.MaxMetadataLen) }, ""},
 
@@ -245,6 +248,8 @@ func TestDecodeVideoJobFields(t *testing.T) {
 		{"source too long", func(j *schemas.VideoJob) { j.Source = strings.Repeat("s", schemas.MaxIDLen+1) }, "source longer than"},
 		{"too much metadata", func(j *schemas.VideoJob) { j.Metadata = metadata(schemas.MaxMetadataLen + 1) }, "metadata entries"},
 		{"bad mode", func(j *schemas.VideoJob) { j.Segment.Mode = "sliding" }, `segment.mode "sliding"`},
+		{"scene threshold of 1", func(j *schemas.VideoJob) { j.Segment.Mode, j.Segment.SceneThreshold = "shots", 1 }, "segment.scene_threshold 1"},
+		{"min shot over max", func(j *schemas.VideoJob) { j.Segment.Mode, j.Segment.MinShotS, j.Segment.MaxShotS = "shots", 5, 2 }, "min at most max"},
 		{"mode wrong case", func(j *schemas.VideoJob) { j.Segment.Mode = "Whole" }, "segment.mode"},
 		{"bad selection", func(j *schemas.VideoJob) { j.Segment.Selection = "random" }, `segment.selection "random"`},
 		{"negative fps", func(j *schemas.VideoJob) { j.Segment.FPS = -1 }, "segment.fps"},

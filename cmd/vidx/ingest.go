@@ -133,7 +133,7 @@ func cmdIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cf.register(fs, false)
 	id := fs.String("video-id", "", "video id of a single input (default: the path without extension)")
 	source := fs.String("source", "", "source label stored with the clips")
-	mode := fs.String("mode", "", "segment mode: whole or window")
+	mode := fs.String("mode", "", "segment mode: whole, window or shots")
 	window := fs.Float64("window", 0, "window length in seconds (window mode)")
 	stride := fs.Float64("stride", 0, "window stride in seconds (window mode)")
 	noWait := fs.Bool("no-wait", false, "publish the jobs and return without following them")

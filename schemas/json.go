@@ -110,6 +110,21 @@ func (j *VideoJob) Validate() error {
 	return nil
 }
 
+// A delete command on the "videos" topic is a tombstone (key: the video
+// id, no value) carrying HeaderCommand: CommandDelete. The header tells it
+// from an empty message, which Kafka clients may deliver as a null value
+// too and which stays a bad job.
+const (
+	HeaderCommand = "vidx-command"
+	CommandDelete = "delete"
+)
+
+// IsDeleteCommand reports whether a message of the "videos" topic is a
+// delete command.
+func IsDeleteCommand(value []byte, headers map[string]string) bool {
+	return len(value) == 0 && headers[HeaderCommand] == CommandDelete
+}
+
 // DecodeVideoJob parses and validates a message of the "videos" topic.
 func DecodeVideoJob(data []byte) (VideoJob, error) {
 	var j VideoJob

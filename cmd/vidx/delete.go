@@ -30,7 +30,7 @@ func cmdDelete(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // deleteVideos publishes one delete command per video: a tombstone keyed by
-// the video id on the videos topic, which the index stage turns into a
+// the video id with the delete header on the videos topic, which the index stage turns into a
 // delete from the store. Every id is checked before anything is published.
 func deleteVideos(ctx context.Context, cfg config.Config, ids []string, stdout io.Writer) error {
 	outs := make([]pipeline.Output, len(ids))
@@ -38,7 +38,7 @@ func deleteVideos(ctx context.Context, cfg config.Config, ids []string, stdout i
 		if err := (&schemas.VideoJob{VideoID: id, URI: "-"}).Validate(); err != nil {
 			return fmt.Errorf("video id %q: %w", id, err)
 		}
-		outs[i] = pipeline.Output{Topic: cfg.Topics.Videos, Key: []byte(id)}
+		outs[i] = pipeline.Output{Topic: cfg.Topics.Videos, Key: []byte(id), Headers: map[string]string{schemas.HeaderCommand: schemas.CommandDelete}}
 	}
 	if err := pipeline.Produce(ctx, cfg.Kafka, outs...); err != nil {
 		return fmt.Errorf("publish deletes: %w (is a broker running at %v?)", err, cfg.Kafka.Brokers)

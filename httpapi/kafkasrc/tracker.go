@@ -191,7 +191,7 @@ func (t *Tracker) Ready() error {
 }
 
 func (t *Tracker) onJob(m pipeline.Message) error {
-	if m.Value == nil { // a tombstone: a delete command
+	if schemas.IsDeleteCommand(m.Value, m.Headers) {
 		if id := string(m.Key); id != "" {
 			t.mu.Lock()
 			defer t.mu.Unlock()
@@ -337,7 +337,8 @@ func (t *Tracker) Video(ctx context.Context, id string) (httpapi.Video, error) {
 // Delete implements httpapi.Deletes: a tombstone keyed by the video id on
 // the jobs topic.
 func (t *Tracker) Delete(ctx context.Context, videoID string) error {
-	if err := pipeline.Produce(ctx, t.cfg.Kafka, pipeline.Output{Topic: t.cfg.VideosTopic, Key: []byte(videoID)}); err != nil {
+	cmd := pipeline.Output{Topic: t.cfg.VideosTopic, Key: []byte(videoID), Headers: map[string]string{schemas.HeaderCommand: schemas.CommandDelete}}
+	if err := pipeline.Produce(ctx, t.cfg.Kafka, cmd); err != nil {
 		return err
 	}
 	t.mu.Lock()

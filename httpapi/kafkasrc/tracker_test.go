@@ -209,7 +209,7 @@ func TestTracker(t *testing.T) {
 	status("early", httpapi.StatusDeleting)
 	store.set("early", 0)
 	status("early", httpapi.StatusDeleted)
-	produce(pipeline.Output{Topic: videos, Key: []byte("other")})
+	produce(pipeline.Output{Topic: videos, Key: []byte("other"), Headers: map[string]string{schemas.HeaderCommand: schemas.CommandDelete}})
 	status("other", httpapi.StatusDeleted)
 	time.Sleep(5 * time.Millisecond) // the next job's timestamp must be later than the delete's
 	produce(pipeline.Output{Topic: videos, Key: []byte("other"), Value: jobValue(t, "other", "https://v.example.com/o.mp4")})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
 )
 
@@ -48,7 +49,13 @@ func TestDeleteCommand(t *testing.T) {
 			}
 
 			job := pipeline.Message{Topic: "videos", Key: []byte("kept"), Value: []byte(`{"schema_version":1,"video_id":"kept","uri":"/v/kept.mp4"}`)}
-			tomb := pipeline.Message{Topic: "videos", Key: []byte("doomed"), Time: deleteAt}
+			del := map[string]string{schemas.HeaderCommand: schemas.CommandDelete}
+			tomb := pipeline.Message{Topic: "videos", Key: []byte("doomed"), Time: deleteAt, Headers: del}
+			// An empty message without the header is not a delete.
+			handle([]pipeline.Message{{Topic: "videos", Key: []byte("doomed")}})
+			if n := countOf("doomed"); n != 3 {
+				t.Fatalf("an empty message deleted the video (%d clips left)", n)
+			}
 			handle([]pipeline.Message{job, tomb})
 			if n := countOf("doomed"); n != 0 {
 				t.Errorf("%d clips of the deleted video remain", n)
@@ -76,8 +83,8 @@ func TestDeleteCommand(t *testing.T) {
 			}
 
 			// Deleting an unknown video is a no-op; a bad key is poison.
-			handle([]pipeline.Message{{Topic: "videos", Key: []byte("never-seen")}})
-			res := h.Handle(ctx, []pipeline.Message{{Topic: "videos", Key: nil}})
+			handle([]pipeline.Message{{Topic: "videos", Key: []byte("never-seen"), Headers: del}})
+			res := h.Handle(ctx, []pipeline.Message{{Topic: "videos", Key: nil, Headers: del}})
 			if pipeline.Classify(res[0].Err) != pipeline.ClassPoison {
 				t.Errorf("tombstone without a key: %v, want poison", res[0].Err)
 			}

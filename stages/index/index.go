@@ -15,8 +15,9 @@
 //
 // # Delete
 //
-// A tombstone on the videos topic (key: the video id, no value) deletes the
-// video: the stage reads that topic too, in the same consumer group, and
+// A delete command on the videos topic (a tombstone keyed by the video id
+// with the vidx-command: delete header, schemas.IsDeleteCommand) deletes
+// the video: the stage reads that topic too, in the same consumer group, and
 // removes the video's points of runs that began before the delete, stream
 // windows included (sinks.Store.DeleteOlder with the tombstone's time as
 // the generation), so a delete read again later does not remove the video
@@ -143,7 +144,7 @@ func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeli
 	var deletes []int
 	for i, m := range batch {
 		if h.videosTopic != "" && m.Topic == h.videosTopic {
-			if m.Value == nil {
+			if schemas.IsDeleteCommand(m.Value, m.Headers) {
 				deletes = append(deletes, i)
 			}
 			continue

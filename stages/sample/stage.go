@@ -119,8 +119,8 @@ func (s *Stage) JobOptions(job *schemas.VideoJob) (Options, error) {
 }
 
 func (s *Stage) handle(ctx context.Context, m pipeline.Message) (_ []pipeline.Output, err error) {
-	if m.Value == nil {
-		// A tombstone deletes the video; the index stage acts on it.
+	if schemas.IsDeleteCommand(m.Value, m.Headers) {
+		// The index stage acts on it.
 		return nil, nil
 	}
 	job, err := schemas.DecodeVideoJob(m.Value)

@@ -275,7 +275,10 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 		return nil, fmt.Errorf("unknown stage %q", name)
 	}
 	rt, topics := spec.Runtime(cfg.Stages), []string{spec.Input(t)}
-	var h pipeline.Handler
+	var (
+		h    pipeline.Handler
+		opts []pipeline.Option
+	)
 	switch name {
 	case StageSample:
 		s := cfg.Stages.Sample
@@ -287,6 +290,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 			Options: sample.Options{
 				FPS: s.FPS, MaxFrames: s.MaxFrames, Selection: s.Selection, Mode: s.Mode,
 				WindowS: s.WindowS, StrideS: s.StrideS, Timeout: s.Timeout,
+				SceneThreshold: s.SceneThreshold, MinShotS: s.MinShotS, MaxShotS: s.MaxShotS,
 				FFmpegPath: s.FFmpeg, FFprobePath: s.FFprobe, Guard: guard, Logger: a.log,
 			},
 			Codec: s.Codec, Quality: s.Quality, OutputTopic: t.Clips, ThumbnailTopic: t.Thumbnails,
@@ -334,11 +338,12 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 		}
 		h = handler
 	case StageIndex:
-		handler, err := index.New(ctx, a.collectionSpec(), a.store, index.WithLogger(a.log))
+		handler, err := index.New(ctx, a.collectionSpec(), a.store, index.WithLogger(a.log), index.WithVideosTopic(t.Videos))
 		if err != nil {
 			return nil, err
 		}
-		h = handler
+		// The videos topic carries delete commands (tombstones) for the index.
+		h, topics = handler, append(topics, t.Videos)
 	case StageQuery:
 		if err := a.checkCollection(ctx); err != nil {
 			return nil, err
@@ -348,17 +353,26 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 			return nil, err
 		}
 		a.closers = append(a.closers, enc.Close)
+		// The image tower answers image queries ("image" on the queries topic).
+		img, err := a.runtime.NewImageEncoder(a.manifest, a.sessionOptions())
+		if err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, img.Close)
 		q := cfg.Stages.Query
 		handler, err := query.New(ctx, query.Config{
 			Collection: cfg.Store.Collection, Model: a.manifest.Name, Pooling: cfg.Stages.Pool.Mode,
 			Candidates: q.Candidates, TopK: q.TopK, Rerank: q.Rerank, Temperature: q.Temperature,
 			BankSize: q.BankSize, BankFile: q.BankFile, ResultsTopic: t.Results,
-		}, enc, a.store, a.log.With("stage", StageQuery))
+		}, enc, a.store, a.log.With("stage", StageQuery),
+			query.WithImageEncoder(img, triple(a.manifest.Image.Mean), triple(a.manifest.Image.Std)))
 		if err != nil {
 			return nil, err
 		}
 		a.Query = handler
 		h = handler
+		// A query the stage gives up on is still answered, with the error.
+		opts = append(opts, pipeline.WithReply(handler.Reply))
 	}
 	return pipeline.NewStage(pipeline.StageConfig{
 		Name:            name,
@@ -371,7 +385,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 		MaxAttempts:     rt.MaxAttempts,
 		MaxBatchBytes:   rt.MaxBatchBytes,
 		DrainTimeout:    rt.DrainTimeout,
-	}, cfg.Kafka, h, a.log, pipeline.Hooks{}, pipeline.WithTelemetry(a.tel))
+	}, cfg.Kafka, h, a.log, pipeline.Hooks{}, append(opts, pipeline.WithTelemetry(a.tel))...)
 }
 
 // checkPooling refuses seqTransf with a bundle that has no temporal head:

@@ -1,9 +1,15 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -308,6 +314,89 @@ func testPipelineEndToEnd(t *testing.T, f fixtures, b *kafkatest.Broker) {
 		if r.Rerank != "symmetric" || r.BankSize != i {
 			t.Errorf("query %q: rerank %s with bank %d, want symmetric with %d", r.Text, r.Rerank, r.BankSize, i)
 		}
+	}
+	checkQueriesByExampleAndErrors(t, ctx, a)
+	checkDelete(t, ctx, a)
+}
+
+// checkQueriesByExampleAndErrors asks with an image and with an indexed
+// clip, and sends queries that cannot be answered: each gets a result on
+// the results topic, the bad ones with their error.
+func checkQueriesByExampleAndErrors(t *testing.T, ctx context.Context, a *app.App) {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 64, 48))
+	draw.Draw(img, img.Bounds(), &image.Uniform{color.RGBA{255, 0, 0, 255}}, image.Point{}, draw.Src)
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	askQ := func(q schemas.Query) schemas.Result {
+		t.Helper()
+		r, err := query.Ask(ctx, a.Kafka(), a.Config.Topics.Queries, a.Config.Topics.Results, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	byImage := askQ(schemas.Query{QueryID: "by-image", Image: base64.StdEncoding.EncodeToString(buf.Bytes()), TopK: 3})
+	if byImage.Error != nil || len(byImage.Hits) == 0 || !strings.HasPrefix(byImage.Hits[0].VideoID, "red") {
+		t.Errorf("a red picture: error %+v, hits %+v; want a red video first", byImage.Error, byImage.Hits)
+	}
+	like := askQ(schemas.Query{QueryID: "like-red", Like: &schemas.ClipRef{VideoID: "red", ClipIndex: 0}, TopK: 3})
+	if like.Error != nil || len(like.Hits) == 0 || like.Hits[0].VideoID != "red-again" {
+		t.Errorf("like red/0: error %+v, hits %+v; want red-again first", like.Error, like.Hits)
+	}
+	for _, h := range like.Hits {
+		if h.VideoID == "red" && h.ClipIndex == 0 {
+			t.Errorf("like red/0 returned the clip itself")
+		}
+	}
+	unknown := askQ(schemas.Query{QueryID: "like-nothing", Like: &schemas.ClipRef{VideoID: "mauve", ClipIndex: 0}})
+	if e := unknown.Error; e == nil || e.Code != schemas.ErrCodeInvalidQuery || !strings.Contains(e.Message, `"mauve"`) || len(unknown.Hits) != 0 {
+		t.Errorf("unknown clip: %+v, want an invalid_query error naming it", unknown.Error)
+	}
+	// A malformed query never passes Ask's validation; send it raw.
+	m, err := pipeline.Request(ctx, a.Kafka(), pipeline.Output{Topic: a.Config.Topics.Queries, Key: []byte("q-malformed"),
+		Value: []byte(`{"schema_version": 1, "query_id": "q-malformed", "text": "  "}`)}, a.Config.Topics.Results,
+		func(m pipeline.Message) bool { return string(m.Key) == "q-malformed" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := schemas.DecodeResult(m.Value)
+	if err != nil || r.Error == nil || r.Error.Code != schemas.ErrCodeInvalidQuery || !strings.Contains(r.Error.Message, "text is required") {
+		t.Errorf("malformed query: result %+v (%v), want invalid_query", r.Error, err)
+	}
+}
+
+// checkDelete publishes a tombstone for one video on the videos topic: the
+// index stage removes its clips and no other.
+func checkDelete(t *testing.T, ctx context.Context, a *app.App) {
+	t.Helper()
+	coll := a.Config.Store.Collection
+	before, err := a.Store().Count(ctx, coll, sinks.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := pipeline.Output{Topic: a.Config.Topics.Videos, Key: []byte("red-again"), Headers: map[string]string{schemas.HeaderCommand: schemas.CommandDelete}}
+	if err := pipeline.Produce(ctx, a.Kafka(), del); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		n, err := a.Store().Count(ctx, coll, sinks.Filter{VideoIDs: []string{"red-again"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("red-again still has %d clips after its delete", n)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if after, _ := a.Store().Count(ctx, coll, sinks.Filter{}); after != before-1 {
+		t.Errorf("%d clips after deleting one video of one clip, want %d", after, before-1)
 	}
 }
 

@@ -40,7 +40,7 @@ func (a *App) startWeb() error {
 		return err
 	}
 	api, err := httpapi.New(cfg.HTTP, httpapi.Deps{
-		Search: httpapi.SearchWith(a.Query), Jobs: tracker, Videos: tracker, Thumbnails: tracker, Media: guard,
+		Search: httpapi.SearchWith(a.Query), Jobs: tracker, Deletes: tracker, Videos: tracker, Thumbnails: tracker, Media: guard,
 		Ready: a.Ready,
 		Log:   a.log.With("component", "http"),
 	})

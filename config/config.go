@@ -154,17 +154,21 @@ type Runtime struct {
 // Sample configures the sample stage.
 type Sample struct {
 	Runtime   `yaml:",inline"`
-	FPS       float64       `yaml:"fps"`
-	MaxFrames int           `yaml:"max_frames"`
-	Selection string        `yaml:"selection"`
-	Mode      string        `yaml:"mode"`
-	WindowS   float64       `yaml:"window_s"`
-	StrideS   float64       `yaml:"stride_s"`
-	Codec     string        `yaml:"codec"`
-	Quality   int           `yaml:"quality"`
-	Timeout   time.Duration `yaml:"timeout"`
-	FFmpeg    string        `yaml:"ffmpeg"`
-	FFprobe   string        `yaml:"ffprobe"`
+	FPS       float64 `yaml:"fps"`
+	MaxFrames int     `yaml:"max_frames"`
+	Selection string  `yaml:"selection"`
+	Mode      string  `yaml:"mode"`
+	WindowS   float64 `yaml:"window_s"`
+	StrideS   float64 `yaml:"stride_s"`
+	// Shots mode: scene-score threshold and shot length bounds (seconds).
+	SceneThreshold float64       `yaml:"scene_threshold"`
+	MinShotS       float64       `yaml:"min_shot_s"`
+	MaxShotS       float64       `yaml:"max_shot_s"`
+	Codec          string        `yaml:"codec"`
+	Quality        int           `yaml:"quality"`
+	Timeout        time.Duration `yaml:"timeout"`
+	FFmpeg         string        `yaml:"ffmpeg"`
+	FFprobe        string        `yaml:"ffprobe"`
 	// Sources is the allow-list every video job and stream is checked
 	// against: schemes, hosts, networks, file roots and size limits.
 	Sources sample.SourcePolicy `yaml:"sources"`

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func TestQdrantStoreSettings(t *testing.T) {
 	want := qdrant.Default()
 	want.APIKey, want.TLS, want.PoolSize, want.Timeout = "from-env", true, 6, 3*time.Second
 	want.HNSWM, want.Quantization, want.Shards, want.ReplicationFactor, want.UpsertBatch = 32, "int8", 4, 2, 256
-	if cfg.Store.Qdrant != want {
+	if !reflect.DeepEqual(cfg.Store.Qdrant, want) {
 		t.Errorf("store.qdrant = %+v, want %+v", cfg.Store.Qdrant, want)
 	}
 	if err := cfg.Validate(); err != nil {

@@ -33,6 +33,10 @@ const (
 	StatusQueued  = "queued"
 	StatusIndexed = "indexed"
 	StatusFailed  = "failed"
+	// StatusDeleting: a delete was published and clips remain in the
+	// index; StatusDeleted: none remain.
+	StatusDeleting = "deleting"
+	StatusDeleted  = "deleted"
 )
 
 // ErrNotFound is returned by Videos and Thumbnails for what they do not know.
@@ -56,12 +60,18 @@ type Jobs interface {
 // Video is what is known of one video.
 type Video struct {
 	ID     string
-	Status string // StatusQueued, StatusIndexed or StatusFailed
+	Status string // StatusQueued, StatusIndexed, StatusFailed, StatusDeleting or StatusDeleted
 	Clips  int
 	// Error is the dead letter's reason of a failed video.
 	Error string
 	// URI is the job's source.
 	URI string
+}
+
+// Deletes publishes delete commands: a tombstone keyed by the video id on
+// the jobs topic, which the index stage acts on.
+type Deletes interface {
+	Delete(ctx context.Context, videoID string) error
 }
 
 // Videos reports video states.
@@ -90,6 +100,7 @@ type MediaFiles interface {
 type Deps struct {
 	Search     Searcher
 	Jobs       Jobs
+	Deletes    Deletes
 	Videos     Videos
 	Thumbnails Thumbnails
 	Media      MediaFiles
@@ -138,6 +149,7 @@ func New(cfg Config, d Deps) (*API, error) {
 	a.mux.HandleFunc("POST /v1/search", a.guard(a.search))
 	a.mux.HandleFunc("POST /v1/videos", a.guard(a.postVideo))
 	a.mux.HandleFunc("GET /v1/videos/{id}", a.guard(a.getVideo))
+	a.mux.HandleFunc("DELETE /v1/videos/{id}", a.guard(a.deleteVideo))
 	a.mux.HandleFunc("GET /v1/videos/{id}/media", a.guard(a.media))
 	a.mux.HandleFunc("GET /v1/thumbnails/{video_id}/{clip_index}", a.guard(a.thumbnail))
 	a.mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
@@ -293,13 +305,21 @@ func badRequest(code, format string, args ...any) *requestError {
 // decodeBody reads one JSON object into v: unknown fields, wrong types,
 // trailing data and bodies over the limit are refused.
 func (a *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) *requestError {
+	return a.decodeBodyUpTo(w, r, v, a.cfg.MaxBodyBytes)
+}
+
+// searchBodyBytes is the body limit of POST /v1/search: room for an image
+// query whatever http.max_body_bytes says.
+const searchBodyBytes = schemas.MaxImageLen + 64<<10
+
+func (a *API) decodeBodyUpTo(w http.ResponseWriter, r *http.Request, v any, limit int64) *requestError {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
 			return &requestError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type", msg: "the body must be application/json"}
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes)
+	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -337,10 +357,15 @@ func (a *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) *request
 
 // SearchRequest is the body of POST /v1/search.
 type SearchRequest struct {
-	Text    string           `json:"text"`
+	// Exactly one of Text, Image (base64 JPEG or PNG) and Like.
+	Text    string           `json:"text,omitempty"`
+	Image   string           `json:"image,omitempty"`
+	Like    *schemas.ClipRef `json:"like,omitempty"`
 	TopK    *int             `json:"top_k,omitempty"`
 	Rerank  string           `json:"rerank,omitempty"`
 	Filters *schemas.Filters `json:"filters,omitempty"`
+	// MinScore drops hits scored below it by the rerank mode in use.
+	MinScore *float64 `json:"min_score,omitempty"`
 }
 
 // SearchResponse is the answer of POST /v1/search.
@@ -376,11 +401,12 @@ func (a *API) search(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req SearchRequest
-	if e := a.decodeBody(w, r, &req); e != nil {
+	if e := a.decodeBodyUpTo(w, r, &req, max(a.cfg.MaxBodyBytes, searchBodyBytes)); e != nil {
 		writeError(w, e.status, e.code, e.msg)
 		return
 	}
-	q := schemas.Query{SchemaVersion: schemas.Version, QueryID: newID(), Text: req.Text, Rerank: req.Rerank, Filters: req.Filters}
+	q := schemas.Query{SchemaVersion: schemas.Version, QueryID: newID(), Text: req.Text, Image: req.Image, Like: req.Like,
+		Rerank: req.Rerank, Filters: req.Filters, MinScore: req.MinScore}
 	if req.TopK != nil {
 		if *req.TopK < 1 || *req.TopK > schemas.MaxTopK {
 			writeError(w, http.StatusBadRequest, "out_of_range", fmt.Sprintf("top_k %d out of range [1, %d]", *req.TopK, schemas.MaxTopK))
@@ -403,6 +429,15 @@ func (a *API) search(w http.ResponseWriter, r *http.Request) {
 		}
 		a.log.Warn("search failed", "query_id", q.QueryID, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "search failed: "+err.Error())
+		return
+	}
+	if e := res.Error; e != nil {
+		// The query stage's own verdict on a query it cannot answer.
+		status := http.StatusServiceUnavailable
+		if e.Code == schemas.ErrCodeInvalidQuery {
+			status = http.StatusBadRequest
+		}
+		writeError(w, status, e.Code, e.Message)
 		return
 	}
 	out := SearchResponse{QueryID: q.QueryID, Text: res.Text, Rerank: res.Rerank, Model: res.Model, Hits: make([]Hit, 0, len(res.Hits)),
@@ -494,6 +529,31 @@ func (a *API) postVideo(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/v1/videos/"+url.PathEscape(job.VideoID))
 	writeJSON(w, http.StatusAccepted, VideoResponse{VideoID: job.VideoID, Status: StatusQueued})
+}
+
+// deleteVideo publishes a delete command. It answers 202 at once: every
+// index replica's store agrees once the index stage has read the command,
+// which GET /v1/videos/{id} shows as status deleted. Deleting a video that
+// was never seen is accepted too (a delete is idempotent).
+func (a *API) deleteVideo(w http.ResponseWriter, r *http.Request) {
+	if a.d.Deletes == nil {
+		writeError(w, http.StatusServiceUnavailable, "not_available", "deleting videos is not available in this process")
+		return
+	}
+	id := r.PathValue("id")
+	if err := (&schemas.VideoJob{VideoID: id, URI: "-"}).Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", "invalid video id")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.SearchTimeout)
+	defer cancel()
+	if err := a.d.Deletes.Delete(ctx, id); err != nil {
+		a.log.Warn("publishing a delete failed", "video_id", id, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the delete could not be published: "+err.Error())
+		return
+	}
+	w.Header().Set("Location", "/v1/videos/"+url.PathEscape(id))
+	writeJSON(w, http.StatusAccepted, VideoResponse{VideoID: id, Status: StatusDeleting})
 }
 
 func (a *API) video(w http.ResponseWriter, r *http.Request) (Video, bool) {

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -34,12 +35,14 @@ type fakeSearch struct {
 	queries []schemas.Query
 	err     error
 	block   bool
+	// answer, when set, is the query stage's error for every query.
+	answer *schemas.ResultError
 }
 
 func (f *fakeSearch) Search(ctx context.Context, q schemas.Query) (schemas.Result, error) {
 	f.mu.Lock()
 	f.queries = append(f.queries, q)
-	err, block := f.err, f.block
+	err, block, answer := f.err, f.block, f.answer
 	f.mu.Unlock()
 	if block {
 		<-ctx.Done()
@@ -49,6 +52,10 @@ func (f *fakeSearch) Search(ctx context.Context, q schemas.Query) (schemas.Resul
 		return schemas.Result{}, err
 	}
 	r := schemas.Result{QueryID: q.QueryID, Text: q.Text, Rerank: "symmetric", Model: "fake"}
+	if answer != nil {
+		r.Error = answer
+		return r, nil
+	}
 	for i, id := range []string{"red", "blue"} {
 		if !strings.Contains(q.Text, id) && i == 0 {
 			continue
@@ -59,9 +66,20 @@ func (f *fakeSearch) Search(ctx context.Context, q schemas.Query) (schemas.Resul
 }
 
 type fakeJobs struct {
-	mu   sync.Mutex
-	jobs []schemas.VideoJob
-	err  error
+	mu      sync.Mutex
+	jobs    []schemas.VideoJob
+	deletes []string
+	err     error
+}
+
+func (f *fakeJobs) Delete(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	f.deletes = append(f.deletes, id)
+	return nil
 }
 
 func (f *fakeJobs) Publish(_ context.Context, j schemas.VideoJob) error {
@@ -137,7 +155,7 @@ func newEnv(t *testing.T, cfg httpapi.Config) *env {
 	}
 	e := &env{search: &fakeSearch{}, jobs: &fakeJobs{}, ready: new(error)}
 	e.api, err = httpapi.New(cfg, httpapi.Deps{
-		Search: e.search, Jobs: e.jobs, Media: guard,
+		Search: e.search, Jobs: e.jobs, Deletes: e.jobs, Media: guard,
 		Videos: fakeVideos{
 			"red":      {ID: "red", Status: httpapi.StatusIndexed, Clips: 3, URI: inside},
 			"blue":     {ID: "blue", Status: httpapi.StatusIndexed, Clips: 1, URI: "https://videos.example.com/blue.mp4"},
@@ -266,7 +284,10 @@ func (e *env) healthy(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
-	big := `{"text": "` + strings.Repeat("a", 70<<10) + `"}`
+	// Search takes up to about 1 MiB (room for an image query); other
+	// bodies http.max_body_bytes (64 KiB).
+	big := `{"image": "` + strings.Repeat("A", 1100<<10) + `"}`
+	bigJob := `{"video_id": "v", "uri": "` + strings.Repeat("a", 70<<10) + `"}`
 	cases := []struct {
 		name   string
 		call   call
@@ -287,6 +308,8 @@ func TestBadRequests(t *testing.T) {
 		{"trailing data", call{method: "POST", path: "/v1/search", body: `{"text": "red"} {"text": "blue"}`}, 400, "invalid_json", docEither},
 		{"empty body", call{method: "POST", path: "/v1/search", header: map[string]string{"Content-Type": "application/json"}}, 400, "invalid_json", docRefuses},
 		{"body too large", call{method: "POST", path: "/v1/search", body: big}, 413, "body_too_large", docRefuses},
+		{"job body too large", call{method: "POST", path: "/v1/videos", body: bigJob}, 413, "body_too_large", docRefuses},
+		{"text and image", call{method: "POST", path: "/v1/search", body: `{"text": "red", "image": "iVBORw0KGgo="}`}, 400, "invalid_request", docAccepts},
 		{"wrong content type", call{method: "POST", path: "/v1/search", body: `{"text": "red"}`, header: map[string]string{"Content-Type": "text/plain"}}, 415, "unsupported_media_type", docRefuses},
 		{"job without uri", call{method: "POST", path: "/v1/videos", body: `{"video_id": "x"}`}, 400, "invalid_request", docRefuses},
 		{"job with unknown field", call{method: "POST", path: "/v1/videos", body: `{"video_id": "x", "uri": "/v/x.mp4", "path": "/etc"}`}, 400, "unknown_field", docRefuses},
@@ -325,7 +348,7 @@ func TestBadRequests(t *testing.T) {
 
 func TestSearch(t *testing.T) {
 	e := newEnv(t, httpapi.Config{})
-	w := e.do(t, call{method: "POST", path: "/v1/search", body: `{"text": "red car", "top_k": 5, "rerank": "camoe", "filters": {"video_ids": ["red", "blue"], "start_from": 1}}`}, docAccepts)
+	w := e.do(t, call{method: "POST", path: "/v1/search", body: `{"text": "red car", "top_k": 5, "rerank": "camoe", "min_score": 0.25, "filters": {"video_ids": ["red", "blue"], "start_from": 1, "metadata": {"camera": "north"}, "wall_from": "2026-01-02T03:04:05Z"}}`}, docAccepts)
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, w.Body.String())
 	}
@@ -349,7 +372,9 @@ func TestSearch(t *testing.T) {
 	q := e.search.queries[0]
 	e.search.mu.Unlock()
 	if q.Text != "red car" || q.TopK != 5 || q.Rerank != "camoe" || q.Filters == nil || len(q.Filters.VideoIDs) != 2 ||
-		q.Filters.StartFrom == nil || *q.Filters.StartFrom != 1 || q.QueryID != got.QueryID || q.QueryID == "" {
+		q.Filters.StartFrom == nil || *q.Filters.StartFrom != 1 || q.QueryID != got.QueryID || q.QueryID == "" ||
+		q.MinScore == nil || *q.MinScore != 0.25 || q.Filters.Metadata["camera"] != "north" || q.Filters.WallFrom == nil ||
+		!q.Filters.WallFrom.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) {
 		t.Errorf("the searcher got %+v, want the request's fields and the answer's query id %q", q, got.QueryID)
 	}
 }
@@ -363,6 +388,12 @@ func TestSearchFailures(t *testing.T) {
 	}{
 		{"searcher fails", func(f *fakeSearch) { f.err = errors.New("store down") }, 503, "unavailable"},
 		{"searcher takes too long", func(f *fakeSearch) { f.block = true }, 504, "timeout"},
+		{"query stage refuses the query", func(f *fakeSearch) {
+			f.answer = &schemas.ResultError{Code: schemas.ErrCodeInvalidQuery, Message: "metadata key \"x\" has no payload index"}
+		}, 400, "invalid_query"},
+		{"query stage gave up", func(f *fakeSearch) {
+			f.answer = &schemas.ResultError{Code: schemas.ErrCodeUnavailable, Message: "store down"}
+		}, 503, "unavailable"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -371,6 +402,49 @@ func TestSearchFailures(t *testing.T) {
 			w := e.do(t, call{method: "POST", path: "/v1/search", body: `{"text": "red"}`}, docAccepts)
 			if w.Code != tc.status || errorCode(t, w) != tc.code {
 				t.Fatalf("got %d %s, want %d %s", w.Code, w.Body.String(), tc.status, tc.code)
+			}
+		})
+	}
+}
+
+func TestDeleteVideo(t *testing.T) {
+	cases := []struct {
+		name    string
+		path    string
+		fail    error
+		status  int
+		code    string
+		deleted string
+		doc     verdict
+	}{
+		{"published", "/v1/videos/red", nil, 202, "", "red", docAccepts},
+		{"escaped id", "/v1/videos/a%2Fb%20c", nil, 202, "", "a/b c", docAccepts},
+		{"never seen: deleting is idempotent", "/v1/videos/nobody", nil, 202, "", "nobody", docAccepts},
+		{"broker down", "/v1/videos/red", errors.New("no brokers"), 503, "unavailable", "", docAccepts},
+		{"id too long", "/v1/videos/" + strings.Repeat("x", schemas.MaxIDLen+1), nil, 400, "invalid_request", "", docRefuses},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, httpapi.Config{})
+			e.jobs.err = tc.fail
+			w := e.do(t, call{method: "DELETE", path: tc.path}, tc.doc)
+			if w.Code != tc.status {
+				t.Fatalf("status %d %s, want %d", w.Code, w.Body.String(), tc.status)
+			}
+			if tc.code != "" {
+				if c := errorCode(t, w); c != tc.code {
+					t.Errorf("code %s, want %s", c, tc.code)
+				}
+			} else {
+				var got httpapi.VideoResponse
+				if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil || got.VideoID != tc.deleted || got.Status != httpapi.StatusDeleting {
+					t.Errorf("body %s (%v), want video %q deleting", w.Body.String(), err, tc.deleted)
+				}
+			}
+			e.jobs.mu.Lock()
+			defer e.jobs.mu.Unlock()
+			if want := []string{tc.deleted}; tc.deleted != "" && !slices.Equal(e.jobs.deletes, want) || tc.deleted == "" && len(e.jobs.deletes) != 0 {
+				t.Errorf("deletes published %v, want %q", e.jobs.deletes, tc.deleted)
 			}
 		})
 	}
@@ -580,5 +654,35 @@ func TestSlowBodyCutOff(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != 200 {
 		t.Fatalf("after a slow client, a search got %d", r.StatusCode)
+	}
+}
+
+// TestSearchByExample passes image and like queries to the searcher as they
+// came, an image over http.max_body_bytes included.
+func TestSearchByExample(t *testing.T) {
+	image := strings.Repeat("A", 200<<10) // over the 64 KiB default body limit
+	cases := []struct {
+		name  string
+		body  string
+		check func(q schemas.Query) bool
+	}{
+		{"image", `{"image": "` + image + `", "top_k": 3}`, func(q schemas.Query) bool { return q.Image == image && q.Text == "" && q.Like == nil }},
+		{"like", `{"like": {"video_id": "red", "clip_index": 2}}`, func(q schemas.Query) bool {
+			return q.Like != nil && q.Like.VideoID == "red" && q.Like.ClipIndex == 2 && q.Image == "" && q.Text == ""
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, httpapi.Config{})
+			w := e.do(t, call{method: "POST", path: "/v1/search", body: tc.body}, docAccepts)
+			if w.Code != http.StatusOK {
+				t.Fatalf("status %d: %.300s", w.Code, w.Body.String())
+			}
+			e.search.mu.Lock()
+			defer e.search.mu.Unlock()
+			if len(e.search.queries) != 1 || !tc.check(e.search.queries[0]) {
+				t.Errorf("the searcher got %.200v", e.search.queries)
+			}
+		})
 	}
 }

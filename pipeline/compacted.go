@@ -194,6 +194,28 @@ func TailPartition(ctx context.Context, c KafkaConfig, topic string, partition i
 	if caughtUp != nil {
 		caughtUp()
 	}
+	return TailFrom(ctx, c, topic, partition, next, fn)
+}
+
+// EndOffsets returns the end offset of each partition of topic: the offset
+// its next record will get. A tool that must see what happens after it
+// acts (vidx ingest following its jobs) reads these first and then tails
+// from them with TailFrom.
+func EndOffsets(ctx context.Context, c KafkaConfig, topic string) (map[int]int64, error) {
+	c = c.WithDefaults()
+	parts, err := Partitions(ctx, c, topic)
+	if err != nil {
+		return nil, err
+	}
+	_, end, err := offsetRange(ctx, c, topic, parts)
+	return end, err
+}
+
+// TailFrom calls fn with every record of one partition from offset on, in
+// order, until ctx ends (it then returns nil) or fn fails.
+func TailFrom(ctx context.Context, c KafkaConfig, topic string, partition int, offset int64, fn func(Message) error) error {
+	c = c.WithDefaults()
+	next := offset
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   c.Brokers,
 		Topic:     topic,

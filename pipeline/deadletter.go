@@ -15,6 +15,17 @@ import (
 // origin in vidx-* headers next to its own headers. Other failures pass
 // through untouched.
 func DeadLetter(stage, topic string, log *slog.Logger, onDead func(m Message, err error, class ErrorClass, attempts int)) Middleware {
+	return DeadLetterReplying(stage, topic, log, onDead, nil)
+}
+
+// ReplyFunc returns outputs to produce next to a message's dead letter:
+// the query stage answers a query it gave up on, so the asker hears why
+// instead of waiting out its timeout.
+type ReplyFunc func(m Message, err error, class ErrorClass) []Output
+
+// DeadLetterReplying is DeadLetter that also produces reply's outputs for
+// each dead-lettered message (reply may be nil).
+func DeadLetterReplying(stage, topic string, log *slog.Logger, onDead func(m Message, err error, class ErrorClass, attempts int), reply ReplyFunc) Middleware {
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, batch []Message) []Result {
 			results := next.Handle(ctx, batch)
@@ -34,7 +45,11 @@ func DeadLetter(stage, topic string, log *slog.Logger, onDead func(m Message, er
 				if onDead != nil {
 					onDead(m, cause, class, attempts)
 				}
-				results[i] = Result{Outputs: []Output{deadLetterOutput(stage, topic, m, cause, class, attempts)}, span: res.span}
+				outs := []Output{deadLetterOutput(stage, topic, m, cause, class, attempts)}
+				if reply != nil {
+					outs = append(outs, reply(m, cause, class)...)
+				}
+				results[i] = Result{Outputs: outs, span: res.span}
 			}
 			return results
 		})

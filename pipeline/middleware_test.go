@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -344,5 +345,50 @@ func TestStageRecoversPanics(t *testing.T) {
 	}
 	if !strings.Contains(dl.Reason, "handler panicked: nil map in the decoder") || dl.Attempts != 3 || string(dl.Value) != "boom" {
 		t.Errorf("dead letter %+v", dl)
+	}
+}
+
+// TestDeadLetterReplying checks a dead-lettered message gets the reply's
+// outputs next to its dead letter, with the cause and class, and that
+// messages passing through get none.
+func TestDeadLetterReplying(t *testing.T) {
+	cause := errors.New("bad query")
+	cases := []struct {
+		name      string
+		err       error
+		wantTopic []string
+		wantClass pipeline.ErrorClass
+	}{
+		{"success gets no reply", nil, []string{"out"}, 0},
+		{"poison is answered", pipeline.Poison(cause), []string{"dlq", "results"}, pipeline.ClassPoison},
+		{"given up is answered", &pipeline.GaveUpError{Err: cause, Class: pipeline.ClassRetryable, Attempts: 3}, []string{"dlq", "results"}, pipeline.ClassRetryable},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := pipeline.HandlerFunc(func(ctx context.Context, b []pipeline.Message) []pipeline.Result {
+				res := echo(ctx, b)
+				if c.err != nil {
+					res[0] = pipeline.Result{Err: c.err}
+				}
+				return res
+			})
+			var gotErr error
+			var gotClass pipeline.ErrorClass
+			reply := func(m pipeline.Message, err error, class pipeline.ErrorClass) []pipeline.Output {
+				gotErr, gotClass = err, class
+				return []pipeline.Output{{Topic: "results", Key: m.Key, Value: []byte(err.Error())}}
+			}
+			res := pipeline.DeadLetterReplying("query", "dlq", quiet, nil, reply)(h).Handle(context.Background(), msgs("v"))
+			var topics []string
+			for _, o := range res[0].Outputs {
+				topics = append(topics, o.Topic)
+			}
+			if !slices.Equal(topics, c.wantTopic) {
+				t.Fatalf("output topics %v, want %v", topics, c.wantTopic)
+			}
+			if c.err != nil && (!errors.Is(gotErr, cause) || gotClass != c.wantClass) {
+				t.Errorf("reply saw %v (%v), want %v (%v)", gotErr, gotClass, cause, c.wantClass)
+			}
+		})
 	}
 }

@@ -120,6 +120,7 @@ type Stage struct {
 	log    *slog.Logger
 	writer *kafka.Writer
 	hooks  Hooks
+	reply  ReplyFunc
 	tel    *telemetry.Telemetry
 	// busySince is when the batch in hand was fetched (unix nanoseconds), 0
 	// while waiting for messages.
@@ -168,7 +169,7 @@ func NewStage(cfg StageConfig, kc KafkaConfig, h Handler, log *slog.Logger, hook
 	s.chain = Chain(h,
 		Tracing(s.tel, cfg.Name, cfg.Group),
 		Metrics(s.tel, cfg.Name),
-		DeadLetter(cfg.Name, cfg.DeadLetterTopic, s.log, s.deadLettered),
+		DeadLetterReplying(cfg.Name, cfg.DeadLetterTopic, s.log, s.deadLettered, s.reply),
 		Retry(cfg, s.log, s.retrying),
 		Recoverer(s.log),
 	)

@@ -16,6 +16,12 @@ import (
 // Option configures a Stage.
 type Option func(*Stage)
 
+// WithReply makes the stage produce fn's outputs next to every dead letter
+// it writes (see ReplyFunc).
+func WithReply(fn ReplyFunc) Option {
+	return func(s *Stage) { s.reply = fn }
+}
+
 // WithTelemetry makes the stage trace every message (W3C trace context in
 // Kafka headers, OpenTelemetry messaging conventions) and record runtime
 // metrics. Handlers find the same Telemetry in their context.

@@ -16,12 +16,16 @@ const (
 	MaxQueryText   = 2048
 	MaxTopK        = 1000
 	MaxMetadataLen = 64
+	// MaxImageLen bounds a query image's base64 text (about 720 KiB of
+	// JPEG or PNG), so a query fits Kafka's default 1 MiB message size.
+	MaxImageLen = 960 << 10
 )
 
 // Segment modes and frame selections a VideoJob may ask for.
 const (
 	ModeWhole  = "whole"
 	ModeWindow = "window"
+	ModeShots  = "shots"
 
 	SelectUniform = "uniform"
 	SelectHead    = "head"
@@ -36,6 +40,12 @@ type Segment struct {
 	Selection string  `json:"selection,omitempty"`
 	WindowS   float64 `json:"window_s,omitempty"`
 	StrideS   float64 `json:"stride_s,omitempty"`
+	// Shots mode: a scene-change score above SceneThreshold (0..1) starts
+	// a shot; shorter than MinShotS joins the next, longer than MaxShotS is
+	// split into windows.
+	SceneThreshold float64 `json:"scene_threshold,omitempty"`
+	MinShotS       float64 `json:"min_shot_s,omitempty"`
+	MaxShotS       float64 `json:"max_shot_s,omitempty"`
 }
 
 // VideoJob asks for one video to be indexed (topic "videos").
@@ -68,9 +78,16 @@ func (j *VideoJob) Validate() error {
 	}
 	if s := j.Segment; s != nil {
 		switch s.Mode {
-		case "", ModeWhole, ModeWindow:
+		case "", ModeWhole, ModeWindow, ModeShots:
 		default:
-			return invalidf(kind, "segment.mode %q is not one of whole, window", s.Mode)
+			return invalidf(kind, "segment.mode %q is not one of whole, window, shots", s.Mode)
+		}
+		if s.SceneThreshold < 0 || s.SceneThreshold >= 1 || math.IsNaN(s.SceneThreshold) {
+			return invalidf(kind, "segment.scene_threshold %v out of range (0, 1)", s.SceneThreshold)
+		}
+		if s.MinShotS < 0 || s.MaxShotS < 0 || math.IsNaN(s.MinShotS) || math.IsNaN(s.MaxShotS) ||
+			(s.MaxShotS > 0 && s.MinShotS > s.MaxShotS) {
+			return invalidf(kind, "segment.min_shot_s and max_shot_s must be positive, min at most max")
 		}
 		switch s.Selection {
 		case "", SelectUniform, SelectHead, SelectTail:
@@ -93,6 +110,21 @@ func (j *VideoJob) Validate() error {
 	return nil
 }
 
+// A delete command on the "videos" topic is a tombstone (key: the video
+// id, no value) carrying HeaderCommand: CommandDelete. The header tells it
+// from an empty message, which Kafka clients may deliver as a null value
+// too and which stays a bad job.
+const (
+	HeaderCommand = "vidx-command"
+	CommandDelete = "delete"
+)
+
+// IsDeleteCommand reports whether a message of the "videos" topic is a
+// delete command.
+func IsDeleteCommand(value []byte, headers map[string]string) bool {
+	return len(value) == 0 && headers[HeaderCommand] == CommandDelete
+}
+
 // DecodeVideoJob parses and validates a message of the "videos" topic.
 func DecodeVideoJob(data []byte) (VideoJob, error) {
 	var j VideoJob
@@ -108,17 +140,36 @@ type Filters struct {
 	Sources   []string `json:"sources,omitempty"`
 	StartFrom *float64 `json:"start_from,omitempty"`
 	StartTo   *float64 `json:"start_to,omitempty"`
+	// Metadata keeps clips whose video job's metadata has every key with
+	// exactly the given value.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// WallFrom and WallTo bound a live stream window's wall-clock start;
+	// clips of video files have none and never match a wall-clock bound.
+	WallFrom *time.Time `json:"wall_from,omitempty"`
+	WallTo   *time.Time `json:"wall_to,omitempty"`
 }
 
-// Query is a text query (topic "queries").
+// ClipRef names one indexed clip.
+type ClipRef struct {
+	VideoID   string `json:"video_id"`
+	ClipIndex int    `json:"clip_index"`
+}
+
+// Query asks for the clips nearest to one of: a text, an image (base64
+// JPEG or PNG) or an indexed clip (like) (topic "queries").
 type Query struct {
 	SchemaVersion int      `json:"schema_version"`
 	QueryID       string   `json:"query_id"`
-	Text          string   `json:"text"`
+	Text          string   `json:"text,omitempty"`
+	Image         string   `json:"image,omitempty"`
+	Like          *ClipRef `json:"like,omitempty"`
 	TopK          int      `json:"top_k,omitempty"`
 	Filters       *Filters `json:"filters,omitempty"`
 	// Rerank overrides the stage's dual-softmax mode: none, camoe, symmetric.
 	Rerank string `json:"rerank,omitempty"`
+	// MinScore drops hits whose score (the one the rerank mode returns:
+	// the cosine for none, the dual-softmax score otherwise) is below it.
+	MinScore *float64 `json:"min_score,omitempty"`
 }
 
 // Validate checks the query's fields.
@@ -127,11 +178,31 @@ func (q *Query) Validate() error {
 	if err := checkID(kind, "query_id", q.QueryID); err != nil {
 		return err
 	}
-	if strings.TrimSpace(q.Text) == "" {
-		return invalidf(kind, "text is required")
+	asks := 0
+	for _, set := range []bool{q.Text != "", q.Image != "", q.Like != nil} {
+		if set {
+			asks++
+		}
 	}
-	if len(q.Text) > MaxQueryText || !utf8.ValidString(q.Text) {
+	switch {
+	case asks == 0:
+		return invalidf(kind, "text is required (or image, or like)")
+	case asks > 1:
+		return invalidf(kind, "give one of text, image and like")
+	case q.Text != "" && strings.TrimSpace(q.Text) == "":
+		return invalidf(kind, "text is required (or image, or like)")
+	case len(q.Text) > MaxQueryText || !utf8.ValidString(q.Text):
 		return invalidf(kind, "text must be valid UTF-8 of at most %d bytes", MaxQueryText)
+	case len(q.Image) > MaxImageLen:
+		return invalidf(kind, "image is %d bytes of base64, more than %d", len(q.Image), MaxImageLen)
+	}
+	if l := q.Like; l != nil {
+		if err := checkID(kind, "like.video_id", l.VideoID); err != nil {
+			return err
+		}
+		if l.ClipIndex < 0 {
+			return invalidf(kind, "like.clip_index %d is negative", l.ClipIndex)
+		}
 	}
 	if q.TopK < 0 || q.TopK > MaxTopK {
 		return invalidf(kind, "top_k %d out of range [1, %d]", q.TopK, MaxTopK)
@@ -141,8 +212,24 @@ func (q *Query) Validate() error {
 	default:
 		return invalidf(kind, "rerank %q is not one of none, camoe, symmetric", q.Rerank)
 	}
-	if f := q.Filters; f != nil && f.StartFrom != nil && f.StartTo != nil && *f.StartFrom > *f.StartTo {
-		return invalidf(kind, "filters.start_from is after filters.start_to")
+	if m := q.MinScore; m != nil && (math.IsNaN(*m) || math.IsInf(*m, 0)) {
+		return invalidf(kind, "min_score must be a finite number")
+	}
+	if f := q.Filters; f != nil {
+		if f.StartFrom != nil && f.StartTo != nil && *f.StartFrom > *f.StartTo {
+			return invalidf(kind, "filters.start_from is after filters.start_to")
+		}
+		if f.WallFrom != nil && f.WallTo != nil && f.WallFrom.After(*f.WallTo) {
+			return invalidf(kind, "filters.wall_from is after filters.wall_to")
+		}
+		if len(f.Metadata) > MaxMetadataLen {
+			return invalidf(kind, "filters.metadata has more than %d entries", MaxMetadataLen)
+		}
+		for k := range f.Metadata {
+			if k == "" || len(k) > MaxIDLen {
+				return invalidf(kind, "filters.metadata keys must be 1 to %d bytes", MaxIDLen)
+			}
+		}
 	}
 	return nil
 }
@@ -170,18 +257,36 @@ type Hit struct {
 	Cosine float64 `json:"cosine"`
 }
 
-// Result answers one Query (topic "results", keyed by query_id).
+// Error codes of a Result that could not be answered.
+const (
+	// ErrCodeInvalidQuery: the query is malformed or asks for something
+	// impossible; asking again cannot succeed.
+	ErrCodeInvalidQuery = "invalid_query"
+	// ErrCodeUnavailable: the stage gave up after retries (store or model
+	// down); the same query may succeed later.
+	ErrCodeUnavailable = "unavailable"
+)
+
+// ResultError says why a query got no hits.
+type ResultError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Result answers one Query (topic "results", keyed by query_id). A query
+// that cannot be answered still gets a Result, with Error set and no hits.
 type Result struct {
-	SchemaVersion int       `json:"schema_version"`
-	QueryID       string    `json:"query_id"`
-	Text          string    `json:"text"`
-	Rerank        string    `json:"rerank"`
-	Model         string    `json:"model"`
-	Hits          []Hit     `json:"hits"`
-	Candidates    int       `json:"candidates"`
-	BankSize      int       `json:"bank_size"`
-	TookMS        float64   `json:"took_ms"`
-	AnsweredAt    time.Time `json:"answered_at"`
+	SchemaVersion int          `json:"schema_version"`
+	QueryID       string       `json:"query_id"`
+	Text          string       `json:"text"`
+	Rerank        string       `json:"rerank"`
+	Model         string       `json:"model"`
+	Hits          []Hit        `json:"hits"`
+	Candidates    int          `json:"candidates"`
+	BankSize      int          `json:"bank_size"`
+	TookMS        float64      `json:"took_ms"`
+	AnsweredAt    time.Time    `json:"answered_at"`
+	Error         *ResultError `json:"error,omitempty"`
 }
 
 // DecodeResult parses a message of the "results" topic.

@@ -111,8 +111,10 @@ func TestJSONSchemaMatchesGoTypes(t *testing.T) {
 		{"Segment", sub(job, "segment"), reflect.TypeFor[schemas.Segment]()},
 		{"Query", query, reflect.TypeFor[schemas.Query]()},
 		{"Filters", sub(query, "filters"), reflect.TypeFor[schemas.Filters]()},
+		{"ClipRef", sub(query, "like"), reflect.TypeFor[schemas.ClipRef]()},
 		{"Result", result, reflect.TypeFor[schemas.Result]()},
 		{"Hit", sub(result, "hits").Items, reflect.TypeFor[schemas.Hit]()},
+		{"ResultError", sub(result, "error"), reflect.TypeFor[schemas.ResultError]()},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -169,16 +171,19 @@ func TestJSONSchemaLimits(t *testing.T) {
 		{"uri maxLength", intp(job.Properties["uri"].MaxLength), schemas.MaxURILen},
 		{"source maxLength", intp(job.Properties["source"].MaxLength), schemas.MaxIDLen},
 		{"metadata maxProperties", intp(job.Properties["metadata"].MaxProperties), schemas.MaxMetadataLen},
-		{"segment.mode enum", seg.Properties["mode"].Enum, []string{schemas.ModeWhole, schemas.ModeWindow}},
+		{"segment.mode enum", seg.Properties["mode"].Enum, []string{schemas.ModeWhole, schemas.ModeWindow, schemas.ModeShots}},
 		{"segment.selection enum", seg.Properties["selection"].Enum, []string{schemas.SelectUniform, schemas.SelectHead, schemas.SelectTail}},
 		{"segment.fps maximum", floatp(seg.Properties["fps"].Maximum), 30.0},
 		{"segment.max_frames maximum", floatp(seg.Properties["max_frames"].Maximum), 64.0},
 		{"query_id maxLength", intp(query.Properties["query_id"].MaxLength), schemas.MaxIDLen},
 		{"text maxLength", intp(query.Properties["text"].MaxLength), schemas.MaxQueryText},
+		{"image maxLength", intp(query.Properties["image"].MaxLength), schemas.MaxImageLen},
 		{"top_k maximum", floatp(query.Properties["top_k"].Maximum), float64(schemas.MaxTopK)},
 		{"query rerank enum", query.Properties["rerank"].Enum, rerank},
 		{"result rerank enum", result.Properties["rerank"].Enum, rerank},
 		{"result query_id maxLength", intp(result.Properties["query_id"].MaxLength), schemas.MaxIDLen},
+		{"result error code enum", result.Properties["error"].Properties["code"].Enum, []string{schemas.ErrCodeInvalidQuery, schemas.ErrCodeUnavailable}},
+		{"filters metadata maxProperties", intp(query.Properties["filters"].Properties["metadata"].MaxProperties), schemas.MaxMetadataLen},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -232,6 +233,9 @@ func TestDecodeVideoJobFields(t *testing.T) {
 			j.Segment = &schemas.Segment{Mode: schemas.ModeWhole, Selection: schemas.SelectHead, FPS: 30, MaxFrames: 64}
 		}, ""},
 		{"tail", func(j *schemas.VideoJob) { j.Segment.Selection = schemas.SelectTail }, ""},
+		{"shots", func(j *schemas.VideoJob) {
+			j.Segment = &schemas.Segment{Mode: schemas.ModeShots, SceneThreshold: 0.4, MinShotS: 0.5, MaxShotS: 8}
+		}, ""},
 		{"id of max length", func(j *schemas.VideoJob) { j.VideoID = strings.Repeat("a", schemas.MaxIDLen) }, ""},
 		{"metadata at limit", func(j *schemas.VideoJob) { j.Metadata = metadata(schemas.MaxMetadataLen) }, ""},
 
@@ -244,6 +248,8 @@ func TestDecodeVideoJobFields(t *testing.T) {
 		{"source too long", func(j *schemas.VideoJob) { j.Source = strings.Repeat("s", schemas.MaxIDLen+1) }, "source longer than"},
 		{"too much metadata", func(j *schemas.VideoJob) { j.Metadata = metadata(schemas.MaxMetadataLen + 1) }, "metadata entries"},
 		{"bad mode", func(j *schemas.VideoJob) { j.Segment.Mode = "sliding" }, `segment.mode "sliding"`},
+		{"scene threshold of 1", func(j *schemas.VideoJob) { j.Segment.Mode, j.Segment.SceneThreshold = "shots", 1 }, "segment.scene_threshold 1"},
+		{"min shot over max", func(j *schemas.VideoJob) { j.Segment.Mode, j.Segment.MinShotS, j.Segment.MaxShotS = "shots", 5, 2 }, "min at most max"},
 		{"mode wrong case", func(j *schemas.VideoJob) { j.Segment.Mode = "Whole" }, "segment.mode"},
 		{"bad selection", func(j *schemas.VideoJob) { j.Segment.Selection = "random" }, `segment.selection "random"`},
 		{"negative fps", func(j *schemas.VideoJob) { j.Segment.FPS = -1 }, "segment.fps"},
@@ -280,6 +286,10 @@ func TestDecodeVideoJobFields(t *testing.T) {
 
 func TestDecodeQueryFields(t *testing.T) {
 	f := func(v float64) *float64 { return &v }
+	wall := func(s int) *time.Time {
+		w := time.Date(2026, 5, 1, 8, 0, s, 0, time.UTC)
+		return &w
+	}
 	cases := []struct {
 		name string
 		edit func(q *schemas.Query)
@@ -293,6 +303,11 @@ func TestDecodeQueryFields(t *testing.T) {
 		{"text of max length", func(q *schemas.Query) { q.Text = strings.Repeat("é", schemas.MaxQueryText/2) }, ""},
 		{"empty time range", func(q *schemas.Query) { q.Filters.StartFrom, q.Filters.StartTo = f(5), f(5) }, ""},
 		{"open time range", func(q *schemas.Query) { q.Filters.StartTo = nil }, ""},
+		{"min_score", func(q *schemas.Query) { q.MinScore = f(-0.5) }, ""},
+		{"image instead of text", func(q *schemas.Query) { q.Text, q.Image = "", "iVBORw0KGgo=" }, ""},
+		{"like instead of text", func(q *schemas.Query) { q.Text, q.Like = "", &schemas.ClipRef{VideoID: "v", ClipIndex: 3} }, ""},
+		{"metadata filter", func(q *schemas.Query) { q.Filters.Metadata = map[string]string{"camera": "north", "site": ""} }, ""},
+		{"wall-clock window", func(q *schemas.Query) { q.Filters.WallFrom, q.Filters.WallTo = wall(0), wall(60) }, ""},
 
 		{"empty query_id", func(q *schemas.Query) { q.QueryID = "" }, "query_id is required"},
 		{"query_id too long", func(q *schemas.Query) { q.QueryID = strings.Repeat("q", schemas.MaxIDLen+1) }, "query_id longer than"},
@@ -304,6 +319,19 @@ func TestDecodeQueryFields(t *testing.T) {
 		{"top_k too large", func(q *schemas.Query) { q.TopK = schemas.MaxTopK + 1 }, "top_k 1001"},
 		{"bad rerank", func(q *schemas.Query) { q.Rerank = "dsl" }, `rerank "dsl"`},
 		{"start_from after start_to", func(q *schemas.Query) { q.Filters.StartFrom, q.Filters.StartTo = f(61), f(60) }, "start_from is after"},
+		{"text and image", func(q *schemas.Query) { q.Image = "iVBORw0KGgo=" }, "give one of text, image and like"},
+		{"image and like", func(q *schemas.Query) { q.Text, q.Image, q.Like = "", "x", &schemas.ClipRef{VideoID: "v"} }, "give one of"},
+		{"image too large", func(q *schemas.Query) { q.Text, q.Image = "", strings.Repeat("A", schemas.MaxImageLen+4) }, "more than 983040"},
+		{"like without video", func(q *schemas.Query) { q.Text, q.Like = "", &schemas.ClipRef{ClipIndex: 1} }, "like.video_id is required"},
+		{"like negative clip", func(q *schemas.Query) { q.Text, q.Like = "", &schemas.ClipRef{VideoID: "v", ClipIndex: -1} }, "like.clip_index -1"},
+		{"wall_from after wall_to", func(q *schemas.Query) { q.Filters.WallFrom, q.Filters.WallTo = wall(61), wall(60) }, "wall_from is after"},
+		{"empty metadata key", func(q *schemas.Query) { q.Filters.Metadata = map[string]string{"": "x"} }, "metadata keys"},
+		{"too many metadata keys", func(q *schemas.Query) {
+			q.Filters.Metadata = map[string]string{}
+			for i := range schemas.MaxMetadataLen + 1 {
+				q.Filters.Metadata[strconv.Itoa(i)] = "x"
+			}
+		}, "more than 64 entries"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

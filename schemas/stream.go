@@ -88,6 +88,9 @@ func (s *StreamSpec) Validate() error {
 		if seg.Mode != "" && seg.Mode != ModeWindow {
 			return invalidf(kind, "segment.mode %q: streams are always cut into windows", seg.Mode)
 		}
+		if seg.SceneThreshold != 0 || seg.MinShotS != 0 || seg.MaxShotS != 0 {
+			return invalidf(kind, "segment.scene_threshold, min_shot_s and max_shot_s are for shots mode, which streams do not have")
+		}
 		switch seg.Selection {
 		case "", SelectUniform, SelectHead, SelectTail:
 		default:

@@ -53,6 +53,8 @@ func TestDecodeStreamSpecRejects(t *testing.T) {
 		{"key mismatch", "b", `{"schema_version": 1, "stream_id": "a", "uri": "x"}`, "differs from stream_id"},
 		{"negative version", "a", `{"schema_version": 1, "stream_id": "a", "uri": "x", "version": -1}`, "must not be negative"},
 		{"whole mode", "a", `{"schema_version": 1, "stream_id": "a", "uri": "x", "segment": {"mode": "whole"}}`, "always cut into windows"},
+		{"shots mode", "a", `{"schema_version": 1, "stream_id": "a", "uri": "x", "segment": {"mode": "shots"}}`, "always cut into windows"},
+		{"shot settings", "a", `{"schema_version": 1, "stream_id": "a", "uri": "x", "segment": {"max_shot_s": 5}}`, "streams do not have"},
 		{"huge window", "a", `{"schema_version": 1, "stream_id": "a", "uri": "x", "segment": {"window_s": 7200}}`, "window_s 7200 out of range"},
 		{"negative stride", "a", `{"schema_version": 1, "stream_id": "a", "uri": "x", "segment": {"stride_s": -1}}`, "stride_s -1 out of range"},
 		{"fps", "a", `{"schema_version": 1, "stream_id": "a", "uri": "x", "segment": {"fps": 60}}`, "fps 60 out of range"},

@@ -136,6 +136,9 @@ type Payload struct {
 	// (schemas.ClipHeader.Generation); 0 for stream windows and points
 	// written before generations existed. DeleteOlder uses it.
 	Generation int64 `json:"generation,omitempty"`
+	// WallStart is when a live stream's window began (wall clock); zero
+	// for clips of video files.
+	WallStart time.Time `json:"wall_start,omitzero"`
 }
 
 // Filter restricts a search or count. Zero values mean no restriction.
@@ -147,6 +150,13 @@ type Filter struct {
 	StartTo   *float64 `json:"start_to,omitempty"`
 	// Generation, when set, keeps only points of that ingest generation.
 	Generation *int64 `json:"generation,omitempty"`
+	// Metadata keeps points whose metadata has every key with exactly the
+	// given value.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// WallFrom and WallTo bound Payload.WallStart (inclusive); a point
+	// without a wall-clock start never passes a wall-clock bound.
+	WallFrom *time.Time `json:"wall_from,omitempty"`
+	WallTo   *time.Time `json:"wall_to,omitempty"`
 }
 
 // Match reports whether p passes the filter.
@@ -164,6 +174,20 @@ func (f Filter) Match(p Payload) bool {
 		return false
 	}
 	if f.Generation != nil && p.Generation != *f.Generation {
+		return false
+	}
+	for k, v := range f.Metadata {
+		if got, ok := p.Metadata[k]; !ok || got != v {
+			return false
+		}
+	}
+	if (f.WallFrom != nil || f.WallTo != nil) && p.WallStart.IsZero() {
+		return false
+	}
+	if f.WallFrom != nil && p.WallStart.Before(*f.WallFrom) {
+		return false
+	}
+	if f.WallTo != nil && p.WallStart.After(*f.WallTo) {
 		return false
 	}
 	return true

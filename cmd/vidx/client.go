@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,49 +20,6 @@ import (
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/stages/query"
 )
-
-func cmdIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("ingest", stderr, "ingest [flags] --video-id ID URI")
-	var cf configFlags
-	cf.register(fs, false)
-	id := fs.String("video-id", "", "video id (default: the file name without extension)")
-	source := fs.String("source", "", "source label stored with the clips")
-	mode := fs.String("mode", "", "segment mode: whole or window")
-	window := fs.Float64("window", 0, "window length in seconds (window mode)")
-	stride := fs.Float64("stride", 0, "window stride in seconds (window mode)")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
-	}
-	cfg, err := cf.load(os.Getenv)
-	if err != nil {
-		return err
-	}
-	uri := fs.Arg(0)
-	if abs, err := filepath.Abs(uri); err == nil && !strings.Contains(uri, "://") {
-		uri = abs
-	}
-	job := schemas.VideoJob{VideoID: *id, URI: uri, Source: *source}
-	if job.VideoID == "" {
-		job.VideoID = strings.TrimSuffix(filepath.Base(uri), filepath.Ext(uri))
-	}
-	if *mode != "" || *window != 0 {
-		job.Segment = &schemas.Segment{Mode: *mode, WindowS: *window, StrideS: *stride}
-	}
-	if err := publishJob(ctx, cfg, &job); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "published %s (%s) to %s\n", job.VideoID, job.URI, cfg.Topics.Videos)
-	if !strings.Contains(uri, "://") && !underAny(uri, fileRootsOf(&cfg)) {
-		fmt.Fprintf(stderr, "note: %s is outside the folders local videos are read from by default (the working directory and %s):\n"+
-			"  start vidx with its folder, `vidx up --embedded %s`, or list it in stages.sample.sources.file_roots;\n"+
-			"  otherwise the job is refused (`vidx dlq list` shows why)\n", uri, cfg.DataDir, filepath.Dir(uri))
-	}
-	return nil
-}
 
 func publishJob(ctx context.Context, cfg config.Config, job *schemas.VideoJob) error {
 	job.SchemaVersion = schemas.Version
@@ -73,17 +34,25 @@ func publishJob(ctx context.Context, cfg config.Config, job *schemas.VideoJob) e
 }
 
 func cmdSearch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("search", stderr, "search [flags] TEXT")
+	fs := newFlagSet("search", stderr, "search [flags] TEXT | --image FILE | --like VIDEO_ID:CLIP_INDEX")
 	var cf configFlags
 	cf.register(fs, false)
 	topK := fs.Int("top-k", 5, "number of results")
 	rerank := fs.String("rerank", "", "re-ranking: none, camoe or symmetric (default: the query stage's)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the result")
 	asJSON := fs.Bool("json", false, "print the result message as JSON")
+	minScore := fs.Float64("min-score", math.Inf(-1), "drop hits scored below this by the rerank mode in use")
+	var meta keyValues
+	var videos, sources listFlag
+	fs.Var(&meta, "metadata", "keep clips whose video metadata has KEY=VALUE (repeatable; all must match)")
+	fs.Var(&videos, "video", "keep clips of this video id (repeatable)")
+	fs.Var(&sources, "source", "keep clips of this source (repeatable)")
+	imageFile := fs.String("image", "", "search with a JPEG or PNG file instead of text")
+	like := fs.String("like", "", "search with an indexed clip, VIDEO_ID:CLIP_INDEX, instead of text")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	if fs.NArg() == 0 {
+	if fs.NArg() == 0 && *imageFile == "" && *like == "" {
 		fs.Usage()
 		return errUsage
 	}
@@ -91,20 +60,78 @@ func cmdSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	q := schemas.Query{Text: strings.Join(fs.Args(), " "), TopK: *topK, Rerank: *rerank}
+	if *imageFile != "" {
+		data, err := os.ReadFile(*imageFile)
+		if err != nil {
+			return err
+		}
+		q.Image = base64.StdEncoding.EncodeToString(data)
+	}
+	if *like != "" {
+		i := strings.LastIndex(*like, ":")
+		n, err := strconv.Atoi((*like)[i+1:])
+		if i < 1 || err != nil {
+			return fmt.Errorf("--like %q is not VIDEO_ID:CLIP_INDEX", *like)
+		}
+		q.Like = &schemas.ClipRef{VideoID: (*like)[:i], ClipIndex: n}
+	}
+	if !math.IsInf(*minScore, -1) {
+		q.MinScore = minScore
+	}
+	if len(meta) > 0 || len(videos) > 0 || len(sources) > 0 {
+		q.Filters = &schemas.Filters{Metadata: map[string]string(meta), VideoIDs: videos, Sources: sources}
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	res, err := search(ctx, cfg, schemas.Query{Text: strings.Join(fs.Args(), " "), TopK: *topK, Rerank: *rerank})
+	res, err := search(ctx, cfg, q)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else if res.Error == nil {
+		printResult(stdout, res)
 	}
-	printResult(stdout, res)
+	if e := res.Error; e != nil {
+		return fmt.Errorf("query %s was not answered (%s): %s", res.QueryID, e.Code, e.Message)
+	}
 	return nil
 }
+
+// keyValues collects repeated KEY=VALUE flags.
+type keyValues map[string]string
+
+func (kv *keyValues) String() string {
+	parts := make([]string, 0, len(*kv))
+	for k, v := range *kv {
+		parts = append(parts, k+"="+v)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+func (kv *keyValues) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%q is not KEY=VALUE", s)
+	}
+	if *kv == nil {
+		*kv = keyValues{}
+	}
+	(*kv)[k] = v
+	return nil
+}
+
+// listFlag collects a repeated flag's values.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 // search publishes a query and waits for its result.
 func search(ctx context.Context, cfg config.Config, q schemas.Query) (schemas.Result, error) {
@@ -116,7 +143,11 @@ func search(ctx context.Context, cfg config.Config, q schemas.Query) (schemas.Re
 }
 
 func printResult(w io.Writer, r schemas.Result) {
-	fmt.Fprintf(w, "query %q  (rerank %s, %d candidates, bank %d, %.1f ms)\n", r.Text, r.Rerank, r.Candidates, r.BankSize, r.TookMS)
+	what := fmt.Sprintf("%q", r.Text)
+	if r.Text == "" {
+		what = "by example"
+	}
+	fmt.Fprintf(w, "query %s  (rerank %s, %d candidates, bank %d, %.1f ms)\n", what, r.Rerank, r.Candidates, r.BankSize, r.TookMS)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RANK\tVIDEO\tCLIP\tSTART\tEND\tSCORE\tCOSINE")
 	for _, h := range r.Hits {

@@ -122,7 +122,7 @@ func TestIngestNotesFileOutsideRoots(t *testing.T) {
 				t.Fatal(err)
 			}
 			var out, errOut bytes.Buffer
-			if err := run(context.Background(), []string{"ingest", "--brokers", b.Addrs()[0], tc.path}, &out, &errOut); err != nil {
+			if err := run(context.Background(), []string{"ingest", "--brokers", b.Addrs()[0], "--no-wait", tc.path}, &out, &errOut); err != nil {
 				t.Fatal(err, errOut.String())
 			}
 			hint := "vidx up --embedded " + filepath.Dir(tc.path)

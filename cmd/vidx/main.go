@@ -20,8 +20,11 @@ const usage = `vidx: video-text retrieval over Kafka
 Usage:
   vidx up [--embedded] [--config FILE] [flags]   run every stage (embedded: in-process broker and store)
   vidx run STAGE [--config FILE] [flags]         run one stage: sample, encode, pool, index or query
-  vidx ingest [flags] --video-id ID URI          publish a video job
+  vidx ingest [flags] PATH|GLOB|URL...            publish video jobs (folders recursively), follow them with progress
   vidx search [flags] TEXT                       publish a query and print its ranked result
+  vidx delete [flags] VIDEO_ID...                remove videos' clips from the index (through Kafka)
+  vidx config check FILE                         list every problem of a configuration file, with its path
+  vidx config print [--config FILE] [flags]      the effective configuration as YAML, secrets redacted
   vidx demo [flags]                              generate videos and test models, index, query, check
   vidx status [flags]                            show the collection: point count and settings
   vidx dlq list [--json] [--filter EXPR]         show dead letters: reason, class, stage, origin
@@ -70,6 +73,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdIngest(ctx, rest, stdout, stderr)
 	case "search":
 		return cmdSearch(ctx, rest, stdout, stderr)
+	case "delete":
+		return cmdDelete(ctx, rest, stdout, stderr)
+	case "config":
+		return cmdConfig(ctx, rest, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr)
 	case "models":

@@ -22,6 +22,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"run"}, "run STAGE"},
 		{[]string{"search"}, "search [flags] TEXT"},
+		{[]string{"delete"}, "delete [flags] VIDEO_ID..."},
 		{[]string{"models"}, "vidx models testdata DIR"},
 	}
 	for _, tt := range tests {

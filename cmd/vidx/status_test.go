@@ -80,7 +80,7 @@ func TestStatusQdrant(t *testing.T) {
 		"shards":          "1 (replication factor 1)",
 		"hnsw":            "m=16 ef_construct=100",
 		"quantization":    "none",
-		"payload indexes": "generation (integer), ingested_at (datetime), source (keyword), start_s (float), video_id (keyword)",
+		"payload indexes": "generation (integer), ingested_at (datetime), source (keyword), start_s (float), video_id (keyword), wall_start (datetime)",
 	}
 	for k, v := range want {
 		if got := field(out, k); got != v {

@@ -47,6 +47,8 @@ type video struct {
 	queuedAt time.Time
 	failure  string
 	failedAt time.Time
+	// deletedAt is the latest delete command's time.
+	deletedAt time.Time
 }
 
 type thumbRef struct {
@@ -54,7 +56,8 @@ type thumbRef struct {
 	offset    int64
 }
 
-// Tracker implements httpapi.Jobs, httpapi.Videos and httpapi.Thumbnails.
+// Tracker implements httpapi.Jobs, httpapi.Deletes, httpapi.Videos and
+// httpapi.Thumbnails.
 // Run must be running for it to learn anything.
 type Tracker struct {
 	cfg Config
@@ -188,6 +191,17 @@ func (t *Tracker) Ready() error {
 }
 
 func (t *Tracker) onJob(m pipeline.Message) error {
+	if schemas.IsDeleteCommand(m.Value, m.Headers) {
+		if id := string(m.Key); id != "" {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			v := t.video(id)
+			if m.Time.After(v.deletedAt) {
+				v.deletedAt = m.Time
+			}
+		}
+		return nil
+	}
 	job, err := schemas.DecodeVideoJob(m.Value)
 	if err != nil {
 		return nil // a malformed job is the sample stage's to dead-letter
@@ -302,7 +316,12 @@ func (t *Tracker) Video(ctx context.Context, id string) (httpapi.Video, error) {
 	}
 	t.mu.Unlock()
 	out := httpapi.Video{ID: id, URI: v.uri, Clips: n}
+	deleted := known && !v.deletedAt.IsZero() && !v.deletedAt.Before(v.queuedAt)
 	switch {
+	case deleted && n > 0:
+		out.Status = httpapi.StatusDeleting
+	case deleted:
+		out.Status = httpapi.StatusDeleted
 	case n > 0:
 		out.Status = httpapi.StatusIndexed
 	case !known:
@@ -313,6 +332,19 @@ func (t *Tracker) Video(ctx context.Context, id string) (httpapi.Video, error) {
 		out.Status = httpapi.StatusQueued
 	}
 	return out, nil
+}
+
+// Delete implements httpapi.Deletes: a tombstone keyed by the video id on
+// the jobs topic.
+func (t *Tracker) Delete(ctx context.Context, videoID string) error {
+	cmd := pipeline.Output{Topic: t.cfg.VideosTopic, Key: []byte(videoID), Headers: map[string]string{schemas.HeaderCommand: schemas.CommandDelete}}
+	if err := pipeline.Produce(ctx, t.cfg.Kafka, cmd); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.video(videoID).deletedAt = time.Now()
+	return nil
 }
 
 // URI implements httpapi.Videos.

@@ -186,6 +186,34 @@ func TestTracker(t *testing.T) {
 	if uri, ok := tr.URI("other"); !ok || uri != "https://v.example.com/o.mp4" {
 		t.Errorf("URI(other) = %q %v", uri, ok)
 	}
+
+	// Deletes: published here, or a tombstone on the jobs topic from
+	// elsewhere. Deleting while clips remain, deleted once none do, and a
+	// job after the delete queues the video again.
+	status := func(id, want string) {
+		t.Helper()
+		eventually(t, ctx, id+" "+want, func() error {
+			got, err := tr.Video(ctx, id)
+			if err != nil {
+				return err
+			}
+			if got.Status != want {
+				return errors.New("status " + got.Status)
+			}
+			return nil
+		})
+	}
+	if err := tr.Delete(ctx, "early"); err != nil {
+		t.Fatal(err)
+	}
+	status("early", httpapi.StatusDeleting)
+	store.set("early", 0)
+	status("early", httpapi.StatusDeleted)
+	produce(pipeline.Output{Topic: videos, Key: []byte("other"), Headers: map[string]string{schemas.HeaderCommand: schemas.CommandDelete}})
+	status("other", httpapi.StatusDeleted)
+	time.Sleep(5 * time.Millisecond) // the next job's timestamp must be later than the delete's
+	produce(pipeline.Output{Topic: videos, Key: []byte("other"), Value: jobValue(t, "other", "https://v.example.com/o.mp4")})
+	status("other", httpapi.StatusQueued)
 }
 
 func TestThumbnailKey(t *testing.T) {

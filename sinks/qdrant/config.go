@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultPort is Qdrant's gRPC port.
@@ -54,6 +55,11 @@ type Config struct {
 
 	// UpsertBatch is the most points sent in one upsert call.
 	UpsertBatch int `yaml:"upsert_batch"`
+
+	// MetadataIndexes are the video metadata keys queries may filter on:
+	// each gets a keyword payload index (metadata.KEY) when the collection
+	// is ensured, and a filter on any other key is refused.
+	MetadataIndexes []string `yaml:"metadata_indexes"`
 }
 
 // Default returns the recommended settings.
@@ -134,6 +140,17 @@ func (c Config) Validate() error {
 	if c.CAFile != "" && !c.TLS {
 		add("ca_file is set but tls is false")
 	}
+	seen := map[string]bool{}
+	for i, k := range c.MetadataIndexes {
+		switch {
+		case k == "" || len(k) > 256 || strings.ContainsAny(k, `.[]" `) || !utf8.ValidString(k):
+			// Qdrant's nested-key syntax gives dots, brackets and quotes a meaning.
+			add("metadata_indexes[%d] %q must be 1 to 256 bytes without dots, brackets, quotes or spaces", i, k)
+		case seen[k]:
+			add("metadata_indexes[%d] %q is listed twice", i, k)
+		}
+		seen[k] = true
+	}
 	return errors.Join(errs...)
 }
 
@@ -144,9 +161,9 @@ func (c Config) String() string {
 	if c.APIKey != "" {
 		key = "set"
 	}
-	return fmt.Sprintf("{api_key:%s tls:%t ca_file:%q pool_size:%d timeout:%s retry_for:%s hnsw_m:%d hnsw_ef_construct:%d on_disk:%t quantization:%s shards:%d replication_factor:%d upsert_batch:%d}",
+	return fmt.Sprintf("{api_key:%s tls:%t ca_file:%q pool_size:%d timeout:%s retry_for:%s hnsw_m:%d hnsw_ef_construct:%d on_disk:%t quantization:%s shards:%d replication_factor:%d upsert_batch:%d metadata_indexes:%v}",
 		key, c.TLS, c.CAFile, c.PoolSize, c.Timeout, c.RetryFor, c.HNSWM, c.HNSWEfConstruct, c.OnDisk,
-		c.Quantization, c.Shards, c.ReplicationFactor, c.UpsertBatch)
+		c.Quantization, c.Shards, c.ReplicationFactor, c.UpsertBatch, c.MetadataIndexes)
 }
 
 // Endpoint is the host and gRPC port of a Qdrant server.

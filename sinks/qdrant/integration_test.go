@@ -34,7 +34,8 @@ func realQdrant(t *testing.T) (string, qdrant.Config) {
 	if url == "" {
 		t.Skip("QDRANT_URL is not set; start Qdrant with `docker run -p 6333:6333 -p 6334:6334 qdrant/qdrant` and set QDRANT_URL=qdrant://localhost:6334")
 	}
-	return url, qdrant.Config{APIKey: os.Getenv("QDRANT_API_KEY"), TLS: os.Getenv("QDRANT_TLS") == "1", RetryFor: 10 * time.Second}
+	return url, qdrant.Config{APIKey: os.Getenv("QDRANT_API_KEY"), TLS: os.Getenv("QDRANT_TLS") == "1", RetryFor: 10 * time.Second,
+		MetadataIndexes: storetest.MetadataKeys}
 }
 
 // dropCreated deletes, when the test ends, the collections with prefix that
@@ -104,7 +105,7 @@ func TestIntegrationBootstrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantIndexes := map[string]string{"video_id": "keyword", "source": "keyword", "start_s": "float", "ingested_at": "datetime", "generation": "integer"}
+	wantIndexes := map[string]string{"video_id": "keyword", "source": "keyword", "start_s": "float", "ingested_at": "datetime", "generation": "integer", "wall_start": "datetime"}
 	if fmt.Sprint(info.PayloadIndexes) != fmt.Sprint(wantIndexes) {
 		t.Errorf("payload indexes %v, want %v", info.PayloadIndexes, wantIndexes)
 	}

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	qc "github.com/qdrant/go-client/qdrant"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vidx/vidx/sinks"
 )
@@ -29,6 +30,9 @@ const (
 	// microseconds, exact in Qdrant's float64 ranges); absent for stream
 	// windows. Replacing a re-ingested video deletes by it.
 	FieldGeneration = "generation"
+	// FieldWallStart is a live stream window's wall-clock start (RFC 3339,
+	// UTC); absent for clips of video files.
+	FieldWallStart = "wall_start"
 )
 
 // indexedFields lists the payload indexes a vidx collection gets.
@@ -41,7 +45,12 @@ var indexedFields = []struct {
 	{FieldStartS, qc.FieldType_FieldTypeFloat},
 	{FieldIngestedAt, qc.FieldType_FieldTypeDatetime},
 	{FieldGeneration, qc.FieldType_FieldTypeInteger},
+	{FieldWallStart, qc.FieldType_FieldTypeDatetime},
 }
+
+// metadataField is the payload key of one metadata entry, as Qdrant's
+// nested-key syntax names it in filters and payload indexes.
+func metadataField(key string) string { return FieldMetadata + "." + key }
 
 // encodePayload maps a payload onto Qdrant values. ingested_at is RFC 3339
 // in UTC, which Qdrant's datetime index parses. Every field is written, even
@@ -72,6 +81,9 @@ func encodePayload(p sinks.Payload) (map[string]*qc.Value, error) {
 	}
 	if p.Generation > 0 {
 		m[FieldGeneration] = qc.NewValueInt(p.Generation)
+	}
+	if !p.WallStart.IsZero() {
+		m[FieldWallStart] = qc.NewValueString(p.WallStart.UTC().Format(time.RFC3339Nano))
 	}
 	if len(p.Metadata) > 0 {
 		fields := make(map[string]*qc.Value, len(p.Metadata))
@@ -141,6 +153,12 @@ func decodePayload(m map[string]*qc.Value) (sinks.Payload, error) {
 			err = fmt.Errorf("payload field %s: %w", FieldIngestedAt, err)
 		}
 	}
+	if s := str(FieldWallStart); s != "" && err == nil {
+		p.WallStart, err = time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			err = fmt.Errorf("payload field %s: %w", FieldWallStart, err)
+		}
+	}
 	if v, ok := m[FieldMetadata]; ok && err == nil {
 		st, isStruct := v.GetKind().(*qc.Value_StructValue)
 		if !isStruct {
@@ -166,8 +184,11 @@ func decodePayload(m map[string]*qc.Value) (sinks.Payload, error) {
 }
 
 // encodeFilter maps a filter onto Qdrant conditions, all of which must hold.
-// It returns nil for the zero filter.
-func encodeFilter(f sinks.Filter) *qc.Filter {
+// It returns nil for the zero filter. A metadata key outside indexed is
+// refused with ErrInvalid: without a payload index Qdrant scans every point
+// (or, in strict mode, refuses the filter), so an operator must list the
+// key in store.qdrant.metadata_indexes first.
+func encodeFilter(f sinks.Filter, indexed []string) (*qc.Filter, error) {
 	var must []*qc.Condition
 	if len(f.VideoIDs) > 0 {
 		must = append(must, qc.NewMatchKeywords(FieldVideoID, slices.Clone(f.VideoIDs)...))
@@ -188,10 +209,27 @@ func encodeFilter(f sinks.Filter) *qc.Filter {
 	if f.Generation != nil {
 		must = append(must, qc.NewMatchInt(FieldGeneration, *f.Generation))
 	}
-	if len(must) == 0 {
-		return nil
+	for _, k := range slices.Sorted(maps.Keys(f.Metadata)) {
+		if !slices.Contains(indexed, k) {
+			return nil, fmt.Errorf("%w: metadata key %q has no payload index in Qdrant (indexed: %v); add it to store.qdrant.metadata_indexes",
+				sinks.ErrInvalid, k, indexed)
+		}
+		must = append(must, qc.NewMatchKeyword(metadataField(k), f.Metadata[k]))
 	}
-	return &qc.Filter{Must: must}
+	if f.WallFrom != nil || f.WallTo != nil {
+		r := &qc.DatetimeRange{}
+		if f.WallFrom != nil {
+			r.Gte = timestamppb.New(*f.WallFrom)
+		}
+		if f.WallTo != nil {
+			r.Lte = timestamppb.New(*f.WallTo)
+		}
+		must = append(must, qc.NewDatetimeRange(FieldWallStart, r))
+	}
+	if len(must) == 0 {
+		return nil, nil
+	}
+	return &qc.Filter{Must: must}, nil
 }
 
 // olderFilter selects the points of a video whose generation is below gen.

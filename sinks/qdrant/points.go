@@ -99,17 +99,21 @@ func (s *Store) upsertBatch(ctx context.Context, collection string, batch []*qc.
 }
 
 // query builds the QueryPoints request of one search.
-func query(collection string, spec sinks.CollectionSpec, req sinks.SearchRequest, timeout *uint64) (*qc.QueryPoints, error) {
+func query(collection string, spec sinks.CollectionSpec, req sinks.SearchRequest, indexed []string, timeout *uint64) (*qc.QueryPoints, error) {
 	if req.TopK < 1 {
 		return nil, fmt.Errorf("%w: top_k must be positive, got %d", sinks.ErrInvalid, req.TopK)
 	}
 	if err := checkVector(req.Vector, spec.Dim); err != nil {
 		return nil, fmt.Errorf("query: %w", err)
 	}
+	filter, err := encodeFilter(req.Filter, indexed)
+	if err != nil {
+		return nil, err
+	}
 	q := &qc.QueryPoints{
 		CollectionName: collection,
 		Query:          qc.NewQueryDense(req.Vector),
-		Filter:         encodeFilter(req.Filter),
+		Filter:         filter,
 		Limit:          qc.PtrOf(uint64(req.TopK)),
 		WithPayload:    qc.NewWithPayload(true),
 		WithVectors:    qc.NewWithVectors(req.WithVectors),
@@ -129,7 +133,7 @@ func (s *Store) Search(ctx context.Context, collection string, req sinks.SearchR
 	if err != nil {
 		return nil, err
 	}
-	q, err := query(collection, spec, req, s.serverTimeout())
+	q, err := query(collection, spec, req, s.cfg.MetadataIndexes, s.serverTimeout())
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +164,7 @@ func (s *Store) SearchBatch(ctx context.Context, collection string, reqs []sinks
 	}
 	queries := make([]*qc.QueryPoints, len(reqs))
 	for i, r := range reqs {
-		if queries[i], err = query(collection, spec, r, nil); err != nil {
+		if queries[i], err = query(collection, spec, r, s.cfg.MetadataIndexes, nil); err != nil {
 			return nil, fmt.Errorf("search %d of %d: %w", i, len(reqs), err)
 		}
 	}
@@ -237,7 +241,11 @@ func pointID(id *qc.PointId) string {
 
 // Count returns the exact number of points matching f.
 func (s *Store) Count(ctx context.Context, collection string, f sinks.Filter) (int, error) {
-	return s.count(ctx, collection, encodeFilter(f))
+	filter, err := encodeFilter(f, s.cfg.MetadataIndexes)
+	if err != nil {
+		return 0, err
+	}
+	return s.count(ctx, collection, filter)
 }
 
 func (s *Store) count(ctx context.Context, collection string, f *qc.Filter) (int, error) {
@@ -266,7 +274,7 @@ func (s *Store) count(ctx context.Context, collection string, f *qc.Filter) (int
 // are counted first; points written concurrently for the same video may be
 // deleted without being counted.
 func (s *Store) DeleteVideo(ctx context.Context, collection, videoID string) (int, error) {
-	n, err := s.deleteFilter(ctx, collection, encodeFilter(sinks.Filter{VideoIDs: []string{videoID}}))
+	n, err := s.deleteFilter(ctx, collection, &qc.Filter{Must: []*qc.Condition{qc.NewMatchKeyword(FieldVideoID, videoID)}})
 	if err != nil {
 		return 0, fmt.Errorf("delete video %q from %q: %w", videoID, collection, err)
 	}

@@ -329,7 +329,14 @@ func (s *Store) create(ctx context.Context, spec sinks.CollectionSpec) error {
 // created by hand or by an older vidx.
 func (s *Store) ensureIndexes(ctx context.Context, name string, info *qc.CollectionInfo) error {
 	schema := info.GetPayloadSchema()
-	for _, f := range indexedFields {
+	fields := slices.Clone(indexedFields)
+	for _, k := range s.cfg.MetadataIndexes {
+		fields = append(fields, struct {
+			Name string
+			Type qc.FieldType
+		}{metadataField(k), qc.FieldType_FieldTypeKeyword})
+	}
+	for _, f := range fields {
 		want := payloadSchemaType(f.Type)
 		if have, ok := schema[f.Name]; ok {
 			if have.GetDataType() != want {

@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -127,7 +128,7 @@ func TestConfigValidate(t *testing.T) {
 	if err := qdrant.Default().Validate(); err != nil {
 		t.Fatalf("defaults invalid: %v", err)
 	}
-	if got := (qdrant.Config{}).WithDefaults(); got != qdrant.Default() {
+	if got := (qdrant.Config{}).WithDefaults(); !reflect.DeepEqual(got, qdrant.Default()) {
 		t.Errorf("zero config with defaults = %+v, want %+v", got, qdrant.Default())
 	}
 	bad := []struct {
@@ -135,6 +136,9 @@ func TestConfigValidate(t *testing.T) {
 		change func(*qdrant.Config)
 	}{
 		{"pool_size", func(c *qdrant.Config) { c.PoolSize = 0 }},
+		{"metadata_indexes[0]", func(c *qdrant.Config) { c.MetadataIndexes = []string{"a.b"} }},
+		{"metadata_indexes[1]", func(c *qdrant.Config) { c.MetadataIndexes = []string{"lang", "lang"} }},
+		{"metadata_indexes[0]", func(c *qdrant.Config) { c.MetadataIndexes = []string{""} }},
 		{"timeout", func(c *qdrant.Config) { c.Timeout = -time.Second }},
 		{"retry_for", func(c *qdrant.Config) { c.RetryFor = -time.Second }},
 		{"hnsw_m", func(c *qdrant.Config) { c.HNSWM = -1 }},
@@ -206,7 +210,7 @@ func TestBootstrapCreatesTheConfiguredCollection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantIndexes := map[string]string{"video_id": "keyword", "source": "keyword", "start_s": "float", "ingested_at": "datetime", "generation": "integer"}
+	wantIndexes := map[string]string{"video_id": "keyword", "source": "keyword", "start_s": "float", "ingested_at": "datetime", "generation": "integer", "wall_start": "datetime"}
 	if fmt.Sprint(info.PayloadIndexes) != fmt.Sprint(wantIndexes) {
 		t.Errorf("payload indexes %v, want %v", info.PayloadIndexes, wantIndexes)
 	}
@@ -298,16 +302,78 @@ func TestAddsMissingPayloadIndexes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := open(t, srv, qdrant.Config{}, nil)
+	s := open(t, srv, qdrant.Config{MetadataIndexes: []string{"camera"}}, nil)
 	srv.ResetCalls()
 	if err := s.EnsureCollection(ctx, sp); err != nil {
 		t.Fatal(err)
 	}
-	if n := srv.Calls("Points/CreateFieldIndex"); n != 5 {
-		t.Errorf("%d payload indexes created, want 5", n)
+	// Six built-in fields and one metadata key.
+	if n := srv.Calls("Points/CreateFieldIndex"); n != 7 {
+		t.Errorf("%d payload indexes created, want 7", n)
+	}
+	info, err := s.Info(ctx, sp.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.PayloadIndexes["metadata.camera"] != "keyword" {
+		t.Errorf("payload indexes %v, want metadata.camera as keyword", info.PayloadIndexes)
 	}
 	if n := srv.Calls("Collections/Create"); n != 0 {
 		t.Errorf("existing collection was created again (%d calls)", n)
+	}
+}
+
+// TestMetadataFilterNeedsIndex checks a filter on a metadata key without a
+// payload index is refused with a clear, non-retryable error, while an
+// indexed key filters.
+func TestMetadataFilterNeedsIndex(t *testing.T) {
+	ctx := testCtx(t)
+	srv := qdranttest.New(t, qdranttest.Options{})
+	s := open(t, srv, qdrant.Config{MetadataIndexes: []string{"lang"}}, nil)
+	if err := s.EnsureCollection(ctx, spec("clips")); err != nil {
+		t.Fatal(err)
+	}
+	pts := points(30)
+	if err := s.Upsert(ctx, "clips", pts); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		filter  sinks.Filter
+		wantErr string
+	}{
+		{"indexed key", sinks.Filter{Metadata: map[string]string{"lang": "de"}}, ""},
+		{"key without index", sinks.Filter{Metadata: map[string]string{"camera": "north"}}, `metadata key "camera" has no payload index`},
+		{"indexed and unindexed", sinks.Filter{Metadata: map[string]string{"lang": "de", "seq": "1"}}, `metadata key "seq"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, searchErr := s.Search(ctx, "clips", sinks.SearchRequest{Vector: pts[0].Vector, TopK: 5, Filter: c.filter})
+			_, batchErr := s.SearchBatch(ctx, "clips", []sinks.SearchRequest{{Vector: pts[0].Vector, TopK: 5}, {Vector: pts[0].Vector, TopK: 5, Filter: c.filter}})
+			n, countErr := s.Count(ctx, "clips", c.filter)
+			for _, err := range []error{searchErr, batchErr, countErr} {
+				if c.wantErr == "" {
+					if err != nil {
+						t.Errorf("refused: %v", err)
+					}
+					continue
+				}
+				if !errors.Is(err, sinks.ErrInvalid) || !strings.Contains(err.Error(), c.wantErr) {
+					t.Errorf("error %v, want ErrInvalid mentioning %q", err, c.wantErr)
+				}
+			}
+			if c.wantErr == "" {
+				want := 0
+				for _, p := range pts {
+					if c.filter.Match(p.Payload) {
+						want++
+					}
+				}
+				if n != want || want == 0 {
+					t.Errorf("count %d, want %d (> 0)", n, want)
+				}
+			}
+		})
 	}
 }
 

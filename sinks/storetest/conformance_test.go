@@ -51,7 +51,7 @@ func qdrantSetupWith(t *testing.T, opts qdranttest.Options) storetest.Opener {
 		opened = true
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		s, err := qdrant.Open(ctx, srv.URL(), qdrant.Config{PoolSize: 2, RetryFor: 5 * time.Second}, quiet)
+		s, err := qdrant.Open(ctx, srv.URL(), qdrant.Config{PoolSize: 2, RetryFor: 5 * time.Second, MetadataIndexes: storetest.MetadataKeys}, quiet)
 		if err != nil {
 			t.Fatalf("open qdrant store: %v", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -425,6 +426,26 @@ func testIdempotent(t *testing.T, open Opener) {
 
 func ptr(f float64) *float64 { return &f }
 
+// wall is the wall-clock time d after baseTime.
+func wall(d time.Duration) *time.Time {
+	t := baseTime.Add(d)
+	return &t
+}
+
+// withWallClock gives three points in four a stream window's wall-clock
+// start (10 s apart) and leaves the rest without, like clips of files.
+func withWallClock(pts []sinks.Point) {
+	for i := range pts {
+		if i%4 != 0 {
+			pts[i].Payload.WallStart = baseTime.Add(time.Duration(i) * 10 * time.Second)
+		}
+	}
+}
+
+// MetadataKeys are the metadata keys the suite filters on; a store that
+// must be told which keys to index (Qdrant) is opened with them.
+var MetadataKeys = []string{"lang", "seq"}
+
 // filters is the table of filters the suite checks.
 var filters = []struct {
 	Name   string
@@ -442,6 +463,16 @@ var filters = []struct {
 	{"empty window", sinks.Filter{StartFrom: ptr(9), StartTo: ptr(3)}},
 	{"video and source", sinks.Filter{VideoIDs: []string{"video-00", "video-02"}, Sources: []string{"cam-a"}}},
 	{"everything", sinks.Filter{VideoIDs: []string{"video-00", "video-01", "video-02"}, Sources: []string{"cam-a"}, StartFrom: ptr(2), StartTo: ptr(12)}},
+	{"metadata", sinks.Filter{Metadata: map[string]string{"lang": "de"}}},
+	{"metadata, every key", sinks.Filter{Metadata: map[string]string{"lang": "en", "seq": "3"}}},
+	{"metadata, one key differs", sinks.Filter{Metadata: map[string]string{"lang": "de", "seq": "3"}}},
+	{"metadata, unknown value", sinks.Filter{Metadata: map[string]string{"lang": "xx"}}},
+	{"metadata and source", sinks.Filter{Metadata: map[string]string{"lang": "fr"}, Sources: []string{"cam-b"}}},
+	{"wall from (inclusive)", sinks.Filter{WallFrom: wall(500 * time.Second)}},
+	{"wall to (inclusive)", sinks.Filter{WallTo: wall(300 * time.Second)}},
+	{"wall window", sinks.Filter{WallFrom: wall(200 * time.Second), WallTo: wall(700 * time.Second)}},
+	{"wall window and metadata", sinks.Filter{WallFrom: wall(200 * time.Second), WallTo: wall(900 * time.Second), Metadata: map[string]string{"lang": "en"}}},
+	{"wall window before every window", sinks.Filter{WallTo: wall(-time.Second)}},
 }
 
 func testFilters(t *testing.T, open Opener) {
@@ -449,6 +480,7 @@ func testFilters(t *testing.T, open Opener) {
 	s, name := openFresh(t, open)
 	r := rand.New(rand.NewPCG(9, 10))
 	pts := Points(r, 150, dim, 5)
+	withWallClock(pts)
 	upsert(t, s, name, pts)
 	ref := refOf(pts)
 	for _, f := range filters {
@@ -468,6 +500,18 @@ func testFilters(t *testing.T, open Opener) {
 			}
 		}
 		checkRanking(t, ref, q, hits, ref.top(q, 8, f.Filter))
+		if f.Name != "none" && want == 0 && !strings.Contains(f.Name, "unknown") && !strings.Contains(f.Name, "differs") &&
+			!strings.Contains(f.Name, "empty") && !strings.Contains(f.Name, "before") {
+			t.Errorf("%s: the fixture has no point for this filter to find", f.Name)
+		}
+	}
+	// The wall-clock start survives the round trip.
+	got, err := s.Search(ctx, name, sinks.SearchRequest{Vector: pts[1].Vector, TopK: 1, Filter: sinks.Filter{VideoIDs: []string{pts[1].Payload.VideoID}, StartFrom: ptr(pts[1].Payload.StartS), StartTo: ptr(pts[1].Payload.StartS)}, Exact: true})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("search for point 1: %v, %d hits", err, len(got))
+	}
+	if !got[0].Payload.WallStart.Equal(pts[1].Payload.WallStart) {
+		t.Errorf("wall_start %v came back as %v", pts[1].Payload.WallStart, got[0].Payload.WallStart)
 	}
 }
 

@@ -13,6 +13,22 @@
 // redelivered, written again (point ids are stable) and the delete runs
 // then. Stream windows carry no generation and are only ever added.
 //
+// # Delete
+//
+// A delete command on the videos topic (a tombstone keyed by the video id
+// with the vidx-command: delete header, schemas.IsDeleteCommand) deletes
+// the video: the stage reads that topic too, in the same consumer group, and
+// removes the video's points of runs that began before the delete, stream
+// windows included (sinks.Store.DeleteOlder with the tombstone's time as
+// the generation), so a delete read again later does not remove the video
+// ingested since. One replica handles
+// each delete, against the store every replica shares, so all agree. Video
+// jobs on the topic are the sample stage's and are skipped here. Clips of
+// a job that began before the delete and are still on their way are
+// dropped when they reach the replica that deleted the video (their
+// generation is older than the delete); other replicas, or a replica
+// restarted since, index them, and deleting again removes them.
+//
 // Clips of a video travel keyed by video id, so they reach the stage in
 // order and the last clip normally completes its generation. When a clip of
 // the run is still being retried, the stage remembers the generation and
@@ -60,6 +76,12 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithVideosTopic names the topic whose tombstones delete videos; messages
+// of that topic are delete commands or jobs (ignored), never clips.
+func WithVideosTopic(topic string) Option {
+	return func(h *Handler) { h.videosTopic = topic }
+}
+
 // maxPending bounds the generations remembered while some of their clips are
 // still missing; the oldest is forgotten first (its older clips then stay
 // until the video is ingested again).
@@ -83,6 +105,12 @@ type Handler struct {
 	// of their clips, with the clip count they need.
 	pending map[genKey]int
 	order   []genKey // insertion order of pending, for the bound
+
+	videosTopic string
+	// deleted holds when each video was last deleted here (microseconds,
+	// comparable with clip generations), bounded like pending.
+	deleted      map[string]int64
+	deletedOrder []string
 }
 
 // New ensures the collection exists with spec and returns the handler. A
@@ -97,7 +125,7 @@ func New(ctx context.Context, spec sinks.CollectionSpec, store Store, opts ...Op
 	if err := store.EnsureCollection(ctx, spec); err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
-	h := &Handler{spec: spec, store: store, now: time.Now, log: slog.Default(), pending: map[genKey]int{}}
+	h := &Handler{spec: spec, store: store, now: time.Now, log: slog.Default(), pending: map[genKey]int{}, deleted: map[string]int64{}}
 	for _, o := range opts {
 		o(h)
 	}
@@ -113,13 +141,24 @@ func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeli
 	var slots []int
 	var headers []*schemas.ClipHeader
 	now := h.now().UTC()
+	var deletes []int
 	for i, m := range batch {
+		if h.videosTopic != "" && m.Topic == h.videosTopic {
+			if schemas.IsDeleteCommand(m.Value, m.Headers) {
+				deletes = append(deletes, i)
+			}
+			continue
+		}
 		e, err := schemas.DecodeEmbeddings(schemas.KindClipEmbedding, m.Value)
 		if err != nil {
 			res[i].Err = pipeline.Poison(err)
 			continue
 		}
 		hd := e.Header
+		if h.deletedBefore(hd.VideoID, hd.Generation) {
+			h.log.InfoContext(ctx, "dropping a clip of a deleted video", "video_id", hd.VideoID, "clip_index", hd.ClipIndex)
+			continue
+		}
 		if hd.Model != h.spec.Model || hd.Pooling != h.spec.Pooling || hd.Dim != h.spec.Dim {
 			res[i].Err = pipeline.Poisonf("clip embedding of model %q pooled with %q (dim %d) cannot go into collection %q of model %q pooled with %q (dim %d)",
 				hd.Model, hd.Pooling, hd.Dim, h.spec.Name, h.spec.Model, h.spec.Pooling, h.spec.Dim)
@@ -145,11 +184,13 @@ func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeli
 				IngestedAt: now,
 				Metadata:   hd.Metadata,
 				Generation: hd.Generation,
+				WallStart:  hd.WallStart,
 			},
 		})
 		slots = append(slots, i)
 		headers = append(headers, &hd)
 	}
+	defer h.deleteVideos(ctx, batch, deletes, res)
 	if len(points) == 0 {
 		return res
 	}
@@ -168,6 +209,60 @@ func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeli
 	}
 	h.replace(ctx, headers, slots, res)
 	return res
+}
+
+// deleteVideos runs the batch's delete commands, after its clips are
+// written: a delete and clips of one batch come from different topics, with
+// no order between them, and deleting last leaves nothing behind.
+func (h *Handler) deleteVideos(ctx context.Context, batch []pipeline.Message, slots []int, res []pipeline.Result) {
+	for _, i := range slots {
+		id := string(batch[i].Key)
+		if err := (&schemas.VideoJob{VideoID: id, URI: "-"}).Validate(); err != nil {
+			res[i].Err = pipeline.Poison(fmt.Errorf("delete command: %w", err))
+			continue
+		}
+		at := batch[i].Time
+		if at.IsZero() {
+			at = h.now()
+		}
+		h.markDeleted(id, at.UnixMicro())
+		// Only clips of runs that began before the delete: a delete read
+		// again (a new consumer group, a replay) must not remove the video
+		// ingested since.
+		n, err := h.store.DeleteOlder(ctx, h.spec.Name, id, at.UnixMicro())
+		if err != nil {
+			res[i].Err = h.storeError(ctx, fmt.Errorf("delete video %s from %s: %w", id, h.spec.Name, err))
+			continue
+		}
+		h.log.InfoContext(ctx, "deleted video", "video_id", id, "points", n)
+	}
+}
+
+func (h *Handler) markDeleted(id string, at int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k := range h.pending {
+		if k.video == id {
+			delete(h.pending, k)
+		}
+	}
+	if _, ok := h.deleted[id]; !ok {
+		if len(h.deletedOrder) >= maxPending {
+			delete(h.deleted, h.deletedOrder[0])
+			h.deletedOrder = h.deletedOrder[1:]
+		}
+		h.deletedOrder = append(h.deletedOrder, id)
+	}
+	h.deleted[id] = max(h.deleted[id], at)
+}
+
+// deletedBefore reports whether a clip of generation gen belongs to a job
+// that began before the video was deleted here.
+func (h *Handler) deletedBefore(id string, gen int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	at, ok := h.deleted[id]
+	return ok && gen != 0 && gen < at
 }
 
 // storeError classifies an upsert error that is not the data's fault. The

@@ -56,6 +56,7 @@ type clip struct {
 	gen        int64
 	genClips   int
 	stream     string
+	wall       time.Time // a live window's wall-clock start
 }
 
 func (c clip) header() schemas.ClipHeader {
@@ -74,6 +75,9 @@ func (c clip) header() schemas.ClipHeader {
 		StreamID:        c.stream,
 		Generation:      c.gen,
 		GenerationClips: c.genClips,
+	}
+	if !c.wall.IsZero() {
+		h.WallStart, h.WallEnd = c.wall, c.wall.Add(time.Duration((c.end-c.start)*float64(time.Second)))
 	}
 	if h.Model == "" {
 		h.Model = model
@@ -120,7 +124,7 @@ func TestHandleIndexesClips(t *testing.T) {
 	clips := []clip{
 		{video: "video7", index: 0, start: 0, end: 10, vec: []float32{1, 0, 0, 0}},
 		{video: "video7", index: 1, start: 10, end: 20, vec: []float32{0, 2, 0, 0}},
-		{video: "video9", index: 0, start: 0, end: 10, vec: []float32{0, 0, 3, 4}},
+		{video: "video9", index: 0, start: 0, end: 10, vec: []float32{0, 0, 3, 4}, wall: ingested.Add(-time.Minute)},
 	}
 	batch := make([]pipeline.Message, len(clips))
 	for i, c := range clips {
@@ -155,12 +159,13 @@ func TestHandleIndexesClips(t *testing.T) {
 		}
 		want := sinks.Payload{
 			VideoID: c.video, Source: "msrvtt", ClipIndex: c.index, StartS: c.start, EndS: c.end,
-			Frames: 3, IngestedAt: ingested, Metadata: map[string]string{"title": c.video + " title"},
+			Frames: 3, IngestedAt: ingested, Metadata: map[string]string{"title": c.video + " title"}, WallStart: c.wall,
 		}
 		got := hit.Payload
 		if got.VideoID != want.VideoID || got.Source != want.Source || got.ClipIndex != want.ClipIndex ||
 			got.StartS != want.StartS || got.EndS != want.EndS || got.Frames != want.Frames ||
-			!got.IngestedAt.Equal(want.IngestedAt) || got.Metadata["title"] != want.Metadata["title"] || len(got.Metadata) != 1 {
+			!got.IngestedAt.Equal(want.IngestedAt) || got.Metadata["title"] != want.Metadata["title"] || len(got.Metadata) != 1 ||
+			!got.WallStart.Equal(want.WallStart) {
 			t.Errorf("%s/%d: payload %+v, want %+v", c.video, c.index, got, want)
 		}
 		if math.Abs(float64(hit.Score)-1) > 1e-6 {

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -111,10 +113,14 @@ type Handler struct {
 	store Searcher
 	bank  *Bank[[]float32]
 	log   *slog.Logger
+
+	// image answers image queries; nil refuses them.
+	image     encoders.ImageEncoder
+	mean, std [3]float32
 }
 
 // New builds the handler and preloads the query bank.
-func New(ctx context.Context, cfg Config, text encoders.TextEncoder, store Searcher, log *slog.Logger) (*Handler, error) {
+func New(ctx context.Context, cfg Config, text encoders.TextEncoder, store Searcher, log *slog.Logger, opts ...Option) (*Handler, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -123,6 +129,9 @@ func New(ctx context.Context, cfg Config, text encoders.TextEncoder, store Searc
 		log = slog.Default()
 	}
 	h := &Handler{cfg: cfg, text: text, store: store, bank: NewBank[[]float32](cfg.BankSize), log: log}
+	for _, o := range opts {
+		o(h)
+	}
 	if cfg.BankFile != "" {
 		if err := h.preload(ctx, cfg.BankFile); err != nil {
 			return nil, err
@@ -169,7 +178,8 @@ func (h *Handler) preload(ctx context.Context, path string) error {
 func (h *Handler) BankLen() int { return h.bank.Len() }
 
 // Handle answers a micro-batch of queries together: they share the text
-// axis of the dual softmax with the bank.
+// axis of the dual softmax with the bank. A query that cannot be answered
+// fails as poison; Reply then tells its asker why.
 func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeline.Result {
 	start := time.Now()
 	res := make([]pipeline.Result, len(batch))
@@ -203,6 +213,10 @@ func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeli
 		}
 	}
 	for k, a := range answers {
+		if a.Error != nil {
+			res[slot[k]].Err = pipeline.Poison(&QueryError{Code: a.Error.Code, Msg: a.Error.Message})
+			continue
+		}
 		a.TookMS = took
 		value, err := schemas.Encode(&a)
 		if err != nil {
@@ -214,63 +228,226 @@ func (h *Handler) Handle(ctx context.Context, batch []pipeline.Message) []pipeli
 	return res
 }
 
+// QueryError is why one query of a batch cannot be answered; the others
+// are answered as usual. Code is one of the schemas.ErrCode* values.
+type QueryError struct {
+	Code string
+	Msg  string
+}
+
+func (e *QueryError) Error() string { return e.Msg }
+
+// Reply answers a query the stage dead-letters (pipeline.WithReply): a
+// Result keyed by the query's id with Error set and no hits, so the asker
+// hears why at once instead of waiting out its timeout. A message without
+// a usable query id (neither in the JSON nor as the key) has nobody to
+// answer and gets no reply.
+func (h *Handler) Reply(m pipeline.Message, err error, class pipeline.ErrorClass) []pipeline.Output {
+	var probe struct {
+		QueryID string `json:"query_id"`
+		Text    string `json:"text"`
+		Rerank  string `json:"rerank"`
+	}
+	_ = json.Unmarshal(m.Value, &probe)
+	id := probe.QueryID
+	if !usableID(id) {
+		id = string(m.Key)
+	}
+	if !usableID(id) {
+		return nil
+	}
+	r := h.errorResult(id, probe.Text, probe.Rerank, err, class)
+	value, encErr := schemas.Encode(&r)
+	if encErr != nil {
+		h.log.Error("cannot encode an error result", "query_id", id, "err", encErr)
+		return nil
+	}
+	return []pipeline.Output{{Topic: h.cfg.ResultsTopic, Key: []byte(id), Value: value}}
+}
+
+func usableID(id string) bool {
+	return id != "" && len(id) <= schemas.MaxIDLen && utf8.ValidString(id)
+}
+
+func (h *Handler) errorResult(id, text, rerank string, err error, class pipeline.ErrorClass) schemas.Result {
+	code := schemas.ErrCodeUnavailable
+	var qe *QueryError
+	switch {
+	case errors.As(err, &qe):
+		code = qe.Code
+	case class == pipeline.ClassPoison:
+		code = schemas.ErrCodeInvalidQuery
+	}
+	if !ValidRerank(rerank) {
+		rerank = h.cfg.Rerank
+	}
+	if !utf8.ValidString(text) || len(text) > schemas.MaxQueryText {
+		text = ""
+	}
+	return schemas.Result{
+		SchemaVersion: schemas.Version,
+		QueryID:       id,
+		Text:          text,
+		Rerank:        rerank,
+		Model:         h.cfg.Model,
+		Hits:          []schemas.Hit{},
+		AnsweredAt:    time.Now().UTC(),
+		Error:         &schemas.ResultError{Code: code, Message: err.Error()},
+	}
+}
+
 // Answer ranks clips for each query. Queries are re-ranked against each
-// other and the bank, then added to the bank.
+// other and the bank, then added to the bank. A query that cannot be
+// answered gets a Result with Error set; the error return is for failures
+// of the whole batch (encoder or store down), which a retry may cure.
 func (h *Handler) Answer(ctx context.Context, queries []schemas.Query) ([]schemas.Result, error) {
-	texts := make([]string, len(queries))
+	out := make([]schemas.Result, len(queries))
 	for i, q := range queries {
-		texts[i] = q.Text
+		if err := q.Validate(); err != nil {
+			out[i] = h.errorResult(q.QueryID, q.Text, q.Rerank, err, pipeline.ClassPoison)
+		}
 	}
-	ectx, span := telemetry.Start(ctx, "text encode", trace.WithAttributes(attribute.Int("vidx.batch_size", len(texts))))
-	start := time.Now()
-	raw, err := h.text.EncodeTexts(ectx, texts)
-	model := metric.WithAttributes(attribute.String("model", "text"))
-	telemetry.From(ctx).Instruments().InferenceSeconds.Record(ctx, time.Since(start).Seconds(), model)
-	telemetry.From(ctx).Instruments().InferenceBatch.Record(ctx, int64(len(texts)), model)
-	telemetry.End(span, err)
+	valid := make([]int, 0, len(queries))
+	for i := range queries {
+		if out[i].Error == nil {
+			valid = append(valid, i)
+		}
+	}
+	if len(valid) == 0 {
+		return out, nil
+	}
+	sub := make([]schemas.Query, len(valid))
+	for k, i := range valid {
+		sub[k] = queries[i]
+	}
+	answers, err := h.answer(ctx, sub)
 	if err != nil {
-		return nil, fmt.Errorf("encode queries: %w", err)
+		return nil, err
 	}
-	if len(raw) != len(queries) {
-		return nil, fmt.Errorf("text encoder returned %d vectors for %d queries", len(raw), len(queries))
+	for k, i := range valid {
+		out[i] = answers[k]
 	}
-	qvecs := make([][]float32, len(raw))
+	return out, nil
+}
+
+func (h *Handler) answer(ctx context.Context, queries []schemas.Query) ([]schemas.Result, error) {
+	qvecs := make([][]float32, len(queries))
+	failed := make([]error, len(queries))
+	var textIdx, imageIdx []int
+	for i, q := range queries {
+		switch {
+		case q.Image != "":
+			imageIdx = append(imageIdx, i)
+		case q.Like != nil:
+			v, err := h.clipVector(ctx, *q.Like)
+			var qe *QueryError
+			switch {
+			case errors.As(err, &qe):
+				failed[i] = err
+			case err != nil:
+				return nil, err
+			default:
+				qvecs[i] = v
+			}
+		default:
+			textIdx = append(textIdx, i)
+		}
+	}
+	texts := make([]string, len(textIdx))
+	for k, i := range textIdx {
+		texts[k] = queries[i].Text
+	}
+	if len(texts) > 0 {
+		ectx, span := telemetry.Start(ctx, "text encode", trace.WithAttributes(attribute.Int("vidx.batch_size", len(texts))))
+		start := time.Now()
+		raw, err := h.text.EncodeTexts(ectx, texts)
+		model := metric.WithAttributes(attribute.String("model", "text"))
+		telemetry.From(ctx).Instruments().InferenceSeconds.Record(ctx, time.Since(start).Seconds(), model)
+		telemetry.From(ctx).Instruments().InferenceBatch.Record(ctx, int64(len(texts)), model)
+		telemetry.End(span, err)
+		if err != nil {
+			return nil, fmt.Errorf("encode queries: %w", err)
+		}
+		if len(raw) != len(texts) {
+			return nil, fmt.Errorf("text encoder returned %d vectors for %d queries", len(raw), len(texts))
+		}
+		for k, i := range textIdx {
+			qvecs[i] = Normalize(raw[k])
+		}
+	}
+	if len(imageIdx) > 0 {
+		if err := h.encodeImages(ctx, queries, imageIdx, qvecs, failed); err != nil {
+			return nil, err
+		}
+	}
 	inBatch := map[string]bool{}
-	for i, v := range raw {
-		qvecs[i] = Normalize(v)
-		inBatch[texts[i]] = true
+	for _, t := range texts {
+		inBatch[t] = true
 	}
-	// The text axis: this batch's queries (distinct texts) and the bank,
-	// which excludes texts of this batch.
+	// The text axis: this batch's text queries (distinct texts) and the
+	// bank, which excludes texts of this batch. Image and clip queries stay
+	// off it (and out of the bank): an image-image cosine dwarfs every
+	// text-clip cosine and would flatten the text axis for everyone else.
 	var axis []axisRow
-	for i, t := range texts {
+	for k, t := range texts {
 		if !slices.ContainsFunc(axis, func(r axisRow) bool { return r.text == t }) {
-			axis = append(axis, axisRow{t, qvecs[i]})
+			axis = append(axis, axisRow{t, qvecs[textIdx[k]]})
 		}
 	}
 	for _, v := range h.bank.Snapshot(func(t string) bool { return inBatch[t] }) {
 		axis = append(axis, axisRow{vec: v})
 	}
 
-	candidates, err := h.candidates(ctx, queries, qvecs)
+	// Search for the queries that still stand.
+	var live []int
+	for i := range queries {
+		if failed[i] == nil {
+			live = append(live, i)
+		}
+	}
+	sub, subVecs := make([]schemas.Query, len(live)), make([][]float32, len(live))
+	for k, i := range live {
+		sub[k], subVecs[k] = queries[i], qvecs[i]
+		if sub[k].Like != nil {
+			// One more, since the clip itself is left out.
+			sub[k].TopK = min(cmp.Or(sub[k].TopK, h.cfg.TopK)+1, schemas.MaxTopK+1)
+		}
+	}
+	subHits, subFailed, err := h.candidates(ctx, sub, subVecs)
 	if err != nil {
 		return nil, err
 	}
-	_, span = telemetry.Start(ctx, "rerank", trace.WithAttributes(
+	candidates := make([][]sinks.Hit, len(queries))
+	for k, i := range live {
+		candidates[i], failed[i] = subHits[k], subFailed[k]
+		if l := queries[i].Like; l != nil {
+			candidates[i] = slices.DeleteFunc(candidates[i], func(hit sinks.Hit) bool {
+				return hit.Payload.VideoID == l.VideoID && hit.Payload.ClipIndex == l.ClipIndex
+			})
+		}
+	}
+	_, span := telemetry.Start(ctx, "rerank", trace.WithAttributes(
 		attribute.Int("vidx.queries", len(queries)), attribute.Int("vidx.text_axis", len(axis))))
 	out := make([]schemas.Result, len(queries))
 	for i, q := range queries {
+		if failed[i] != nil {
+			out[i] = h.errorResult(q.QueryID, q.Text, q.Rerank, failed[i], pipeline.ClassPoison)
+			continue
+		}
 		r, err := h.rank(q, candidates[i], axis)
 		if err != nil {
 			telemetry.End(span, err)
 			return nil, err
 		}
-		r.BankSize = len(axis) - 1
+		r.BankSize = len(axis)
+		if q.Text != "" {
+			r.BankSize-- // the query's own row
+		}
 		out[i] = r
 	}
 	span.End()
-	for i, t := range texts {
-		h.bank.Add(t, qvecs[i])
+	for k, t := range texts {
+		h.bank.Add(t, qvecs[textIdx[k]])
 	}
 	return out, nil
 }
@@ -283,8 +460,10 @@ type axisRow struct {
 }
 
 // candidates fetches each query's candidate clips, in one store call when
-// the store can answer a batch.
-func (h *Handler) candidates(ctx context.Context, queries []schemas.Query, qvecs [][]float32) (_ [][]sinks.Hit, err error) {
+// the store can answer a batch. A search the store refuses as invalid (a
+// filter on a key it cannot filter on) fails only its own query: failed[i]
+// says why, and the rest of the batch is answered.
+func (h *Handler) candidates(ctx context.Context, queries []schemas.Query, qvecs [][]float32) (_ [][]sinks.Hit, failed []error, err error) {
 	ctx, span := telemetry.Start(ctx, "candidate search", trace.WithAttributes(
 		attribute.String("vidx.collection", h.cfg.Collection), attribute.Int("vidx.queries", len(queries))))
 	start := time.Now()
@@ -302,24 +481,33 @@ func (h *Handler) candidates(ctx context.Context, queries []schemas.Query, qvecs
 		}
 	}
 	out := make([][]sinks.Hit, len(reqs))
+	failed = make([]error, len(reqs))
 	if bs, ok := h.store.(BatchSearcher); ok && len(reqs) > 1 {
 		hits, err := bs.SearchBatch(ctx, h.cfg.Collection, reqs)
 		if err == nil && len(hits) != len(reqs) {
 			err = fmt.Errorf("store answered %d of %d searches", len(hits), len(reqs))
 		}
-		if err != nil {
-			return out, searchError(h.cfg.Collection, err)
+		if err == nil {
+			return hits, failed, nil
 		}
-		return hits, nil
+		if !errors.Is(err, sinks.ErrInvalid) {
+			return out, failed, searchError(h.cfg.Collection, err)
+		}
+		// One query's filter spoiled the batch: search one by one to
+		// find which.
 	}
 	for i, r := range reqs {
 		hits, err := h.store.Search(ctx, h.cfg.Collection, r)
+		if errors.Is(err, sinks.ErrInvalid) {
+			failed[i] = &QueryError{Code: schemas.ErrCodeInvalidQuery, Msg: err.Error()}
+			continue
+		}
 		if err != nil {
-			return out, searchError(h.cfg.Collection, err)
+			return out, failed, searchError(h.cfg.Collection, err)
 		}
 		out[i] = hits
 	}
-	return out, nil
+	return out, failed, nil
 }
 
 // searchError classifies a failed search; nothing indexed yet is an empty
@@ -344,7 +532,7 @@ func (h *Handler) rank(q schemas.Query, hits []sinks.Hit, axis []axisRow) (schem
 		sims := make([][]float64, 0, len(axis)+1)
 		sims = append(sims, scores)
 		for _, t := range axis {
-			if t.text == q.Text {
+			if q.Text != "" && t.text == q.Text {
 				continue
 			}
 			row := make([]float64, len(hits))
@@ -369,6 +557,9 @@ func (h *Handler) rank(q schemas.Query, hits []sinks.Hit, axis []axisRow) (schem
 		}
 		return cmp.Compare(hits[b].Score, hits[a].Score)
 	})
+	if q.MinScore != nil {
+		order = slices.DeleteFunc(order, func(j int) bool { return scores[j] < *q.MinScore })
+	}
 	if len(order) > topK {
 		order = order[:topK]
 	}
@@ -402,7 +593,8 @@ func toFilter(f *schemas.Filters) sinks.Filter {
 	if f == nil {
 		return sinks.Filter{}
 	}
-	return sinks.Filter{VideoIDs: f.VideoIDs, Sources: f.Sources, StartFrom: f.StartFrom, StartTo: f.StartTo}
+	return sinks.Filter{VideoIDs: f.VideoIDs, Sources: f.Sources, StartFrom: f.StartFrom, StartTo: f.StartTo,
+		Metadata: f.Metadata, WallFrom: f.WallFrom, WallTo: f.WallTo}
 }
 
 // Normalize returns v scaled to unit L2 norm (a zero vector stays zero),

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
@@ -237,20 +238,39 @@ func TestBankEvictsOldestAndDeduplicates(t *testing.T) {
 
 func TestFiltersReachTheStore(t *testing.T) {
 	ctx := context.Background()
+	noon := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *time.Time { w := noon.Add(d); return &w }
 	store := sliceStore{
-		{ID: "a", Vector: []float32{1, 0, 0}, Payload: sinks.Payload{VideoID: "A", StartS: 0}},
-		{ID: "b", Vector: []float32{0.9, 0.1, 0.42}, Payload: sinks.Payload{VideoID: "B", StartS: 10}},
+		{ID: "a", Vector: []float32{1, 0, 0}, Payload: sinks.Payload{VideoID: "A", StartS: 0, Metadata: map[string]string{"camera": "north"}}},
+		{ID: "b", Vector: []float32{0.9, 0.1, 0.42}, Payload: sinks.Payload{VideoID: "B", StartS: 10, Metadata: map[string]string{"camera": "south"}, WallStart: noon}},
+		{ID: "c", Vector: []float32{0.8, 0.6, 0}, Payload: sinks.Payload{VideoID: "C", StartS: 20, WallStart: noon.Add(time.Hour)}},
 	}
 	h, err := New(ctx, Config{Rerank: RerankNone}, mapEncoder{"q": unit(1, 0)}, store, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := h.Answer(ctx, []schemas.Query{{QueryID: "1", Text: "q", Filters: &schemas.Filters{VideoIDs: []string{"B"}}}})
-	if err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name    string
+		filters *schemas.Filters
+		want    []string
+	}{
+		{"video ids", &schemas.Filters{VideoIDs: []string{"B"}}, []string{"B"}},
+		{"metadata", &schemas.Filters{Metadata: map[string]string{"camera": "north"}}, []string{"A"}},
+		{"wall from", &schemas.Filters{WallFrom: at(time.Minute)}, []string{"C"}},
+		{"wall window", &schemas.Filters{WallFrom: at(-time.Minute), WallTo: at(time.Minute)}, []string{"B"}},
 	}
-	if len(res[0].Hits) != 1 || res[0].Hits[0].VideoID != "B" {
-		t.Errorf("filtered hits = %+v, want only B", res[0].Hits)
+	for _, c := range cases {
+		res, err := h.Answer(ctx, []schemas.Query{{QueryID: "1", Text: "q", Filters: c.filters}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, hit := range res[0].Hits {
+			got = append(got, hit.VideoID)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: hits %v, want %v", c.name, got, c.want)
+		}
 	}
 }
 

@@ -200,6 +200,11 @@ func (d *Decoder) decode(ctx context.Context, src source, px *filterProxy, p pro
 	}
 
 	s := newSampler(d.opts, p)
+	if d.opts.Mode == ModeShots {
+		if s.segs, err = d.shotsFor(ctx, src, px, p); err != nil {
+			return err
+		}
+	}
 	// Frames are large, so ReadFull mostly bypasses the buffer and reads
 	// straight into the frame; the buffer only absorbs pipe-sized pieces.
 	br := bufio.NewReaderSize(stdout, 64<<10)
@@ -272,7 +277,8 @@ type sampler struct {
 	est     int                    // expected frame count from the probe; -1 unknown
 	count   int                    // frames decoded so far
 	open    []*window              // in start order, which is also end order
-	next    int                    // window mode: next window number to open
+	next    int                    // window and shots modes: next window number to open
+	segs    []segment              // shots mode: the clips' spans
 }
 
 func newSampler(o Options, p probed) *sampler {
@@ -305,17 +311,32 @@ func (s *sampler) frameIndex(t float64) int {
 	return int(math.Ceil(t*s.o.FPS - 1e-9))
 }
 
+// span is window k's bounds; ok is false past the last shot.
+func (s *sampler) span(k int) (start, end float64, ok bool) {
+	if s.o.Mode == ModeShots {
+		if k >= len(s.segs) {
+			return 0, 0, false
+		}
+		return s.segs[k].start, s.segs[k].end, true
+	}
+	start = float64(k) * s.o.StrideS
+	return start, start + s.o.WindowS, true
+}
+
 func (s *sampler) openWindows(g int) {
 	for {
-		start := float64(s.next) * s.o.StrideS
+		start, stop, ok := s.span(s.next)
+		if !ok {
+			return
+		}
 		first := s.frameIndex(start)
 		if first > g {
 			return
 		}
-		end := s.frameIndex(start + s.o.WindowS)
+		end := s.frameIndex(stop)
 		if end > first { // a window shorter than a frame interval may hold none
 			w := &window{
-				clip:  Clip{Index: s.next, StartS: start, EndS: start + s.o.WindowS},
+				clip:  Clip{Index: s.next, StartS: start, EndS: stop},
 				first: first,
 				full:  end - first,
 			}
@@ -335,7 +356,7 @@ func (s *sampler) openWindows(g int) {
 func (s *sampler) push(ctx context.Context, buf []byte, fn func(Clip) error, log *slog.Logger) error {
 	g := s.count
 	s.count++
-	if s.o.Mode == ModeWindow {
+	if s.o.Mode == ModeWindow || s.o.Mode == ModeShots {
 		s.openWindows(g)
 	}
 	var crop *image.RGBA

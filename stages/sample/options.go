@@ -23,6 +23,7 @@ const (
 const (
 	ModeWhole  = "whole"  // one clip per video
 	ModeWindow = "window" // clips of WindowS seconds every StrideS seconds
+	ModeShots  = "shots"  // one clip per shot (ffmpeg's scene score), long shots split
 )
 
 // Options configures a Decoder. The zero value of every field means its
@@ -31,11 +32,17 @@ type Options struct {
 	FPS       float64 // frames sampled per second of video; default 1
 	MaxFrames int     // frames kept per clip; default 12
 	Selection string  // SelectUniform (default), SelectHead or SelectTail
-	Mode      string  // ModeWhole (default) or ModeWindow
+	Mode      string  // ModeWhole (default), ModeWindow or ModeShots
 
 	// Window mode: clip k covers [k*StrideS, k*StrideS+WindowS) seconds.
 	// WindowS is required; StrideS defaults to WindowS (no overlap).
 	WindowS, StrideS float64
+
+	// Shots mode: a frame whose scene-change score (ffmpeg's select
+	// filter, 0..1) exceeds SceneThreshold (default 0.3) starts a shot;
+	// shots shorter than MinShotS (default 1 s) join the next, shots
+	// longer than MaxShotS (default 10 s) are split into equal windows.
+	SceneThreshold, MinShotS, MaxShotS float64
 
 	Size int // side of the square crops; default 224
 
@@ -70,6 +77,17 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.Mode == ModeWindow && o.StrideS == 0 {
 		o.StrideS = o.WindowS
+	}
+	if o.Mode == ModeShots {
+		if o.SceneThreshold == 0 {
+			o.SceneThreshold = DefaultSceneThreshold
+		}
+		if o.MinShotS == 0 {
+			o.MinShotS = DefaultMinShotS
+		}
+		if o.MaxShotS == 0 {
+			o.MaxShotS = DefaultMaxShotS
+		}
 	}
 	if o.Size == 0 {
 		o.Size = 224
@@ -109,8 +127,18 @@ func (o Options) Validate() error {
 		if !(o.StrideS > 0) || math.IsInf(o.StrideS, 0) {
 			errs = append(errs, fmt.Errorf("StrideS %v must be positive and finite in window mode", o.StrideS))
 		}
+	case ModeShots:
+		if !(o.SceneThreshold > 0 && o.SceneThreshold < 1) {
+			errs = append(errs, fmt.Errorf("SceneThreshold %v must be in (0, 1) in shots mode", o.SceneThreshold))
+		}
+		if !(o.MaxShotS > 0) || math.IsInf(o.MaxShotS, 0) {
+			errs = append(errs, fmt.Errorf("MaxShotS %v must be positive and finite in shots mode", o.MaxShotS))
+		}
+		if !(o.MinShotS >= 0 && o.MinShotS <= o.MaxShotS) {
+			errs = append(errs, fmt.Errorf("MinShotS %v must be in [0, MaxShotS %v] in shots mode", o.MinShotS, o.MaxShotS))
+		}
 	default:
-		errs = append(errs, fmt.Errorf("Mode %q must be %q or %q", o.Mode, ModeWhole, ModeWindow))
+		errs = append(errs, fmt.Errorf("Mode %q must be %q, %q or %q", o.Mode, ModeWhole, ModeWindow, ModeShots))
 	}
 	if o.Size <= 0 {
 		errs = append(errs, fmt.Errorf("Size %d must be positive", o.Size))

@@ -101,6 +101,15 @@ func (s *Stage) JobOptions(job *schemas.VideoJob) (Options, error) {
 		if seg.StrideS != 0 {
 			o.StrideS = seg.StrideS
 		}
+		if seg.SceneThreshold != 0 {
+			o.SceneThreshold = seg.SceneThreshold
+		}
+		if seg.MinShotS != 0 {
+			o.MinShotS = seg.MinShotS
+		}
+		if seg.MaxShotS != 0 {
+			o.MaxShotS = seg.MaxShotS
+		}
 	}
 	o = o.WithDefaults()
 	if err := o.Validate(); err != nil {
@@ -110,6 +119,10 @@ func (s *Stage) JobOptions(job *schemas.VideoJob) (Options, error) {
 }
 
 func (s *Stage) handle(ctx context.Context, m pipeline.Message) (_ []pipeline.Output, err error) {
+	if schemas.IsDeleteCommand(m.Value, m.Headers) {
+		// The index stage acts on it.
+		return nil, nil
+	}
 	job, err := schemas.DecodeVideoJob(m.Value)
 	if err != nil {
 		return nil, pipeline.Poison(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/uuid"
 	qc "github.com/qdrant/go-client/qdrant"
@@ -221,8 +222,9 @@ func jsonToValue(v any) *qc.Value {
 }
 
 // filterFromQdrant reads the filters vidx sends: must conditions of keyword
-// matches on video_id and source (one value or any of several) and an
-// inclusive range on start_s. Anything else is Unimplemented.
+// matches on video_id, source (one value or any of several) and
+// metadata.KEY, an inclusive range on start_s and an inclusive datetime
+// range on wall_start. Anything else is Unimplemented.
 func filterFromQdrant(f *qc.Filter) (sinks.Filter, error) {
 	var out sinks.Filter
 	if f == nil {
@@ -245,7 +247,31 @@ func filterFromQdrant(f *qc.Filter) (sinks.Filter, error) {
 			return out, status.Errorf(codes.Unimplemented, "test server: more than one condition on %q is not modelled", key)
 		}
 		seen[key] = true
+		if mk, ok := strings.CutPrefix(key, "metadata."); ok {
+			m, isKW := fc.GetMatch().GetMatchValue().(*qc.Match_Keyword)
+			if !isKW {
+				return out, status.Errorf(codes.Unimplemented, "test server: only a keyword match on %s is modelled", key)
+			}
+			if out.Metadata == nil {
+				out.Metadata = map[string]string{}
+			}
+			out.Metadata[mk] = m.Keyword
+			continue
+		}
 		switch key {
+		case "wall_start":
+			r := fc.GetDatetimeRange()
+			if r == nil || r.Gt != nil || r.Lt != nil {
+				return out, status.Error(codes.Unimplemented, "test server: only gte/lte datetime ranges on wall_start are modelled")
+			}
+			if r.Gte != nil {
+				t := r.Gte.AsTime()
+				out.WallFrom = &t
+			}
+			if r.Lte != nil {
+				t := r.Lte.AsTime()
+				out.WallTo = &t
+			}
 		case "video_id", "source":
 			var vals []string
 			switch m := fc.GetMatch().GetMatchValue().(type) {

@@ -10,7 +10,10 @@ import (
 // a configuration. The stage builder, `vidx status` and the crash harness
 // all read this one table.
 type StageSpec struct {
-	Name    string
+	Name string
+	// Input is the topic the stage's work arrives on (its lag is the
+	// stage's backlog); the index stage also reads delete commands on
+	// the videos topic.
 	Input   func(config.Topics) string
 	Runtime func(config.Stages) config.Runtime
 }

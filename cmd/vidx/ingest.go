@@ -16,6 +16,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/vidx/vidx/app"
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
@@ -332,15 +333,24 @@ type videoProgress struct {
 	// clip is seen.
 	Total int    `json:"total,omitempty"`
 	Error string `json:"error,omitempty"`
+
+	// last is the highest clip-embeddings offset of the video's clips in
+	// each partition: the video is indexed once the index stage has
+	// committed past every one of them.
+	last map[int]int64
 }
 
 // follower watches the index stage's input (clip-embeddings) and the
 // dead letters for the clips and failures of the published videos. A video
 // is indexed when every clip of its run has reached the index stage's
-// topic, failed when a dead letter names it.
+// topic and the index stage has committed past them (it commits only once
+// the store has the clips or they are dead-lettered); failed when a dead
+// letter names it.
 type follower struct {
 	cfg    config.Config
 	topics map[string]map[int]int64 // end offsets before publishing
+	// indexGroup is the index stage's consumer group.
+	indexGroup string
 
 	mu     sync.Mutex
 	videos map[string]*videoProgress
@@ -349,6 +359,9 @@ type follower struct {
 
 func newFollower(ctx context.Context, cfg config.Config, jobs []schemas.VideoJob) (*follower, error) {
 	f := &follower{cfg: cfg, topics: map[string]map[int]int64{}, videos: map[string]*videoProgress{}}
+	if spec, ok := app.Spec(app.StageIndex); ok {
+		f.indexGroup = spec.Group(cfg)
+	}
 	for _, t := range []string{cfg.Topics.ClipEmbeddings, cfg.Topics.DeadLetters} {
 		end, err := pipeline.EndOffsets(ctx, cfg.Kafka, t)
 		if err != nil {
@@ -396,6 +409,8 @@ func (f *follower) run(ctx context.Context, progress func(done, failed, clips in
 			}()
 		}
 	}
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		done, failed, clips := f.counts()
 		progress(done, failed, clips)
@@ -405,6 +420,9 @@ func (f *follower) run(ctx context.Context, progress func(done, failed, clips in
 		select {
 		case <-ctx.Done():
 		case <-changed:
+			continue
+		case <-tick.C:
+			f.checkIndexed(ctx)
 			continue
 		}
 		break
@@ -463,11 +481,43 @@ func (f *follower) observe(m pipeline.Message) bool {
 		return false
 	}
 	v.Clips++
+	if v.last == nil {
+		v.last = map[int]int64{}
+	}
+	if off, ok := v.last[m.Partition]; !ok || m.Offset > off {
+		v.last[m.Partition] = m.Offset
+	}
 	if n := e.Header.GenerationClips; n > 0 {
 		v.Total = n
 	}
-	if v.Total > 0 && v.Clips >= v.Total {
-		v.Status = "indexed"
-	}
 	return true
+}
+
+// checkIndexed marks the videos whose clips have all reached the index
+// stage and that the stage has committed past.
+func (f *follower) checkIndexed(ctx context.Context) {
+	lags, err := pipeline.GroupLag(ctx, f.cfg.Kafka, f.indexGroup, []string{f.cfg.Topics.ClipEmbeddings})
+	if err != nil {
+		return // asked again on the next tick
+	}
+	committed := map[int]int64{}
+	for _, l := range lags {
+		committed[l.Partition] = l.Committed
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, v := range f.videos {
+		if v.Status != "queued" || v.Total == 0 || v.Clips < v.Total {
+			continue
+		}
+		indexed := true
+		for p, off := range v.last {
+			if committed[p] <= off {
+				indexed = false
+			}
+		}
+		if indexed {
+			v.Status = "indexed"
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -124,7 +125,32 @@ func TestIngestFollowsToTheIndex(t *testing.T) {
 		}
 	}()
 
+	// No index stage yet: the clips reach its topic, but nothing is in the
+	// store, so no video counts as indexed.
 	var out, errOut bytes.Buffer
+	err = run(ctx, []string{"ingest", "--brokers", b.Addrs()[0], "--json", "--timeout", "4s", "--metadata", "trip=alps", filepath.Join(dir, "in")}, &out, &errOut)
+	if err == nil {
+		t.Fatalf("without an index stage: no error; stderr %s", errOut.String())
+	}
+	var pending ingestSummary
+	if err := json.Unmarshal(out.Bytes(), &pending); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if pending.Indexed != 0 || pending.Pending != 2 || pending.Failed != 1 {
+		t.Errorf("without an index stage: summary %+v, want 2 pending and 1 failed", pending)
+	}
+
+	// A stand-in index stage: it commits what it reads, as the real one
+	// does once the store has the clips.
+	idx, err := pipeline.NewStage(pipeline.StageConfig{Name: "index", Topics: []string{topics.ClipEmbeddings}, MaxBatch: 16},
+		kc, pipeline.PerMessage(func(context.Context, pipeline.Message) ([]pipeline.Output, error) { return nil, nil }),
+		slog.New(slog.DiscardHandler), pipeline.Hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go idx.Run(ctx)
+
+	out.Reset()
 	err = run(ctx, []string{"ingest", "--brokers", b.Addrs()[0], "--json", "--metadata", "trip=alps", filepath.Join(dir, "in")}, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "1 of 3 videos failed") {
 		t.Fatalf("err %v, want one failed video; stderr %s", err, errOut.String())

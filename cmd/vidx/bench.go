@@ -86,4 +86,3 @@ func num(v float64) string {
 	}
 	return s
 }
-

@@ -81,6 +81,11 @@ if [ "$WITH_TEST_TOOLS" = 1 ]; then
       "$FTFY_VENV/bin/pip" install -q "ftfy==6.3.1" "regex==2024.11.6"; } ||
       log "ftfy not installed: the tokenizer's ftfy reference test will skip"
   fi
+
+  # onnxruntime's quantizer (PyPI, pinned in scripts/quantize.py) for
+  # vidx models quantize and its test, which skips without it.
+  python3 "$(dirname "$0")/quantize.py" --setup >/dev/null ||
+    log "onnxruntime quantizer not installed: the int8 quantization test will skip"
 fi
 
 if [ -n "${VIDX_ORT_LIB:-}" ]; then

@@ -66,6 +66,10 @@ func Quantize(ctx context.Context, src, dst string, o QuantizeOptions) (*Manifes
 		return nil, fmt.Errorf("quantize: %w", err)
 	}
 	defer os.RemoveAll(tmp) // a no-op after the rename
+	// MkdirTemp makes it private; a bundle is read by whoever runs the stages.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
 
 	out := *m
 	out.Name = o.Name

@@ -51,6 +51,10 @@ type Config struct {
 	// Clips is the number of points in the query benchmark's store;
 	// default 100000 (quick: 2000).
 	Clips int
+	// Pipeline, when set, runs every stage in this process on a batch of
+	// videos and returns how long indexing took (the caller owns the app
+	// wiring); without it the pipeline figures are skipped.
+	Pipeline func(context.Context, PipelineRun) (time.Duration, error)
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger
 }
@@ -175,11 +179,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 
+	var bareFP32 float64
 	steps := []struct {
 		name string
 		fn   func() ([]Figure, error)
 	}{
-		{"encode", func() ([]Figure, error) { return cfg.encodeFigures(ctx, rt, mf, mq, video) }},
+		{"encode", func() ([]Figure, error) {
+			figs, err := cfg.encodeFigures(ctx, rt, mf, mq, video)
+			for _, f := range figs {
+				if f.Name == "encode_fp32" {
+					bareFP32 = f.Baseline
+				}
+			}
+			return figs, err
+		}},
+		{"pipeline", func() ([]Figure, error) { return cfg.pipelineFigures(ctx, mf, mq, bareFP32) }},
 		{"sample", func() ([]Figure, error) { return cfg.sampleFigures(ctx, video) }},
 		{"query", func() ([]Figure, error) { return cfg.queryFigures(ctx, rt, mf) }},
 	}
@@ -190,6 +204,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("bench %s: %w", s.name, err)
 		}
 		rep.Figures = append(rep.Figures, figs...)
+	}
+	if cfg.Pipeline == nil {
+		rep.Skipped = append(rep.Skipped, "pipeline figures: no pipeline runner")
 	}
 	rep.Machine.LoadAfter = loadAvg()
 	rep.Seconds = time.Since(rep.Started).Seconds()
@@ -306,6 +323,11 @@ func (c *Config) video(ctx context.Context) (string, error) {
 	if c.Quick {
 		name, graph = "testsrc2-320x180-8s.mp4", "testsrc2=size=320x180:rate=25:duration=8"
 	}
+	return c.renderVideo(ctx, name, graph)
+}
+
+// renderVideo renders a lavfi graph to CacheDir/videos/name once.
+func (c *Config) renderVideo(ctx context.Context, name, graph string) (string, error) {
 	dir := filepath.Join(c.CacheDir, "videos")
 	path := filepath.Join(dir, name)
 	if _, err := os.Stat(path); err == nil {

@@ -18,7 +18,9 @@ type PipelineRun struct {
 	Bundle        string
 	Videos        []string
 	AllowSpinning bool
-	Work          string
+	// IntraOpThreads overrides model.intra_op_threads when above zero.
+	IntraOpThreads int
+	Work           string
 }
 
 // pipelineFigures time whole-mode indexing of a batch of videos end to end
@@ -67,9 +69,9 @@ func (c *Config) pipelineFigures(ctx context.Context, fp32, int8 *bundle.Manifes
 		videos = append(videos, p)
 	}
 	frames := float64(n * perVideo)
-	run := func(m *bundle.Manifest, spin bool, label string) (float64, error) {
+	run := func(m *bundle.Manifest, spin bool, threads int, label string) (float64, error) {
 		dir := filepath.Join(work, label)
-		el, err := c.Pipeline(ctx, PipelineRun{Bundle: m.Dir, Videos: videos, AllowSpinning: spin, Work: dir})
+		el, err := c.Pipeline(ctx, PipelineRun{Bundle: m.Dir, Videos: videos, AllowSpinning: spin, IntraOpThreads: threads, Work: dir})
 		if err != nil {
 			return 0, fmt.Errorf("pipeline %s: %w", label, err)
 		}
@@ -79,20 +81,26 @@ func (c *Config) pipelineFigures(ctx context.Context, fp32, int8 *bundle.Manifes
 	}
 	note := fmt.Sprintf("%d whole-mode videos (%dx%d, %.0f s, %d frames kept each), first job published to last clip stored; default settings",
 		n, info.Width, info.Height, info.DurationS, perVideo)
-	noSpin, err := run(fp32, false, "fp32")
+	noSpin, err := run(fp32, false, 0, "fp32")
 	if err != nil {
 		return nil, err
 	}
-	spin, err := run(fp32, true, "fp32-spinning")
+	spin, err := run(fp32, true, 0, "fp32-spinning")
+	if err != nil {
+		return nil, err
+	}
+	one, err := run(fp32, false, 1, "fp32-1thread")
 	if err != nil {
 		return nil, err
 	}
 	figs := []Figure{
 		{Name: "pipeline_fp32", Unit: "frames/s", Vidx: noSpin, Baseline: bareFP32, Against: "bare fp32 onnxruntime_go loop (images/s)", Ratio: noSpin / bareFP32, Note: note},
 		{Name: "pipeline_fp32_nospin", Unit: "frames/s", Vidx: noSpin, Baseline: spin, Against: "same run with model.allow_spinning: true", Ratio: noSpin / spin},
+		{Name: "pipeline_fp32_threads", Unit: "frames/s", Vidx: noSpin, Baseline: one, Against: "same run with model.intra_op_threads: 1", Ratio: noSpin / one,
+			Note: "default model.intra_op_threads: 2"},
 	}
 	if int8 != nil {
-		q, err := run(int8, false, "int8")
+		q, err := run(int8, false, 0, "int8")
 		if err != nil {
 			return nil, err
 		}

@@ -23,6 +23,9 @@ func benchPipeline(stderr io.Writer, logLevel string) func(context.Context, benc
 		cfg.Embedded.Broker, cfg.Embedded.BrokerPort = true, 0
 		cfg.Model.Bundle = run.Bundle
 		cfg.Model.AllowSpinning = run.AllowSpinning
+		if run.IntraOpThreads > 0 {
+			cfg.Model.IntraOpThreads = run.IntraOpThreads
+		}
 		if len(run.Videos) > 0 {
 			cfg.Stages.Sample.Sources.FileRoots = []string{filepath.Dir(run.Videos[0])}
 		}

@@ -8,9 +8,9 @@
 models. Weights become 8-bit integers (one scale per tensor), activations are
 quantized per batch at run time (uint8), so no calibration data is needed.
 Weights default to uint8: ONNX Runtime documents that its uint8 x int8 CPU
-kernels can saturate, and with int8 weights the frame embeddings of a
-ViT-B/32-sized tower fell to cosine 0.989 against float32, where uint8
-weights keep 0.9998 (BENCHMARKS.md).
+kernels can saturate on x86 without VNNI (AVX2), and there int8 weights
+brought the frame embeddings of a ViT-B/32-sized tower down to cosine 0.989
+against float32, where uint8 weights keep 0.9998 (BENCHMARKS.md).
 
 onnxruntime and onnx come from PyPI, pinned below, in a virtual environment
 of their own ($VIDX_QUANTIZE_VENV, default ~/.cache/vidx/py-quantize); the
@@ -70,7 +70,7 @@ def main(argv):
                         "while ConvInteger (the patch embedding) is slower than float Conv on CPU")
     p.add_argument("--per-channel", action="store_true", help="one scale per output channel of each weight")
     p.add_argument("--weight-type", choices=["uint8", "int8"], default="uint8",
-                   help="weight type; int8 saturates in ONNX Runtime's u8s8 CPU kernels (see above)")
+                   help="weight type; int8 can saturate in ONNX Runtime's u8s8 kernels on AVX2 CPUs (see above)")
     p.add_argument("models", nargs="*", metavar="IN OUT", help="pairs of input and output model paths")
     args = p.parse_args(argv)
 

@@ -121,7 +121,7 @@ func Quantize(ctx context.Context, src, dst string, o QuantizeOptions) (*Manifes
 	if err != nil {
 		return nil, fmt.Errorf("quantize: manifest: %w", err)
 	}
-	header := fmt.Sprintf("# %s with int8 image and text models (vidx models quantize, ONNX Runtime dynamic quantization).\n", m.Name)
+	header := fmt.Sprintf("# %s with 8-bit quantized image and text models (vidx models quantize: ONNX Runtime dynamic quantization).\n", m.Name)
 	if err := os.WriteFile(filepath.Join(tmp, ManifestFile), append([]byte(header), data...), 0o644); err != nil {
 		return nil, fmt.Errorf("quantize: %w", err)
 	}

@@ -14,7 +14,7 @@ KAFKA_TEST ?= both
 KAFKA     ?= embedded
 KAFKA_NODES ?= 1
 
-.PHONY: all setup setup-test build demo test vet fmt bench chaos clean kafka kafka-stop
+.PHONY: all setup setup-test build demo test vet fmt bench bench-go chaos clean kafka kafka-stop
 
 all: build
 
@@ -48,7 +48,13 @@ kafka:
 kafka-stop:
 	@bash scripts/kafka.sh stop
 
-bench: setup
+# vidx bench at ViT-B/32 scale (BENCHMARKS.md); BENCH_ARGS="--quick" for a
+# smoke run. It needs python3-torch (setup-test) to export its random models.
+bench: setup-test build
+	./$(BIN) bench $(BENCH_ARGS)
+
+# Go micro-benchmarks on the tiny test models.
+bench-go: setup
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./encoders/onnx/ ./stages/sample/ ./stages/encode/ ./stages/pool/ ./sinks/storetest/
 
 chaos: setup

@@ -255,6 +255,7 @@ func (a *App) sessionOptions() onnx.SessionOptions {
 		IntraOpThreads: a.Config.Model.IntraOpThreads,
 		InterOpThreads: a.Config.Model.InterOpThreads,
 		MaxBatch:       a.Config.Model.MaxBatch,
+		NoSpinning:     !a.Config.Model.AllowSpinning,
 	}
 }
 

@@ -103,6 +103,12 @@ type Model struct {
 	InterOpThreads int    `yaml:"inter_op_threads"`
 	// MaxBatch is the most images per image-encoder run.
 	MaxBatch int `yaml:"max_batch"`
+	// AllowSpinning lets ONNX Runtime's pool threads busy-wait for work
+	// (its own default). Off by default: in vidx up the sampler's ffmpeg and
+	// the other stages share the cores, and spinning threads take the CPU
+	// they need (BENCHMARKS.md measures it). Turn it on only for an encode or
+	// query replica with cores of its own.
+	AllowSpinning bool `yaml:"allow_spinning"`
 }
 
 // Store selects the vector store.

@@ -97,6 +97,11 @@ if [ "$WITH_TEST_TOOLS" = 1 ]; then
     (cd "$WEBTEST_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --silent --no-audit --no-fund >/dev/null) ||
       log "playwright-core not installed: the browser test will skip"
   fi
+
+  # onnxruntime's quantizer (PyPI, pinned in scripts/quantize.py) for
+  # vidx models quantize and its test, which skips without it.
+  python3 "$(dirname "$0")/quantize.py" --setup >/dev/null ||
+    log "onnxruntime quantizer not installed: the int8 quantization test will skip"
 fi
 
 if [ -n "${VIDX_ORT_LIB:-}" ]; then

@@ -39,6 +39,8 @@ Usage:
   vidx models testdata DIR                       write the small generated test model bundles
   vidx models inspect DIR                        show a bundle and check it against its ONNX models
   vidx models pull URL|NAME DIR                  download a model bundle with checksum verification
+  vidx models quantize SRC DST                   copy a bundle with int8 image and text models
+  vidx bench [--quick] [--json]                  measure vidx against bare ONNX Runtime and ffmpeg
   vidx version
 
 Run "vidx COMMAND -h" for a command's flags. Settings come from defaults, the
@@ -97,6 +99,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDLQ(ctx, rest, stdout, stderr)
 	case "broker":
 		return cmdBroker(ctx, rest, stdout, stderr)
+	case "bench":
+		return cmdBench(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "vidx", version)
 		return nil

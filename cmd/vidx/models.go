@@ -12,6 +12,7 @@ const modelsUsage = `Usage:
   vidx models testdata DIR         write the small generated test model bundles
   vidx models inspect DIR          show a bundle and check it against its ONNX models
   vidx models pull URL|NAME DIR    download a model bundle with checksum verification
+  vidx models quantize SRC DST     copy a bundle with int8 image and text models (ONNX Runtime's quantizer)
 `
 
 func cmdModels(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -33,6 +34,8 @@ func cmdModels(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return cmdModelsInspect(ctx, args[1:], stdout, stderr)
 	case "pull":
 		return cmdModelsPull(ctx, args[1:], stdout, stderr)
+	case "quantize":
+		return cmdModelsQuantize(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, modelsUsage)
 	return errUsage

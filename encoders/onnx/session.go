@@ -23,6 +23,12 @@ type SessionOptions struct {
 	// MaxBatch caps how many items go through one Run; larger requests are
 	// split into chunks.
 	MaxBatch int
+	// NoSpinning stops ONNX Runtime's pool threads from busy-waiting for
+	// work between and within runs. Spinning saves a few microseconds per
+	// parallel section on an idle machine, but where the cores are shared
+	// (ffmpeg and the other stages in one process, several replicas on one
+	// host) the spinning threads take CPU the others need.
+	NoSpinning bool
 }
 
 func (o SessionOptions) maxBatch() (int, error) {
@@ -34,6 +40,10 @@ func (o SessionOptions) maxBatch() (int, error) {
 	}
 	return o.MaxBatch, nil
 }
+
+// ORTOptions builds ONNX Runtime session options from o, for callers that
+// open sessions of their own (benchmark baselines). The caller destroys them.
+func (o SessionOptions) ORTOptions() (*ort.SessionOptions, error) { return o.build() }
 
 func (o SessionOptions) build() (*ort.SessionOptions, error) {
 	if o.IntraOpThreads < 0 || o.InterOpThreads < 0 {
@@ -58,6 +68,13 @@ func (o SessionOptions) build() (*ort.SessionOptions, error) {
 			if o.InterOpThreads > 1 {
 				if err := so.SetExecutionMode(ort.ExecutionModeParallel); err != nil {
 					return fmt.Errorf("execution mode: %w", err)
+				}
+			}
+		}
+		if o.NoSpinning {
+			for _, key := range []string{"session.intra_op.allow_spinning", "session.inter_op.allow_spinning"} {
+				if err := so.AddSessionConfigEntry(key, "0"); err != nil {
+					return fmt.Errorf("%s: %w", key, err)
 				}
 			}
 		}

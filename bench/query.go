@@ -1,0 +1,271 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/vidx/vidx/encoders/bundle"
+	"github.com/vidx/vidx/encoders/onnx"
+	"github.com/vidx/vidx/sinks"
+	"github.com/vidx/vidx/sinks/embedded"
+)
+
+// topK is how many candidates a query asks the store for.
+const topK = 100
+
+var benchQueries = []string{
+	"a person walking a dog in the park", "a red car driving on a highway at night", "two people talking in a kitchen",
+	"a cat jumping onto a table", "children playing football on a sunny field", "a man playing the guitar on stage",
+	"waves crashing on a rocky beach", "a woman cooking pasta", "a plane taking off from a runway",
+	"a crowd cheering at a concert", "someone typing on a laptop", "a dog catching a frisbee",
+	"snow falling on a mountain village", "a chef slicing vegetables", "a cyclist riding through the city",
+	"fireworks over a river", "a baby laughing", "a horse running in a field", "rain on a window", "a train arriving at a station",
+}
+
+// queryFigures fill an embedded store with random unit vectors and time a
+// query in process (tokenize, text tower, exact search of the top 100), the
+// query stage's work without the Kafka hop, against a bare text-tower run on
+// prebound tensors plus a plain scan over one flat array.
+func (c *Config) queryFigures(ctx context.Context, rt *onnx.Runtime, m *bundle.Manifest) ([]Figure, error) {
+	// Two index sizes a decade apart show how latency grows with the index.
+	var figs []Figure
+	for _, n := range []int{max(1, c.Clips/10), c.Clips} {
+		f, err := c.queryAt(ctx, rt, m, n)
+		if err != nil {
+			return nil, err
+		}
+		figs = append(figs, f...)
+	}
+	return figs, nil
+}
+
+func (c *Config) queryAt(ctx context.Context, rt *onnx.Runtime, m *bundle.Manifest, n int) ([]Figure, error) {
+	dim := m.EmbeddingDim
+	queries := 40
+	if c.Quick {
+		queries = 4
+	}
+	dir, err := os.MkdirTemp("", "vidx-bench-store-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	store, err := embedded.Open(dir, embedded.Options{NoSync: true, CompactMinDead: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	spec := sinks.CollectionSpec{Name: "bench", Dim: dim, Distance: "cosine", Model: m.Name, Pooling: "meanP"}
+	if err := store.EnsureCollection(ctx, spec); err != nil {
+		return nil, err
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	flat := make([]float32, 0, n*dim)
+	now := time.Now()
+	for start := 0; start < n; start += 1000 {
+		pts := make([]sinks.Point, min(1000, n-start))
+		for i := range pts {
+			v := unitVector(r, dim)
+			flat = append(flat, v...)
+			pts[i] = sinks.Point{ID: fmt.Sprintf("clip-%07d", start+i), Vector: v, Payload: sinks.Payload{
+				VideoID: fmt.Sprintf("video-%d", (start+i)/12), ClipIndex: (start + i) % 12, StartS: float64((start+i)%12) * 10,
+				EndS: float64((start+i)%12)*10 + 10, Frames: 12, IngestedAt: now}}
+		}
+		if err := store.Upsert(ctx, spec.Name, pts); err != nil {
+			return nil, err
+		}
+	}
+
+	o := c.sessionOptions(false)
+	o.MaxBatch = 1
+	txt, err := rt.NewTextEncoder(m, o)
+	if err != nil {
+		return nil, err
+	}
+	defer txt.Close()
+	bare, err := newBareText(m, o)
+	if err != nil {
+		return nil, err
+	}
+	defer bare.close()
+
+	var vl, bl []float64
+	for i := range queries {
+		q := benchQueries[i%len(benchQueries)]
+		start := time.Now()
+		vecs, err := txt.EncodeTexts(ctx, []string{q})
+		if err != nil {
+			return nil, err
+		}
+		hits, err := store.Search(ctx, spec.Name, sinks.SearchRequest{Vector: vecs[0], TopK: topK})
+		if err != nil {
+			return nil, err
+		}
+		vl = append(vl, time.Since(start).Seconds()*1000)
+
+		ids := txt.Tokenize(q)
+		start = time.Now()
+		vec, err := bare.run(ids, m.Text.PadID)
+		if err != nil {
+			return nil, err
+		}
+		best := scan(flat, dim, vec, topK)
+		bl = append(bl, time.Since(start).Seconds()*1000)
+		if len(hits) != len(best) {
+			return nil, fmt.Errorf("store returned %d hits, the plain scan %d", len(hits), len(best))
+		}
+	}
+	note := fmt.Sprintf("%d clips of %d-d, top %d, %d queries one at a time, in process (no Kafka hop)", n, dim, topK, queries)
+	p50v, p50b := percentile(vl, 50), percentile(bl, 50)
+	p99v, p99b := percentile(vl, 99), percentile(bl, 99)
+	against := "bare text-tower run + plain scan of a flat array"
+	return []Figure{
+		{Name: fmt.Sprintf("query_p50_%d", n), Unit: "ms", Vidx: p50v, Baseline: p50b, Against: against, Ratio: p50b / p50v, Note: note},
+		{Name: fmt.Sprintf("query_p99_%d", n), Unit: "ms", Vidx: p99v, Baseline: p99b, Against: against, Ratio: p99b / p99v, Note: note},
+	}, nil
+}
+
+func unitVector(r *rand.Rand, dim int) []float32 {
+	v := make([]float32, dim)
+	var s float64
+	for i := range v {
+		x := r.NormFloat64()
+		v[i] = float32(x)
+		s += x * x
+	}
+	inv := float32(1 / math.Sqrt(s))
+	for i := range v {
+		v[i] *= inv
+	}
+	return v
+}
+
+// scan is the plainest exact search: every dot product, then the k best.
+func scan(flat []float32, dim int, q []float32, k int) []int {
+	n := len(flat) / dim
+	scores := make([]float32, n)
+	for i := range n {
+		row := flat[i*dim : (i+1)*dim]
+		var s float32
+		for j, x := range row {
+			s += x * q[j]
+		}
+		scores[i] = s
+	}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	k = min(k, n)
+	// Partial selection: keep the k best seen so far in a sorted slice.
+	best := make([]int, 0, k+1)
+	for _, i := range idx {
+		if len(best) == k && scores[i] <= scores[best[k-1]] {
+			continue
+		}
+		at, _ := slices.BinarySearchFunc(best, scores[i], func(b int, s float32) int {
+			switch {
+			case scores[b] > s:
+				return -1
+			case scores[b] < s:
+				return 1
+			}
+			return 0
+		})
+		best = slices.Insert(best, at, i)
+		if len(best) > k {
+			best = best[:k]
+		}
+	}
+	return best
+}
+
+func percentile(v []float64, p float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+// bareText is the text tower on tensors bound once: [1, context] ids (and
+// mask) in, [1, dim] out.
+type bareText struct {
+	s       *ort.AdvancedSession
+	ids     *ort.Tensor[int64]
+	mask    *ort.Tensor[int64]
+	out     *ort.Tensor[float32]
+	hasMask bool
+}
+
+func newBareText(m *bundle.Manifest, o onnx.SessionOptions) (*bareText, error) {
+	b := &bareText{hasMask: m.Text.AttentionMask != ""}
+	so, err := o.ORTOptions()
+	if err != nil {
+		return nil, err
+	}
+	defer so.Destroy()
+	shape := ort.NewShape(1, int64(m.Text.ContextLength))
+	if b.ids, err = ort.NewEmptyTensor[int64](shape); err != nil {
+		return nil, err
+	}
+	names, ins := []string{m.Text.InputIDs}, []ort.Value{b.ids}
+	if b.hasMask {
+		if b.mask, err = ort.NewEmptyTensor[int64](shape); err != nil {
+			b.close()
+			return nil, err
+		}
+		names, ins = append(names, m.Text.AttentionMask), append(ins, b.mask)
+	}
+	if b.out, err = ort.NewEmptyTensor[float32](ort.NewShape(1, int64(m.EmbeddingDim))); err != nil {
+		b.close()
+		return nil, err
+	}
+	if b.s, err = ort.NewAdvancedSession(m.Path(m.Text.ONNX), names, []string{m.Text.Output}, ins, []ort.Value{b.out}, so); err != nil {
+		b.close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *bareText) run(ids []int64, pad int64) ([]float32, error) {
+	copy(b.ids.GetData(), ids)
+	if b.hasMask {
+		mask := b.mask.GetData()
+		for i, id := range ids {
+			mask[i] = 0
+			if id != pad {
+				mask[i] = 1
+			}
+		}
+	}
+	if err := b.s.Run(); err != nil {
+		return nil, err
+	}
+	return b.out.GetData(), nil
+}
+
+func (b *bareText) close() {
+	if b.s != nil {
+		b.s.Destroy()
+	}
+	if b.ids != nil {
+		b.ids.Destroy()
+	}
+	if b.mask != nil {
+		b.mask.Destroy()
+	}
+	if b.out != nil {
+		b.out.Destroy()
+	}
+}

@@ -1,0 +1,83 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+
+	"github.com/vidx/vidx/stages/sample"
+)
+
+// sampleFigures time vidx's sampler (ffprobe, ffmpeg at 1 fps, PIL-exact
+// resize and crop in Go) against plain ffmpeg decoding at 1 fps to raw RGB
+// that is thrown away, the least any sampler has to do. Both count the
+// frames the fps filter emits, so the rates compare the same work.
+func (c *Config) sampleFigures(ctx context.Context, video string) ([]Figure, error) {
+	rounds := 3
+	if c.Quick {
+		rounds = 1
+	}
+	probe, err := sample.NewDecoder(sample.Options{})
+	if err != nil {
+		return nil, err
+	}
+	info, err := probe.Probe(ctx, video)
+	if err != nil {
+		return nil, err
+	}
+	plain := func() (int, error) {
+		cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", video,
+			"-vf", "fps=1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:")
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return 0, err
+		}
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		n, err := io.Copy(io.Discard, out)
+		if werr := cmd.Wait(); err == nil {
+			err = werr
+		}
+		return int(n / int64(info.Width*info.Height*3)), err
+	}
+	var figs []Figure
+	for _, tc := range []struct {
+		name, note string
+		opts       sample.Options
+	}{
+		{"sample_dense_1fps", "every 1 fps frame resized and cropped to 224", sample.Options{MaxFrames: 1 << 20}},
+		{"sample_whole_12", "whole mode, 12 frames kept (the default job)", sample.Options{}},
+	} {
+		d, err := sample.NewDecoder(tc.opts)
+		if err != nil {
+			return nil, err
+		}
+		var vr, br []float64
+		for range rounds {
+			frames := 0
+			r, err := rate(ctx, 1, 1, func() error {
+				var err error
+				frames, err = plain()
+				return err
+			})
+			if err != nil {
+				return nil, fmt.Errorf("plain ffmpeg: %w", err)
+			}
+			br = append(br, r*float64(frames))
+			r, err = rate(ctx, 1, 1, func() error {
+				return d.Clips(ctx, video, func(sample.Clip) error { return nil })
+			})
+			if err != nil {
+				return nil, err
+			}
+			vr = append(vr, r*float64(frames))
+		}
+		v, b := median(vr), median(br)
+		figs = append(figs, Figure{Name: tc.name, Unit: "frames/s", Vidx: v, Baseline: b,
+			Against: "plain ffmpeg -vf fps=1 to raw RGB", Ratio: v / b,
+			Note: fmt.Sprintf("%s; %dx%d %s, %.0f s", tc.note, info.Width, info.Height, info.Codec, info.DurationS)})
+	}
+	return figs, nil
+}

@@ -378,16 +378,10 @@ type SearchResponse struct {
 	TookMS  float64 `json:"took_ms"`
 }
 
-// Hit is one ranked clip.
+// Hit is one ranked clip: the result's hit (its fields inline in the
+// JSON) plus the links the page needs.
 type Hit struct {
-	Rank      int     `json:"rank"`
-	VideoID   string  `json:"video_id"`
-	Source    string  `json:"source,omitempty"`
-	ClipIndex int     `json:"clip_index"`
-	StartS    float64 `json:"start_s"`
-	EndS      float64 `json:"end_s"`
-	Score     float64 `json:"score"`
-	Cosine    float64 `json:"cosine"`
+	schemas.Hit
 	// Thumbnail is the path of the clip's thumbnail.
 	Thumbnail string `json:"thumbnail"`
 	// MediaURL is where a player finds the video: this API's media
@@ -443,8 +437,7 @@ func (a *API) search(w http.ResponseWriter, r *http.Request) {
 	out := SearchResponse{QueryID: q.QueryID, Text: res.Text, Rerank: res.Rerank, Model: res.Model, Hits: make([]Hit, 0, len(res.Hits)),
 		TookMS: float64(time.Since(start).Microseconds()) / 1000}
 	for _, h := range res.Hits {
-		hit := Hit{Rank: h.Rank, VideoID: h.VideoID, Source: h.Source, ClipIndex: h.ClipIndex, StartS: h.StartS, EndS: h.EndS,
-			Score: h.Score, Cosine: h.Cosine, Thumbnail: ThumbnailPath(h.VideoID, h.ClipIndex)}
+		hit := Hit{Hit: h, Thumbnail: ThumbnailPath(h.VideoID, h.ClipIndex)}
 		if a.d.Videos != nil {
 			if uri, ok := a.d.Videos.URI(h.VideoID); ok {
 				hit.MediaURL = mediaURL(h.VideoID, uri)

@@ -3,23 +3,12 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"log/slog"
-
-	"github.com/segmentio/kafka-go"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/trace"
-
-	"github.com/vidx/vidx/telemetry"
 )
 
 // ErrNoEmitter is returned by Emit outside a stage runtime.
 var ErrNoEmitter = errors.New("pipeline: no emitter in this context (not called from a running stage)")
 
 type emitterKey struct{}
-
-// emitter produces outputs for the handler running in a stage.
-type emitter func(ctx context.Context, outs []Output) error
 
 // Emit produces outputs now, before the handler returns, and waits for
 // them to be acknowledged. It is for handlers whose outputs would not fit in
@@ -29,7 +18,7 @@ type emitter func(ctx context.Context, outs []Output) error
 // again, which keyed, idempotent consumers absorb. A handler that fails
 // after emitting has still produced what it emitted.
 func Emit(ctx context.Context, outs ...Output) error {
-	e, ok := ctx.Value(emitterKey{}).(emitter)
+	e, ok := ctx.Value(emitterKey{}).(EmitFunc)
 	if !ok {
 		return ErrNoEmitter
 	}
@@ -39,29 +28,16 @@ func Emit(ctx context.Context, outs ...Output) error {
 // CanEmit reports whether ctx belongs to a running stage, so a handler can
 // choose between emitting early and returning its outputs.
 func CanEmit(ctx context.Context) bool {
-	_, ok := ctx.Value(emitterKey{}).(emitter)
+	_, ok := ctx.Value(emitterKey{}).(EmitFunc)
 	return ok
 }
 
-// withEmitter gives the handler context a way to produce early, with the
-// same writer, trace propagation and retries as the outputs it returns.
-func (s *Stage) withEmitter(ctx context.Context, log *slog.Logger) context.Context {
-	return context.WithValue(ctx, emitterKey{}, emitter(func(ctx context.Context, outs []Output) error {
-		msgs := make([]kafka.Message, len(outs))
-		parents := make([]trace.SpanContext, len(outs))
-		parent := trace.SpanContextFromContext(ctx)
-		for i, o := range outs {
-			msgs[i] = kafka.Message{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: toKafkaHeaders(o.Headers)}
-			parents[i] = parent
-		}
-		sends := s.sendSpans(ctx, msgs, parents)
-		err := s.produce(ctx, log, msgs)
-		for _, sp := range sends {
-			telemetry.End(sp, err)
-		}
-		if err == nil {
-			s.tel.Instruments().Produced.Add(ctx, int64(len(msgs)), metric.WithAttributes(attribute.String("stage", s.cfg.Name)))
-		}
-		return err
-	}))
+// EmitFunc produces outputs for the handler running in a stage, waiting
+// until they are acknowledged.
+type EmitFunc func(ctx context.Context, outs []Output) error
+
+// WithEmitter is for runtimes: it gives a handler's context the way Emit
+// reaches the runtime's producer.
+func WithEmitter(ctx context.Context, fn EmitFunc) context.Context {
+	return context.WithValue(ctx, emitterKey{}, fn)
 }

@@ -232,7 +232,7 @@ func awaitBrokers(ctx context.Context, c KafkaConfig, log *slog.Logger, fn func(
 			return fmt.Errorf("kafka: brokers %v unreachable for %s: %w", c.Brokers, c.StartupTimeout, err)
 		}
 		log.Warn("kafka not reachable yet; waiting", "brokers", c.Brokers, "attempt", attempt, "retry_in", wait, "err", err)
-		if sleep(ctx, wait) != nil {
+		if Sleep(ctx, wait) != nil {
 			return ctx.Err()
 		}
 		wait = min(2*wait, 5*time.Second)

@@ -94,7 +94,8 @@ func TestRecoverer(t *testing.T) {
 }
 
 func TestRetry(t *testing.T) {
-	cfg := pipeline.StageConfig{Name: "s", Topics: []string{"in"}, MaxAttempts: 3, BackoffMin: time.Millisecond, BackoffMax: 2 * time.Millisecond}
+	const attempts = 3
+	fast := pipeline.Backoff{Min: time.Millisecond, Max: 2 * time.Millisecond}
 	errFlaky := errors.New("flaky")
 	cases := []struct {
 		name string
@@ -149,7 +150,7 @@ func TestRetry(t *testing.T) {
 				}
 				return res
 			})
-			res := pipeline.Retry(cfg, quiet, func(pipeline.Message, int, error) { retries++ })(h).Handle(context.Background(), msgs("a", "b", "c"))
+			res := pipeline.Retry(attempts, fast, quiet, func(pipeline.Message, int, error) { retries++ })(h).Handle(context.Background(), msgs("a", "b", "c"))
 			if calls != c.wantCalls || retries != c.wantRetries || !equalInts(sizes, c.wantSizes) {
 				t.Errorf("calls %d sizes %v retries %d, want %d %v %d", calls, sizes, retries, c.wantCalls, c.wantSizes, c.wantRetries)
 			}
@@ -183,13 +184,12 @@ func TestRetry(t *testing.T) {
 
 	t.Run("stopped while retrying leaves the error unresolved", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		slow := cfg
-		slow.BackoffMin, slow.BackoffMax = time.Hour, time.Hour
+		slow := pipeline.Backoff{Min: time.Hour, Max: time.Hour}
 		h := pipeline.HandlerFunc(func(ctx context.Context, b []pipeline.Message) []pipeline.Result {
 			cancel()
 			return []pipeline.Result{{Err: pipeline.Retryable(errFlaky)}}
 		})
-		res := pipeline.Retry(slow, quiet, nil)(h).Handle(ctx, msgs("a"))
+		res := pipeline.Retry(attempts, slow, quiet, nil)(h).Handle(ctx, msgs("a"))
 		var gu *pipeline.GaveUpError
 		if res[0].Err == nil || errors.As(res[0].Err, &gu) || !pipeline.IsRetryable(res[0].Err) {
 			t.Errorf("error %v: want a retryable error, not given up on (the batch must be redelivered)", res[0].Err)
@@ -309,42 +309,6 @@ func TestTracing(t *testing.T) {
 	}
 	if !handlerSpan.Equal(byName["encode batch"][0].SpanContext) {
 		t.Errorf("handler ran outside the batch span")
-	}
-}
-
-// TestStageRecoversPanics runs a stage whose handler panics on one message:
-// the process lives on, that message is dead-lettered with the panic as its
-// reason, and the message after it is delivered.
-func TestStageRecoversPanics(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	kc := startBroker(t, "in", "out", "dead-letters")
-	h := pipeline.PerMessage(func(_ context.Context, m pipeline.Message) ([]pipeline.Output, error) {
-		if string(m.Value) == "boom" {
-			panic("nil map in the decoder")
-		}
-		return []pipeline.Output{{Topic: "out", Key: m.Key, Value: m.Value}}, nil
-	})
-	st, err := pipeline.NewStage(pipeline.StageConfig{Name: "fragile", Topics: []string{"in"}, BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond},
-		kc, h, testLogger(), pipeline.Hooks{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runStage(t, ctx, st)
-	if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: "in", Key: []byte("k"), Value: []byte("boom")},
-		pipeline.Output{Topic: "in", Key: []byte("k"), Value: []byte("fine")}); err != nil {
-		t.Fatal(err)
-	}
-	if got := collect(t, ctx, kc, "out", 1); string(got[0].Value) != "fine" {
-		t.Errorf("output %q, want fine", got[0].Value)
-	}
-	m := collect(t, ctx, kc, "dead-letters", 1)[0]
-	dl, err := schemas.ParseDeadLetter(m.Key, m.Value, m.Headers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(dl.Reason, "handler panicked: nil map in the decoder") || dl.Attempts != 3 || string(dl.Value) != "boom" {
-		t.Errorf("dead letter %+v", dl)
 	}
 }
 

@@ -27,8 +27,7 @@ func (e *GaveUpError) Unwrap() error { return e.Err }
 // a retryable error is retried until it succeeds. When ctx ends while
 // messages still fail, their errors are returned as they are (not given
 // up on), so the batch is not committed and is redelivered.
-func Retry(cfg StageConfig, log *slog.Logger, onRetry func(m Message, attempt int, err error)) Middleware {
-	cfg = cfg.WithDefaults()
+func Retry(maxAttempts int, b Backoff, log *slog.Logger, onRetry func(m Message, attempt int, err error)) Middleware {
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, batch []Message) []Result {
 			final := make([]Result, len(batch))
@@ -55,7 +54,7 @@ func Retry(cfg StageConfig, log *slog.Logger, onRetry func(m Message, attempt in
 					switch {
 					case errors.As(res.Err, &gaveUp):
 						final[at] = res
-					case class == ClassPoison || (class == ClassUnknown && n >= cfg.MaxAttempts):
+					case class == ClassPoison || (class == ClassUnknown && n >= maxAttempts):
 						final[at] = Result{Err: &GaveUpError{Err: res.Err, Class: class, Attempts: n}}
 					case ctx.Err() != nil:
 						final[at] = res
@@ -72,7 +71,7 @@ func Retry(cfg StageConfig, log *slog.Logger, onRetry func(m Message, attempt in
 				if len(again) == 0 {
 					break
 				}
-				if sleep(ctx, backoff(cfg, worst)) != nil {
+				if Sleep(ctx, b.Delay(worst)) != nil {
 					for _, at := range againIdx {
 						final[at] = Result{Err: Retryable(fmt.Errorf("stopped while retrying: %w", ctx.Err()))}
 					}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,6 +90,8 @@ func (c StageConfig) WithDefaults() StageConfig {
 	return c
 }
 
+func (c StageConfig) backoff() Backoff { return Backoff{Min: c.BackoffMin, Max: c.BackoffMax} }
+
 // Validate checks the configuration.
 func (c StageConfig) Validate() error {
 	if c.Name == "" {
@@ -170,7 +171,7 @@ func NewStage(cfg StageConfig, kc KafkaConfig, h Handler, log *slog.Logger, hook
 		Tracing(s.tel, cfg.Name, cfg.Group),
 		Metrics(s.tel, cfg.Name),
 		DeadLetterReplying(cfg.Name, cfg.DeadLetterTopic, s.log, s.deadLettered, s.reply),
-		Retry(cfg, s.log, s.retrying),
+		Retry(cfg.MaxAttempts, cfg.backoff(), s.log, s.retrying),
 		Recoverer(s.log),
 	)
 	return s, nil
@@ -285,9 +286,9 @@ func (s *Stage) consume(ctx context.Context, replica int) error {
 		// the committed offsets: a new reader rejoins the group and
 		// resumes from them, so the batch is redelivered, not skipped, and
 		// the stage carries on rather than exits.
-		wait := backoff(s.cfg, attempt)
+		wait := s.cfg.backoff().Delay(attempt)
 		log.Warn("batch not committed; rejoining the group, it will be redelivered", "err", err, "retry_in", wait)
-		if sleep(ctx, wait) != nil {
+		if Sleep(ctx, wait) != nil {
 			log.Info("stage stopped")
 			return nil
 		}
@@ -312,7 +313,7 @@ func (s *Stage) consumeWith(ctx context.Context, log *slog.Logger) error {
 			}
 			if err != nil {
 				log.Warn("fetch failed", "err", err)
-				if sleep(ctx, s.cfg.BackoffMin) != nil {
+				if Sleep(ctx, s.cfg.BackoffMin) != nil {
 					return nil
 				}
 			}
@@ -388,7 +389,7 @@ func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, 
 		}
 		for _, o := range res.Outputs {
 			outputs = append(outputs, kafka.Message{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: toKafkaHeaders(o.Headers)})
-			parents = append(parents, res.span)
+			parents = append(parents, res.SpanContext())
 		}
 	}
 	start := time.Now()
@@ -404,7 +405,7 @@ func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, 
 	s.tel.Instruments().Produced.Add(ctx, int64(len(outputs)), stage)
 	wm.finished(batch)
 	if commits := wm.commits(); len(commits) > 0 {
-		if err := retry(ctx, s.cfg, func() error { return r.CommitMessages(ctx, commits...) }, func(attempt int, err error) {
+		if err := s.cfg.backoff().Until(ctx, func() error { return r.CommitMessages(ctx, commits...) }, func(attempt int, err error) {
 			log.Warn("commit failed, retrying", "attempt", attempt, "err", err)
 		}); err != nil {
 			return fmt.Errorf("commit: %w", err)
@@ -423,45 +424,7 @@ func (s *Stage) produce(ctx context.Context, log *slog.Logger, msgs []kafka.Mess
 	if len(msgs) == 0 {
 		return nil
 	}
-	return retry(ctx, s.cfg, func() error { return s.writer.WriteMessages(ctx, msgs...) }, func(attempt int, err error) {
+	return s.cfg.backoff().Until(ctx, func() error { return s.writer.WriteMessages(ctx, msgs...) }, func(attempt int, err error) {
 		log.Warn("produce failed, retrying", "attempt", attempt, "messages", len(msgs), "err", err)
 	})
-}
-
-// retry runs fn until it succeeds or ctx ends, with exponential backoff.
-func retry(ctx context.Context, cfg StageConfig, fn func() error, onErr func(int, error)) error {
-	for attempt := 1; ; attempt++ {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return err
-		}
-		onErr(attempt, err)
-		if sleep(ctx, backoff(cfg, attempt)) != nil {
-			return err
-		}
-	}
-}
-
-// backoff is exponential with full jitter in its upper half, so replicas
-// that failed together do not retry in lockstep.
-func backoff(cfg StageConfig, attempt int) time.Duration {
-	d := cfg.BackoffMin << min(attempt-1, 20)
-	if d > cfg.BackoffMax || d <= 0 {
-		d = cfg.BackoffMax
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -16,7 +16,8 @@ import (
 	"github.com/vidx/vidx/encoders/bundle"
 	"github.com/vidx/vidx/encoders/onnx"
 	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/embedded"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/embedded"
 	"github.com/vidx/vidx/sinks"
 	embeddedstore "github.com/vidx/vidx/sinks/embedded"
 	"github.com/vidx/vidx/sinks/qdrant"
@@ -59,7 +60,7 @@ type App struct {
 	manifest *bundle.Manifest
 	closers  []func() error
 
-	stages []*pipeline.Stage
+	stages []*kafka.Stage
 	tel    *telemetry.Telemetry
 	// Query is the query handler when the query stage runs here.
 	Query *query.Handler
@@ -133,11 +134,11 @@ func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logge
 			return nil, err
 		}
 	}
-	if err := pipeline.AwaitTopics(ctx, a.Config.Kafka, a.log, cfg.Topics.All()...); err != nil {
+	if err := kafka.AwaitTopics(ctx, a.Config.Kafka, a.log, cfg.Topics.All()...); err != nil {
 		return nil, err
 	}
 	if needs(StageSample, StageQuery) {
-		if err := pipeline.AwaitCompactedTopics(ctx, a.Config.Kafka, a.log, cfg.Topics.Thumbnails); err != nil {
+		if err := kafka.AwaitCompactedTopics(ctx, a.Config.Kafka, a.log, cfg.Topics.Thumbnails); err != nil {
 			return nil, err
 		}
 	}
@@ -269,7 +270,7 @@ func (a *App) collectionSpec() sinks.CollectionSpec {
 	}
 }
 
-func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, error) {
+func (a *App) buildStage(ctx context.Context, name string) (*kafka.Stage, error) {
 	cfg, t := a.Config, a.Config.Topics
 	spec, ok := Spec(name)
 	if !ok {
@@ -278,7 +279,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 	rt, topics := spec.Runtime(cfg.Stages), []string{spec.Input(t)}
 	var (
 		h    pipeline.Handler
-		opts []pipeline.Option
+		opts []kafka.Option
 	)
 	switch name {
 	case StageSample:
@@ -373,9 +374,9 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 		a.Query = handler
 		h = handler
 		// A query the stage gives up on is still answered, with the error.
-		opts = append(opts, pipeline.WithReply(handler.Reply))
+		opts = append(opts, kafka.WithReply(handler.Reply))
 	}
-	return pipeline.NewStage(pipeline.StageConfig{
+	return kafka.NewStage(kafka.StageConfig{
 		Name:            name,
 		Group:           rt.Group,
 		Topics:          topics,
@@ -386,7 +387,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 		MaxAttempts:     rt.MaxAttempts,
 		MaxBatchBytes:   rt.MaxBatchBytes,
 		DrainTimeout:    rt.DrainTimeout,
-	}, cfg.Kafka, h, a.log, pipeline.Hooks{}, append(opts, pipeline.WithTelemetry(a.tel))...)
+	}, cfg.Kafka, h, a.log, kafka.Hooks{}, append(opts, kafka.WithTelemetry(a.tel))...)
 }
 
 // checkPooling refuses seqTransf with a bundle that has no temporal head:
@@ -459,7 +460,7 @@ func (a *App) Live() error {
 // API has not read its topics yet. Models are loaded before New returns, so
 // a running App has them.
 func (a *App) Ready(ctx context.Context) error {
-	if err := pipeline.Ping(ctx, a.Config.Kafka); err != nil {
+	if err := kafka.Ping(ctx, a.Config.Kafka); err != nil {
 		return err
 	}
 	if a.store != nil {
@@ -482,7 +483,7 @@ func (a *App) Telemetry() *telemetry.Telemetry { return a.tel }
 
 // Kafka returns the broker settings in use (the embedded broker's address
 // when it runs).
-func (a *App) Kafka() pipeline.KafkaConfig { return a.Config.Kafka }
+func (a *App) Kafka() kafka.Config { return a.Config.Kafka }
 
 // Store returns the vector store, or nil when no stage here needs it.
 func (a *App) Store() sinks.Store { return a.store }

@@ -25,7 +25,8 @@ import (
 	"github.com/vidx/vidx/encoders/testmodels"
 	"github.com/vidx/vidx/internal/testenv"
 	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/kafkatest"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/kafkatest"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
 	"github.com/vidx/vidx/stages/query"
@@ -191,7 +192,7 @@ func startAppOn(t *testing.T, ctx context.Context, f fixtures, b *kafkatest.Brok
 
 func publish(t *testing.T, ctx context.Context, a *app.App, key string, value []byte) {
 	t.Helper()
-	if err := pipeline.Produce(ctx, a.Kafka(), pipeline.Output{Topic: a.Config.Topics.Videos, Key: []byte(key), Value: value}); err != nil {
+	if err := kafka.Produce(ctx, a.Kafka(), pipeline.Output{Topic: a.Config.Topics.Videos, Key: []byte(key), Value: value}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -270,7 +271,7 @@ func testPipelineEndToEnd(t *testing.T, f fixtures, b *kafkatest.Broker) {
 
 	waitCount(t, ctx, a.Store(), a.Config.Store.Collection, len(colours)+1)
 
-	tap := pipeline.NewTap(a.Kafka(), a.Config.Topics.DeadLetters, true)
+	tap := kafka.NewTap(a.Kafka(), a.Config.Topics.DeadLetters, true)
 	defer tap.Close()
 	got := map[string]schemas.DeadLetter{}
 	for len(got) < len(bad) {
@@ -356,7 +357,7 @@ func checkQueriesByExampleAndErrors(t *testing.T, ctx context.Context, a *app.Ap
 		t.Errorf("unknown clip: %+v, want an invalid_query error naming it", unknown.Error)
 	}
 	// A malformed query never passes Ask's validation; send it raw.
-	m, err := pipeline.Request(ctx, a.Kafka(), pipeline.Output{Topic: a.Config.Topics.Queries, Key: []byte("q-malformed"),
+	m, err := kafka.Request(ctx, a.Kafka(), pipeline.Output{Topic: a.Config.Topics.Queries, Key: []byte("q-malformed"),
 		Value: []byte(`{"schema_version": 1, "query_id": "q-malformed", "text": "  "}`)}, a.Config.Topics.Results,
 		func(m pipeline.Message) bool { return string(m.Key) == "q-malformed" })
 	if err != nil {
@@ -378,7 +379,7 @@ func checkDelete(t *testing.T, ctx context.Context, a *app.App) {
 		t.Fatal(err)
 	}
 	del := pipeline.Output{Topic: a.Config.Topics.Videos, Key: []byte("red-again"), Headers: map[string]string{schemas.HeaderCommand: schemas.CommandDelete}}
-	if err := pipeline.Produce(ctx, a.Kafka(), del); err != nil {
+	if err := kafka.Produce(ctx, a.Kafka(), del); err != nil {
 		t.Fatal(err)
 	}
 	for {

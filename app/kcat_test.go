@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/internal/testenv"
-	"github.com/vidx/vidx/pipeline/kafkatest"
+	"github.com/vidx/vidx/pipeline/kafka/kafkatest"
 	"github.com/vidx/vidx/schemas"
 )
 

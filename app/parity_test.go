@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
 	"github.com/vidx/vidx/stages/pool"
@@ -29,7 +29,7 @@ func TestKafkaPathParity(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := startApp(t, ctx, f, "tiny-clip")
-	clips := pipeline.NewTap(a.Kafka(), a.Config.Topics.Clips, true)
+	clips := kafka.NewTap(a.Kafka(), a.Config.Topics.Clips, true)
 	defer clips.Close()
 	publish(t, ctx, a, "pattern", job("pattern", video))
 	waitCount(t, ctx, a.Store(), a.Config.Store.Collection, 1)

@@ -14,7 +14,8 @@ import (
 	"github.com/vidx/vidx/app"
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/kafkatest"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/kafkatest"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
 )
@@ -105,7 +106,7 @@ func testPoisonInputs(t *testing.T, f fixtures, b *kafkatest.Broker) {
 	// Each bad input goes to the partition its good follower uses.
 	for i, b := range bad {
 		key := "p" + strconv.Itoa(i%4)
-		if err := pipeline.Produce(ctx, a.Kafka(), pipeline.Output{Topic: b.topic, Key: []byte(key), Value: b.value}); err != nil {
+		if err := kafka.Produce(ctx, a.Kafka(), pipeline.Output{Topic: b.topic, Key: []byte(key), Value: b.value}); err != nil {
 			t.Fatalf("%s: %v", b.name, err)
 		}
 		if b.topic == topics.Videos {
@@ -120,7 +121,7 @@ func testPoisonInputs(t *testing.T, f fixtures, b *kafkatest.Broker) {
 	}
 	waitCount(t, ctx, a.Store(), a.Config.Store.Collection, goods)
 
-	tap := pipeline.NewTap(a.Kafka(), topics.DeadLetters, true)
+	tap := kafka.NewTap(a.Kafka(), topics.DeadLetters, true)
 	defer tap.Close()
 	got := map[string]schemas.DeadLetter{}
 	for len(got) < len(bad) {
@@ -189,7 +190,7 @@ func TestDecodeTimeoutIsRetriedThenDeadLettered(t *testing.T) {
 		c.Stages.Sample.MaxAttempts = 2
 	})
 	publish(t, ctx, a, "slow", job("slow", f.videos["red"]))
-	tap := pipeline.NewTap(a.Kafka(), a.Config.Topics.DeadLetters, true)
+	tap := kafka.NewTap(a.Kafka(), a.Config.Topics.DeadLetters, true)
 	defer tap.Close()
 	m, err := tap.Next(ctx)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/vidx/vidx/app"
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks/qdrant"
 	"github.com/vidx/vidx/sinks/qdrant/qdranttest"
@@ -46,7 +47,7 @@ func TestPipelineWithQdrant(t *testing.T) {
 	waitCount(t, ctx, a.Store(), cfg.Store.Collection, len(colours))
 
 	// Queries produced together reach the query stage as one micro-batch.
-	tap := pipeline.NewTap(a.Kafka(), cfg.Topics.Results, true)
+	tap := kafka.NewTap(a.Kafka(), cfg.Topics.Results, true)
 	defer tap.Close()
 	var outs []pipeline.Output
 	for i, c := range colours {
@@ -56,7 +57,7 @@ func TestPipelineWithQdrant(t *testing.T) {
 		}
 		outs = append(outs, pipeline.Output{Topic: cfg.Topics.Queries, Key: []byte("batch"), Value: v})
 	}
-	if err := pipeline.Produce(ctx, a.Kafka(), outs...); err != nil {
+	if err := kafka.Produce(ctx, a.Kafka(), outs...); err != nil {
 		t.Fatal(err)
 	}
 	answered := map[string]schemas.Result{}
@@ -99,7 +100,7 @@ func TestPipelineWithQdrant(t *testing.T) {
 	srv.ClearFaults()
 	waitCount(t, ctx, a.Store(), cfg.Store.Collection, len(colours)+1)
 
-	dead := pipeline.NewTap(a.Kafka(), cfg.Topics.DeadLetters, true)
+	dead := kafka.NewTap(a.Kafka(), cfg.Topics.DeadLetters, true)
 	defer dead.Close()
 	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
 	defer dcancel()

@@ -2,7 +2,7 @@ package app
 
 import (
 	"github.com/vidx/vidx/config"
-	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 )
 
 // StageSpec is what the rest of vidx knows of a stage without running it:
@@ -20,7 +20,7 @@ type StageSpec struct {
 
 // Group is the stage's consumer group under cfg.
 func (s StageSpec) Group(cfg config.Config) string {
-	return pipeline.StageConfig{Name: s.Name, Group: s.Runtime(cfg.Stages).Group}.WithDefaults().Group
+	return kafka.StageConfig{Name: s.Name, Group: s.Runtime(cfg.Stages).Group}.WithDefaults().Group
 }
 
 // Stages lists every stage in pipeline order.

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 )
 
 // Broker kinds a run can use.
@@ -202,11 +202,11 @@ func (c *realCluster) stop() {
 }
 
 // waitBrokers waits until the brokers answer a metadata request.
-func waitBrokers(ctx context.Context, kc pipeline.KafkaConfig, limit time.Duration) error {
+func waitBrokers(ctx context.Context, kc kafka.Config, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := pipeline.Ping(pctx, kc)
+		err := kafka.Ping(pctx, kc)
 		cancel()
 		if err == nil {
 			return nil

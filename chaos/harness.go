@@ -26,13 +26,14 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"google.golang.org/grpc/codes"
 
 	"github.com/vidx/vidx/app"
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/encoders/testmodels"
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
 	"github.com/vidx/vidx/sinks/qdrant"
@@ -439,8 +440,8 @@ func (h *harness) video(i int) string {
 	return filepath.Join(h.cfg.Dir, "videos", "v"+strconv.Itoa(i)+".mp4")
 }
 
-func (h *harness) kafka() pipeline.KafkaConfig {
-	return pipeline.KafkaConfig{Brokers: h.broker.addrs(), Partitions: 4, ReplicationFactor: h.broker.replication(), DialTimeout: 3 * time.Second}
+func (h *harness) kafka() kafka.Config {
+	return kafka.Config{Brokers: h.broker.addrs(), Partitions: 4, ReplicationFactor: h.broker.replication(), DialTimeout: 3 * time.Second}
 }
 
 // prepare writes the colour test bundle and short videos of distinct
@@ -590,14 +591,14 @@ func (h *harness) storeOutage(ctx context.Context, d time.Duration) (held bool, 
 		}
 	}
 	group, input := groupAndInput("index")
-	before, err := pipeline.GroupLag(ctx, h.kafka(), group, []string{input})
+	before, err := kafka.GroupLag(ctx, h.kafka(), group, []string{input})
 	if err != nil {
 		return false, 0, err
 	}
 	if err := sleep(ctx, d); err != nil {
 		return false, 0, err
 	}
-	after, err := pipeline.GroupLag(ctx, h.kafka(), group, []string{input})
+	after, err := kafka.GroupLag(ctx, h.kafka(), group, []string{input})
 	failed = h.store.Calls("Points/Upsert")
 	h.store.ClearFaults()
 	if err != nil {
@@ -686,7 +687,7 @@ func (h *harness) waitIdle(ctx context.Context) error {
 		idle, desc := true, ""
 		for _, s := range Stages {
 			group, input := groupAndInput(s)
-			lags, err := pipeline.GroupLag(ctx, h.kafka(), group, []string{input})
+			lags, err := kafka.GroupLag(ctx, h.kafka(), group, []string{input})
 			if err != nil {
 				idle, desc = false, err.Error()
 				break
@@ -720,8 +721,8 @@ func (h *harness) zombieGroup(ctx context.Context) (string, error) {
 	for i, s := range Stages {
 		groups[i], _ = groupAndInput(s)
 	}
-	c := &kafka.Client{Addr: kafka.TCP(h.kafka().Brokers...), Timeout: 5 * time.Second}
-	resp, err := c.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: groups})
+	c := &kafkago.Client{Addr: kafkago.TCP(h.kafka().Brokers...), Timeout: 5 * time.Second}
+	resp, err := c.DescribeGroups(ctx, &kafkago.DescribeGroupsRequest{GroupIDs: groups})
 	if err != nil {
 		return "", fmt.Errorf("describe groups: %w", err)
 	}
@@ -758,7 +759,7 @@ func (h *harness) publish(ctx context.Context, id string, video int) error {
 	}
 	for attempt := 0; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = pipeline.Produce(pctx, h.kafka(), pipeline.Output{Topic: "videos", Key: []byte(id), Value: v})
+		err = kafka.Produce(pctx, h.kafka(), pipeline.Output{Topic: "videos", Key: []byte(id), Value: v})
 		cancel()
 		if err == nil || attempt == 5 {
 			return err
@@ -804,9 +805,9 @@ func (h *harness) stopAll() {
 	}
 }
 
-func countTopic(ctx context.Context, kc pipeline.KafkaConfig, topic string) (int, error) {
+func countTopic(ctx context.Context, kc kafka.Config, topic string) (int, error) {
 	n := 0
-	err := pipeline.ScanTopic(ctx, kc, topic, func(pipeline.Message) error { n++; return nil })
+	err := kafka.ScanTopic(ctx, kc, topic, func(pipeline.Message) error { n++; return nil })
 	return n, err
 }
 

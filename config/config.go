@@ -15,7 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vidx/vidx/httpapi"
-	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks/qdrant"
 	"github.com/vidx/vidx/stages/pool"
@@ -33,13 +33,13 @@ type Config struct {
 	// logged while handling a traced message.
 	LogFormat string `yaml:"log_format"`
 
-	Kafka     pipeline.KafkaConfig `yaml:"kafka"`
-	Embedded  Embedded             `yaml:"embedded"`
-	Topics    Topics               `yaml:"topics"`
-	Model     Model                `yaml:"model"`
-	Store     Store                `yaml:"store"`
-	Stages    Stages               `yaml:"stages"`
-	Telemetry Telemetry            `yaml:"telemetry"`
+	Kafka     kafka.Config `yaml:"kafka"`
+	Embedded  Embedded     `yaml:"embedded"`
+	Topics    Topics       `yaml:"topics"`
+	Model     Model        `yaml:"model"`
+	Store     Store        `yaml:"store"`
+	Stages    Stages       `yaml:"stages"`
+	Telemetry Telemetry    `yaml:"telemetry"`
 	// HTTP is the search API and page, served by the query stage.
 	HTTP httpapi.Config `yaml:"http"`
 }
@@ -217,7 +217,7 @@ func Default() Config {
 		DataDir:   ".vidx",
 		LogLevel:  "info",
 		LogFormat: "text",
-		Kafka:     pipeline.KafkaConfig{Brokers: []string{"127.0.0.1:9092"}}.WithDefaults(),
+		Kafka:     kafka.Config{Brokers: []string{"127.0.0.1:9092"}}.WithDefaults(),
 		Embedded:  Embedded{BrokerPort: 9092},
 		Topics: Topics{
 			Videos: "videos", Clips: "clips", FrameEmbeddings: "frame-embeddings",

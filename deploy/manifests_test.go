@@ -32,7 +32,7 @@ import (
 
 	"github.com/vidx/vidx/app"
 	"github.com/vidx/vidx/config"
-	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/stages/sample"
 )
 
@@ -40,7 +40,7 @@ const (
 	configMount = "/etc/vidx"
 	configKey   = "vidx.yaml"
 	// fetchMaxBytes is the stages' consumer fetch size (MaxBytes in
-	// pipeline/stage.go): a record larger than this is never read.
+	// pipeline/kafka/stage.go): a record larger than this is never read.
 	fetchMaxBytes = 4 << 20
 	// shutdownMargin is what a stopping pod needs after its drain: produce
 	// the batch's outputs, commit, leave the group, flush telemetry (5 s).
@@ -221,7 +221,7 @@ type stageConfig struct {
 func stageConfigs(cfg config.Config) map[string]stageConfig {
 	t, s := cfg.Topics, cfg.Stages
 	drain := func(d time.Duration) time.Duration {
-		return pipeline.StageConfig{DrainTimeout: d}.WithDefaults().DrainTimeout
+		return kafka.StageConfig{DrainTimeout: d}.WithDefaults().DrainTimeout
 	}
 	return map[string]stageConfig{
 		app.StageSample: {t.Videos, drain(s.Sample.DrainTimeout)},
@@ -546,7 +546,7 @@ func checkScaledObjects(t *testing.T, b *built, cfg config.Config) {
 			continue
 		}
 		md := so.Spec.Triggers[0].Metadata
-		group := pipeline.StageConfig{Name: stage}.WithDefaults().Group
+		group := kafka.StageConfig{Name: stage}.WithDefaults().Group
 		input := stages[stage].input
 		if md["consumerGroup"] != group || md["topic"] != input {
 			t.Errorf("ScaledObject %s: group %q topic %q, want the stage's group %q on its input topic %q",

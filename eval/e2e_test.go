@@ -17,6 +17,7 @@ import (
 	"github.com/vidx/vidx/encoders/testmodels"
 	"github.com/vidx/vidx/internal/testenv"
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 )
 
@@ -188,14 +189,14 @@ func TestStreamingMatchesQueryStage(t *testing.T) {
 }
 
 // ask publishes one query and waits for its result.
-func ask(ctx context.Context, kc pipeline.KafkaConfig, queries, results, id, text string, topK int) (schemas.Result, error) {
+func ask(ctx context.Context, kc kafka.Config, queries, results, id, text string, topK int) (schemas.Result, error) {
 	q := schemas.Query{QueryID: id, Text: text, TopK: topK}
 	value, err := schemas.Encode(&q)
 	if err != nil {
 		return schemas.Result{}, err
 	}
 	var res schemas.Result
-	_, err = pipeline.Request(ctx, kc, pipeline.Output{Topic: queries, Key: []byte(id), Value: value}, results,
+	_, err = kafka.Request(ctx, kc, pipeline.Output{Topic: queries, Key: []byte(id), Value: value}, results,
 		func(m pipeline.Message) bool {
 			r, err := schemas.DecodeResult(m.Value)
 			if err != nil || r.QueryID != id {

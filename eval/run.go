@@ -17,6 +17,7 @@ import (
 	"github.com/vidx/vidx/encoders/bundle"
 	"github.com/vidx/vidx/encoders/onnx"
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
 	"github.com/vidx/vidx/stages/pool"
@@ -216,7 +217,7 @@ func (e *Evaluator) Ingest(ctx context.Context) error {
 	failed := make(chan error, 1)
 	tapCtx, stopTap := context.WithCancel(ctx)
 	defer stopTap()
-	tap := pipeline.NewTap(cfg.Kafka, cfg.Topics.DeadLetters, true)
+	tap := kafka.NewTap(cfg.Kafka, cfg.Topics.DeadLetters, true)
 	var tapDone sync.WaitGroup
 	tapDone.Go(func() {
 		for {
@@ -252,7 +253,7 @@ func (e *Evaluator) Ingest(ctx context.Context) error {
 		}
 		outs = append(outs, pipeline.Output{Topic: cfg.Topics.Videos, Key: []byte(v.VideoID), Value: value})
 	}
-	if err := pipeline.Produce(ctx, cfg.Kafka, outs...); err != nil {
+	if err := kafka.Produce(ctx, cfg.Kafka, outs...); err != nil {
 		return fmt.Errorf("eval: publishing video jobs: %w", err)
 	}
 	fmt.Fprintf(e.opts.Progress, "ingesting %d videos through sample -> encode (%s frames) -> pool (%s) -> index\n",

@@ -1,12 +1,9 @@
-// Package pipeline is the stage runtime: it moves messages between Kafka
-// topics and handlers. A handler turns a batch of input messages into output
-// messages and knows nothing about Kafka; the runtime owns the consumer
-// group, batching, producing, offset commits, retries and dead letters.
-//
-// Delivery is at-least-once: offsets of a batch are committed only after
-// every output of that batch (dead letters included) has been acknowledged
-// by all in-sync replicas. Downstream writes are keyed so a redelivered
-// message overwrites rather than duplicates.
+// Package pipeline is the contract between vidx's stage runtime and its
+// handlers. A handler turns a batch of input messages into one Result per
+// message and knows nothing about Kafka; cross-cutting concerns (retries,
+// dead letters, panics, metrics, tracing) are middleware, each a
+// func(Handler) Handler. The runtime that feeds handlers from Kafka lives
+// in pipeline/kafka; nothing here imports a Kafka client.
 package pipeline
 
 import (

@@ -10,7 +10,7 @@ versions=("$@")
 declare -A result
 for v in "${versions[@]}"; do
   log="$(mktemp)"
-  if KAFKA_VERSION="$v" bash scripts/with-kafka.sh real go test -count=1 -run 'TestKafkaCalls|TestKcatInterop' ./pipeline/ ./app/ >"$log" 2>&1; then
+  if KAFKA_VERSION="$v" bash scripts/with-kafka.sh real go test -count=1 -run 'TestKafkaCalls|TestKcatInterop' ./pipeline/kafka/ ./app/ >"$log" 2>&1; then
     result[$v]="ok"
   else
     result[$v]="FAIL: $(grep -m1 -E 'kafka_test|compat_test.go|kcat_test.go|unsupported|kafka:' "$log" | sed 's/^[[:space:]]*//' | cut -c1-300)"

@@ -6,7 +6,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/vidx/vidx/pipeline/embedded"
+	"github.com/vidx/vidx/pipeline/kafka/embedded"
 )
 
 // cmdBroker runs the embedded broker in a process of its own, so that it

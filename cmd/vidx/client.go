@@ -17,6 +17,7 @@ import (
 
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/stages/query"
 )
@@ -30,7 +31,7 @@ func publishJob(ctx context.Context, cfg config.Config, job *schemas.VideoJob) e
 	if err != nil {
 		return err
 	}
-	return pipeline.Produce(ctx, cfg.Kafka, pipeline.Output{Topic: cfg.Topics.Videos, Key: []byte(job.VideoID), Value: value})
+	return kafka.Produce(ctx, cfg.Kafka, pipeline.Output{Topic: cfg.Topics.Videos, Key: []byte(job.VideoID), Value: value})
 }
 
 func cmdSearch(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 )
 
@@ -40,7 +41,7 @@ func deleteVideos(ctx context.Context, cfg config.Config, ids []string, stdout i
 		}
 		outs[i] = pipeline.Output{Topic: cfg.Topics.Videos, Key: []byte(id), Headers: map[string]string{schemas.HeaderCommand: schemas.CommandDelete}}
 	}
-	if err := pipeline.Produce(ctx, cfg.Kafka, outs...); err != nil {
+	if err := kafka.Produce(ctx, cfg.Kafka, outs...); err != nil {
 		return fmt.Errorf("publish deletes: %w (is a broker running at %v?)", err, cfg.Kafka.Brokers)
 	}
 	for _, id := range ids {

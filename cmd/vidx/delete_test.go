@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/config"
-	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/embedded"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/embedded"
 	"github.com/vidx/vidx/schemas"
 )
 
@@ -35,7 +35,7 @@ func TestDeletePublishesTombstones(t *testing.T) {
 	if !strings.Contains(out.String(), "delete of beach published") {
 		t.Errorf("stdout %q", out.String())
 	}
-	tap := pipeline.NewTap(pipeline.KafkaConfig{Brokers: b.Addrs()}.WithDefaults(), topic, true)
+	tap := kafka.NewTap(kafka.Config{Brokers: b.Addrs()}.WithDefaults(), topic, true)
 	defer tap.Close()
 	var got []string
 	for range 2 {

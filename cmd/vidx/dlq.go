@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 )
 
@@ -94,9 +95,9 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return replayDeadLetters(ctx, cfg.Kafka, *topic, entries, *dryRun, stdout)
 }
 
-func readDeadLetters(ctx context.Context, kc pipeline.KafkaConfig, topic string, filter schemas.DeadLetterFilter) ([]deadLetterEntry, error) {
+func readDeadLetters(ctx context.Context, kc kafka.Config, topic string, filter schemas.DeadLetterFilter) ([]deadLetterEntry, error) {
 	var out []deadLetterEntry
-	err := pipeline.ScanTopic(ctx, kc, topic, func(m pipeline.Message) error {
+	err := kafka.ScanTopic(ctx, kc, topic, func(m pipeline.Message) error {
 		e := deadLetterEntry{Partition: m.Partition, Offset: m.Offset, Key: string(m.Key), Bytes: len(m.Value), value: m.Value, headers: m.Headers}
 		d, err := schemas.ParseDeadLetter(m.Key, m.Value, m.Headers)
 		if err != nil {
@@ -143,7 +144,7 @@ func printDeadLetters(w io.Writer, entries []deadLetterEntry, asJSON bool) error
 	return nil
 }
 
-func replayDeadLetters(ctx context.Context, kc pipeline.KafkaConfig, topic string, entries []deadLetterEntry, dryRun bool, w io.Writer) error {
+func replayDeadLetters(ctx context.Context, kc kafka.Config, topic string, entries []deadLetterEntry, dryRun bool, w io.Writer) error {
 	var outs []pipeline.Output
 	skipped := 0
 	for _, e := range entries {
@@ -163,7 +164,7 @@ func replayDeadLetters(ctx context.Context, kc pipeline.KafkaConfig, topic strin
 		fmt.Fprintf(w, "%s %d@%d to %s (stage %s, %s: %s)\n", verb, e.Partition, e.Offset, e.Origin.Topic, e.Stage, e.Class, truncate(e.Reason, 80))
 	}
 	if !dryRun && len(outs) > 0 {
-		if err := pipeline.Produce(ctx, kc, outs...); err != nil {
+		if err := kafka.Produce(ctx, kc, outs...); err != nil {
 			return fmt.Errorf("replay: %w", err)
 		}
 	}

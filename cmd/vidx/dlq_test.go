@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/embedded"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/embedded"
 	"github.com/vidx/vidx/schemas"
 )
 
@@ -26,7 +27,7 @@ func TestDLQListAndReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	kc := pipeline.KafkaConfig{Brokers: b.Addrs(), Partitions: 2}
+	kc := kafka.Config{Brokers: b.Addrs(), Partitions: 2}
 	fixed := make(chan struct{})
 	h := pipeline.PerMessage(func(_ context.Context, m pipeline.Message) ([]pipeline.Output, error) {
 		v := string(m.Value)
@@ -44,9 +45,9 @@ func TestDLQListAndReplay(t *testing.T) {
 		return []pipeline.Output{{Topic: "out", Key: m.Key, Value: m.Value}}, nil
 	})
 	dead := make(chan struct{}, 8)
-	st, err := pipeline.NewStage(pipeline.StageConfig{Name: "sample", Topics: []string{"in"}, MaxAttempts: 2,
+	st, err := kafka.NewStage(kafka.StageConfig{Name: "sample", Topics: []string{"in"}, MaxAttempts: 2,
 		BackoffMin: time.Millisecond, BackoffMax: 2 * time.Millisecond}, kc, h,
-		slog.New(slog.DiscardHandler), pipeline.Hooks{DeadLettered: func(string, pipeline.Message, error) { dead <- struct{}{} }})
+		slog.New(slog.DiscardHandler), kafka.Hooks{DeadLettered: func(string, pipeline.Message, error) { dead <- struct{}{} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestDLQListAndReplay(t *testing.T) {
 	for _, v := range []string{"ok-1", "bad-1", "flaky-1", "bad-2"} {
 		ins = append(ins, pipeline.Output{Topic: "in", Key: []byte("k-" + v), Value: []byte(v), Headers: map[string]string{"traceparent": "keep-me"}})
 	}
-	if err := pipeline.Produce(ctx, kc, ins...); err != nil {
+	if err := kafka.Produce(ctx, kc, ins...); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
@@ -132,7 +133,7 @@ func TestDLQListAndReplay(t *testing.T) {
 	if out := dlq("replay", "--filter", "stage=sample,reason~=CODEC"); !strings.Contains(out, "replayed 2 dead letters") {
 		t.Errorf("replay output:\n%s", out)
 	}
-	tap := pipeline.NewTap(kc, "out", true)
+	tap := kafka.NewTap(kc, "out", true)
 	defer tap.Close()
 	got := map[string]map[string]string{}
 	for len(got) < 3 {
@@ -149,7 +150,7 @@ func TestDLQListAndReplay(t *testing.T) {
 	}
 	// The replayed original carries its own headers, not the dead letter's.
 	var replayed pipeline.Message
-	err = pipeline.ScanTopic(ctx, kc, "in", func(m pipeline.Message) error {
+	err = kafka.ScanTopic(ctx, kc, "in", func(m pipeline.Message) error {
 		if string(m.Value) == "bad-1" && m.Headers[schemas.HeaderReplayedFrom] != "" {
 			replayed = m
 		}
@@ -163,10 +164,10 @@ func TestDLQListAndReplay(t *testing.T) {
 	}
 }
 
-func countTopic(t *testing.T, ctx context.Context, kc pipeline.KafkaConfig, topic string) int {
+func countTopic(t *testing.T, ctx context.Context, kc kafka.Config, topic string) int {
 	t.Helper()
 	n := 0
-	if err := pipeline.ScanTopic(ctx, kc, topic, func(pipeline.Message) error { n++; return nil }); err != nil {
+	if err := kafka.ScanTopic(ctx, kc, topic, func(pipeline.Message) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return n

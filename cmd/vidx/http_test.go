@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/vidx/vidx/config"
-	"github.com/vidx/vidx/pipeline/embedded"
+	"github.com/vidx/vidx/pipeline/kafka/embedded"
 )
 
 func TestConfineFiles(t *testing.T) {

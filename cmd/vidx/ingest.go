@@ -19,6 +19,7 @@ import (
 	"github.com/vidx/vidx/app"
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 )
 
@@ -203,7 +204,7 @@ func cmdIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		outs[i] = pipeline.Output{Topic: cfg.Topics.Videos, Key: []byte(jobs[i].VideoID), Value: value}
 	}
-	if err := pipeline.Produce(ctx, cfg.Kafka, outs...); err != nil {
+	if err := kafka.Produce(ctx, cfg.Kafka, outs...); err != nil {
 		return fmt.Errorf("publish %d jobs: %w (is a broker running at %v?)", len(jobs), err, cfg.Kafka.Brokers)
 	}
 	if !*asJSON {
@@ -363,7 +364,7 @@ func newFollower(ctx context.Context, cfg config.Config, jobs []schemas.VideoJob
 		f.indexGroup = spec.Group(cfg)
 	}
 	for _, t := range []string{cfg.Topics.ClipEmbeddings, cfg.Topics.DeadLetters} {
-		end, err := pipeline.EndOffsets(ctx, cfg.Kafka, t)
+		end, err := kafka.EndOffsets(ctx, cfg.Kafka, t)
 		if err != nil {
 			return nil, fmt.Errorf("follow %s: %w (is a broker running at %v?)", t, err, cfg.Kafka.Brokers)
 		}
@@ -388,7 +389,7 @@ func (f *follower) run(ctx context.Context, progress func(done, failed, clips in
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := pipeline.TailFrom(ctx, f.cfg.Kafka, topic, part, from, func(m pipeline.Message) error {
+				err := kafka.TailFrom(ctx, f.cfg.Kafka, topic, part, from, func(m pipeline.Message) error {
 					if f.observe(m) {
 						select {
 						case changed <- struct{}{}:
@@ -496,7 +497,7 @@ func (f *follower) observe(m pipeline.Message) bool {
 // checkIndexed marks the videos whose clips have all reached the index
 // stage and that the stage has committed past.
 func (f *follower) checkIndexed(ctx context.Context) {
-	lags, err := pipeline.GroupLag(ctx, f.cfg.Kafka, f.indexGroup, []string{f.cfg.Topics.ClipEmbeddings})
+	lags, err := kafka.GroupLag(ctx, f.cfg.Kafka, f.indexGroup, []string{f.cfg.Topics.ClipEmbeddings})
 	if err != nil {
 		return // asked again on the next tick
 	}

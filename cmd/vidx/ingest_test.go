@@ -14,7 +14,8 @@ import (
 
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/embedded"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/embedded"
 	"github.com/vidx/vidx/schemas"
 )
 
@@ -86,7 +87,7 @@ func TestIngestFollowsToTheIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	kc := pipeline.KafkaConfig{Brokers: b.Addrs()}.WithDefaults()
+	kc := kafka.Config{Brokers: b.Addrs()}.WithDefaults()
 	dir := t.TempDir()
 	t.Chdir(dir)
 	touch(t, filepath.Join(dir, "in", "a.mp4"))
@@ -97,14 +98,14 @@ func TestIngestFollowsToTheIndex(t *testing.T) {
 	// The fake pipeline.
 	go func() {
 		for p := range 2 {
-			go pipeline.TailFrom(ctx, kc, topics.Videos, p, 0, func(m pipeline.Message) error {
+			go kafka.TailFrom(ctx, kc, topics.Videos, p, 0, func(m pipeline.Message) error {
 				job, err := schemas.DecodeVideoJob(m.Value)
 				if err != nil {
 					return nil
 				}
 				if job.VideoID == "bad" {
 					d := schemas.DeadLetter{Reason: "moov atom not found", Class: "poison", Stage: "sample", Topic: topics.Videos, FailedAt: time.Now()}
-					return pipeline.Produce(ctx, kc, pipeline.Output{Topic: topics.DeadLetters, Key: m.Key, Value: m.Value, Headers: d.Headers()})
+					return kafka.Produce(ctx, kc, pipeline.Output{Topic: topics.DeadLetters, Key: m.Key, Value: m.Value, Headers: d.Headers()})
 				}
 				for i := range 2 {
 					h := schemas.ClipHeader{VideoID: job.VideoID, ClipIndex: i, StartS: float64(i), EndS: float64(i + 1),
@@ -116,7 +117,7 @@ func TestIngestFollowsToTheIndex(t *testing.T) {
 					if err != nil {
 						return err
 					}
-					if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: topics.ClipEmbeddings, Key: m.Key, Value: v}); err != nil {
+					if err := kafka.Produce(ctx, kc, pipeline.Output{Topic: topics.ClipEmbeddings, Key: m.Key, Value: v}); err != nil {
 						return err
 					}
 				}
@@ -142,9 +143,9 @@ func TestIngestFollowsToTheIndex(t *testing.T) {
 
 	// A stand-in index stage: it commits what it reads, as the real one
 	// does once the store has the clips.
-	idx, err := pipeline.NewStage(pipeline.StageConfig{Name: "index", Topics: []string{topics.ClipEmbeddings}, MaxBatch: 16},
+	idx, err := kafka.NewStage(kafka.StageConfig{Name: "index", Topics: []string{topics.ClipEmbeddings}, MaxBatch: 16},
 		kc, pipeline.PerMessage(func(context.Context, pipeline.Message) ([]pipeline.Output, error) { return nil, nil }),
-		slog.New(slog.DiscardHandler), pipeline.Hooks{})
+		slog.New(slog.DiscardHandler), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +188,7 @@ func TestIngestFollowsToTheIndex(t *testing.T) {
 		t.Errorf("stdout %q", out.String())
 	}
 	found := false
-	_ = pipeline.ScanTopic(ctx, kc, topics.Videos, func(m pipeline.Message) error {
+	_ = kafka.ScanTopic(ctx, kc, topics.Videos, func(m pipeline.Message) error {
 		if job, err := schemas.DecodeVideoJob(m.Value); err == nil && job.Metadata["trip"] != "alps" {
 			t.Errorf("job %s without the metadata: %+v", job.VideoID, job.Metadata)
 		}

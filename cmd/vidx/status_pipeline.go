@@ -9,7 +9,7 @@ import (
 
 	"github.com/vidx/vidx/app"
 	"github.com/vidx/vidx/config"
-	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/stages/sample"
 )
@@ -27,8 +27,8 @@ type stageLag struct {
 	Group string `json:"group"`
 	Topic string `json:"topic"`
 	// Lag is the number of messages not yet committed, over all partitions.
-	Lag        int64                   `json:"lag"`
-	Partitions []pipeline.PartitionLag `json:"partitions"`
+	Lag        int64                `json:"lag"`
+	Partitions []kafka.PartitionLag `json:"partitions"`
 }
 
 // collectPipeline asks the brokers; an unreachable broker is a note in the
@@ -37,13 +37,13 @@ func collectPipeline(ctx context.Context, cfg config.Config, wait time.Duration)
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	var st pipelineStatus
-	if err := pipeline.Ping(ctx, cfg.Kafka); err != nil {
+	if err := kafka.Ping(ctx, cfg.Kafka); err != nil {
 		st.Note = fmt.Sprintf("brokers %v not reachable: no lag or stream states", cfg.Kafka.Brokers)
 		return st
 	}
 	for _, spec := range app.Stages {
 		group, input := spec.Group(cfg), spec.Input(cfg.Topics)
-		lags, err := pipeline.GroupLag(ctx, cfg.Kafka, group, []string{input})
+		lags, err := kafka.GroupLag(ctx, cfg.Kafka, group, []string{input})
 		if err != nil {
 			st.Note = fmt.Sprintf("lag of %s: %v", spec.Name, err)
 			continue

@@ -13,7 +13,8 @@ import (
 
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/embedded"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/embedded"
 )
 
 // TestStatusPipeline checks `vidx status` reports each stage's lag from the
@@ -27,9 +28,9 @@ func TestStatusPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	kc := pipeline.KafkaConfig{Brokers: b.Addrs()}
+	kc := kafka.Config{Brokers: b.Addrs()}
 	for i := 0; i < 3; i++ {
-		if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: topics.Videos, Key: []byte(strconv.Itoa(i)), Value: []byte("{}")}); err != nil {
+		if err := kafka.Produce(ctx, kc, pipeline.Output{Topic: topics.Videos, Key: []byte(strconv.Itoa(i)), Value: []byte("{}")}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vidx/vidx/httpapi"
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
 	"github.com/vidx/vidx/stages/sample"
@@ -28,7 +29,7 @@ type Counter interface {
 
 // Config configures a Tracker.
 type Config struct {
-	Kafka pipeline.KafkaConfig
+	Kafka kafka.Config
 	// VideosTopic carries the jobs; DeadLetterTopic the dead letters;
 	// ThumbnailTopic the clip thumbnails (compacted).
 	VideosTopic, DeadLetterTopic, ThumbnailTopic string
@@ -109,7 +110,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 		var ps []int
 		for {
 			var err error
-			if ps, err = pipeline.Partitions(ctx, t.cfg.Kafka, tp.name); err == nil {
+			if ps, err = kafka.Partitions(ctx, t.cfg.Kafka, tp.name); err == nil {
 				break
 			}
 			t.log.Warn("waiting for topic", "topic", tp.name, "err", err)
@@ -157,7 +158,7 @@ func (t *Tracker) tail(ctx context.Context, topic string, partition int, fn func
 	for ctx.Err() == nil {
 		// Records are applied idempotently, so reading a partition again
 		// after a broken connection changes nothing.
-		err := pipeline.TailPartition(ctx, t.cfg.Kafka, topic, partition, fn, caughtUp)
+		err := kafka.TailPartition(ctx, t.cfg.Kafka, topic, partition, fn, caughtUp)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
@@ -290,7 +291,7 @@ func (t *Tracker) Publish(ctx context.Context, job schemas.VideoJob) error {
 	if err != nil {
 		return err
 	}
-	if err := pipeline.Produce(ctx, t.cfg.Kafka, pipeline.Output{Topic: t.cfg.VideosTopic, Key: []byte(job.VideoID), Value: value}); err != nil {
+	if err := kafka.Produce(ctx, t.cfg.Kafka, pipeline.Output{Topic: t.cfg.VideosTopic, Key: []byte(job.VideoID), Value: value}); err != nil {
 		return err
 	}
 	t.mu.Lock()
@@ -338,7 +339,7 @@ func (t *Tracker) Video(ctx context.Context, id string) (httpapi.Video, error) {
 // the jobs topic.
 func (t *Tracker) Delete(ctx context.Context, videoID string) error {
 	cmd := pipeline.Output{Topic: t.cfg.VideosTopic, Key: []byte(videoID), Headers: map[string]string{schemas.HeaderCommand: schemas.CommandDelete}}
-	if err := pipeline.Produce(ctx, t.cfg.Kafka, cmd); err != nil {
+	if err := kafka.Produce(ctx, t.cfg.Kafka, cmd); err != nil {
 		return err
 	}
 	t.mu.Lock()
@@ -379,8 +380,8 @@ func (t *Tracker) Thumbnail(ctx context.Context, videoID string, clipIndex int) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	m, err := pipeline.ReadAt(ctx, t.cfg.Kafka, t.cfg.ThumbnailTopic, ref.partition, ref.offset)
-	if errors.Is(err, pipeline.ErrNoRecord) || (err == nil && (m.Value == nil || string(m.Key) != key)) {
+	m, err := kafka.ReadAt(ctx, t.cfg.Kafka, t.cfg.ThumbnailTopic, ref.partition, ref.offset)
+	if errors.Is(err, kafka.ErrNoRecord) || (err == nil && (m.Value == nil || string(m.Key) != key)) {
 		return nil, fmt.Errorf("thumbnail %s: %w", key, httpapi.ErrNotFound)
 	}
 	if err != nil {

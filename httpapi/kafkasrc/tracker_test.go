@@ -11,7 +11,8 @@ import (
 	"github.com/vidx/vidx/httpapi"
 	"github.com/vidx/vidx/httpapi/kafkasrc"
 	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/embedded"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/embedded"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
 	"github.com/vidx/vidx/stages/sample"
@@ -81,10 +82,10 @@ func TestTracker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	kc := pipeline.KafkaConfig{Brokers: b.Addrs()}.WithDefaults()
+	kc := kafka.Config{Brokers: b.Addrs()}.WithDefaults()
 	produce := func(outs ...pipeline.Output) {
 		t.Helper()
-		if err := pipeline.Produce(ctx, kc, outs...); err != nil {
+		if err := kafka.Produce(ctx, kc, outs...); err != nil {
 			t.Fatal(err)
 		}
 	}

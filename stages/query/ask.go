@@ -7,13 +7,14 @@ import (
 	"fmt"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 )
 
 // Ask is the client side of the query stage: it publishes q on
 // queriesTopic and waits for its result on resultsTopic. A query without an
 // id gets a random one.
-func Ask(ctx context.Context, kc pipeline.KafkaConfig, queriesTopic, resultsTopic string, q schemas.Query) (schemas.Result, error) {
+func Ask(ctx context.Context, kc kafka.Config, queriesTopic, resultsTopic string, q schemas.Query) (schemas.Result, error) {
 	if q.QueryID == "" {
 		var id [8]byte
 		_, _ = rand.Read(id[:])
@@ -28,7 +29,7 @@ func Ask(ctx context.Context, kc pipeline.KafkaConfig, queriesTopic, resultsTopi
 		return schemas.Result{}, err
 	}
 	var res schemas.Result
-	_, err = pipeline.Request(ctx, kc, pipeline.Output{Topic: queriesTopic, Key: []byte(q.QueryID), Value: value},
+	_, err = kafka.Request(ctx, kc, pipeline.Output{Topic: queriesTopic, Key: []byte(q.QueryID), Value: value},
 		resultsTopic, func(m pipeline.Message) bool {
 			r, err := schemas.DecodeResult(m.Value)
 			if err != nil || r.QueryID != q.QueryID {

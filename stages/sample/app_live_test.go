@@ -21,6 +21,7 @@ import (
 	"github.com/vidx/vidx/encoders/testmodels"
 	"github.com/vidx/vidx/internal/testenv"
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
 	"github.com/vidx/vidx/stages/query"
@@ -150,12 +151,12 @@ func TestLiveStreamSearchableWhilePlaying(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	kc, topics := a.Kafka(), a.Config.Topics
-	if err := pipeline.EnsureCompactedTopics(ctx, kc, topics.Streams, topics.StreamState); err != nil {
+	if err := kafka.EnsureCompactedTopics(ctx, kc, topics.Streams, topics.StreamState); err != nil {
 		t.Fatal(err)
 	}
 	spec := schemas.StreamSpec{StreamID: "red-cam", URI: url, Source: "lobby"}
 	value, _ := schemas.EncodeStream(&spec)
-	if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: topics.Streams, Key: []byte(spec.StreamID), Value: value}); err != nil {
+	if err := kafka.Produce(ctx, kc, pipeline.Output{Topic: topics.Streams, Key: []byte(spec.StreamID), Value: value}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -163,7 +164,7 @@ func TestLiveStreamSearchableWhilePlaying(t *testing.T) {
 	var mu sync.Mutex
 	headers := map[int]schemas.ClipHeader{}
 	go func() {
-		tap := pipeline.NewTap(kc, topics.Clips, true)
+		tap := kafka.NewTap(kc, topics.Clips, true)
 		defer tap.Close()
 		for {
 			m, err := tap.Next(runCtx)

@@ -13,18 +13,19 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/embedded"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/embedded"
 	"github.com/vidx/vidx/schemas"
 )
 
-func startTestBroker(t *testing.T) pipeline.KafkaConfig {
+func startTestBroker(t *testing.T) kafka.Config {
 	t.Helper()
 	b, err := embedded.StartBroker(embedded.BrokerConfig{Partitions: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	return pipeline.KafkaConfig{Brokers: b.Addrs(), Partitions: 2}
+	return kafka.Config{Brokers: b.Addrs(), Partitions: 2}
 }
 
 // runTestStage runs a stage until the test ends.
@@ -103,10 +104,10 @@ func TestJobsRefusedAreDeadLettered(t *testing.T) {
 	kc := startTestBroker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := pipeline.EnsureTopics(ctx, kc, "videos", "clips", "dead-letters"); err != nil {
+	if err := kafka.EnsureTopics(ctx, kc, "videos", "clips", "dead-letters"); err != nil {
 		t.Fatal(err)
 	}
-	st, err := pipeline.NewStage(pipeline.StageConfig{Name: "sample", Topics: []string{"videos"}}, kc, handler, testLog(t), pipeline.Hooks{})
+	st, err := kafka.NewStage(kafka.StageConfig{Name: "sample", Topics: []string{"videos"}}, kc, handler, testLog(t), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,11 +137,11 @@ func TestJobsRefusedAreDeadLettered(t *testing.T) {
 		v, _ := schemas.Encode(&schemas.VideoJob{VideoID: id, URI: uri})
 		outs = append(outs, pipeline.Output{Topic: "videos", Key: []byte(id), Value: v})
 	}
-	if err := pipeline.Produce(ctx, kc, outs...); err != nil {
+	if err := kafka.Produce(ctx, kc, outs...); err != nil {
 		t.Fatal(err)
 	}
 
-	dead := pipeline.NewTap(kc, "dead-letters", true)
+	dead := kafka.NewTap(kc, "dead-letters", true)
 	defer dead.Close()
 	got := map[string]schemas.DeadLetter{}
 	for len(got) < len(bad) {
@@ -165,7 +166,7 @@ func TestJobsRefusedAreDeadLettered(t *testing.T) {
 		}
 		t.Logf("%s -> %s", b.id, dl.Reason)
 	}
-	clips := pipeline.NewTap(kc, "clips", true)
+	clips := kafka.NewTap(kc, "clips", true)
 	defer clips.Close()
 	seen := map[string]bool{}
 	for len(seen) < len(goodJobs) {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
@@ -177,12 +177,12 @@ func (s *Streams) emitWindow(ctx context.Context, spec schemas.StreamSpec, st *s
 	if err != nil {
 		return fmt.Errorf("stream %s window %d: %w", spec.StreamID, w.Index, err)
 	}
-	if err := s.produce(ctx, kafka.Message{Topic: s.env.ClipsTopic, Key: []byte(spec.StreamID), Value: value}); err != nil {
+	if err := s.produce(ctx, kafkago.Message{Topic: s.env.ClipsTopic, Key: []byte(spec.StreamID), Value: value}); err != nil {
 		return fmt.Errorf("stream %s window %d: produce clip: %w", spec.StreamID, w.Index, err)
 	}
 	// A lost thumbnail only costs a picture: it never holds the stream back.
 	if thumb, err := thumbnail(s.env.ThumbnailTopic, spec.StreamID, w.Index, w.Frames); err == nil && thumb != nil {
-		if err := s.produce(ctx, kafka.Message{Topic: thumb.Topic, Key: thumb.Key, Value: thumb.Value}); err != nil {
+		if err := s.produce(ctx, kafkago.Message{Topic: thumb.Topic, Key: thumb.Key, Value: thumb.Value}); err != nil {
 			s.log.Warn("stream thumbnail not produced", "stream_id", spec.StreamID, "window", w.Index, "err", err)
 		}
 	}

@@ -14,11 +14,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/telemetry"
 )
@@ -134,7 +135,7 @@ func (c StreamsConfig) Validate() error {
 
 // StreamsEnv is what the stream manager runs against.
 type StreamsEnv struct {
-	Kafka pipeline.KafkaConfig
+	Kafka kafka.Config
 	// RegistryTopic ("streams") and StateTopic ("stream-state") are
 	// compacted and keyed by stream_id; ClipsTopic receives the windows.
 	RegistryTopic, StateTopic, ClipsTopic string
@@ -178,7 +179,7 @@ type Streams struct {
 	cfg StreamsConfig
 	env StreamsEnv
 	log *slog.Logger
-	w   *kafka.Writer
+	w   *kafkago.Writer
 	now func() time.Time
 
 	mu     sync.Mutex
@@ -222,7 +223,7 @@ func NewStreams(cfg StreamsConfig, env StreamsEnv) (*Streams, error) {
 	}
 	return &Streams{
 		cfg: cfg, env: env, log: env.Logger.With("component", "streams"),
-		w: pipeline.NewWriter(env.Kafka), now: time.Now, status: map[string]*StreamStatus{},
+		w: kafka.NewWriter(env.Kafka), now: time.Now, status: map[string]*StreamStatus{},
 	}, nil
 }
 
@@ -257,7 +258,7 @@ func (s *Streams) Status() []StreamStatus {
 func (s *Streams) Run(ctx context.Context) error {
 	defer s.w.Close()
 	for {
-		err := pipeline.EnsureCompactedTopics(ctx, s.env.Kafka, s.env.RegistryTopic, s.env.StateTopic)
+		err := kafka.EnsureCompactedTopics(ctx, s.env.Kafka, s.env.RegistryTopic, s.env.StateTopic)
 		if err == nil {
 			break
 		}
@@ -267,7 +268,7 @@ func (s *Streams) Run(ctx context.Context) error {
 		}
 	}
 	kc := s.env.Kafka
-	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+	cg, err := kafkago.NewConsumerGroup(kafkago.ConsumerGroupConfig{
 		ID:                s.cfg.Group,
 		Brokers:           kc.Brokers,
 		Topics:            []string{s.env.RegistryTopic},
@@ -275,7 +276,7 @@ func (s *Streams) Run(ctx context.Context) error {
 		SessionTimeout:    10 * time.Second,
 		RebalanceTimeout:  15 * time.Second,
 		JoinGroupBackoff:  500 * time.Millisecond,
-		StartOffset:       kafka.FirstOffset,
+		StartOffset:       kafkago.FirstOffset,
 		Dialer:            kc.Dialer(),
 		Logger:            kafkaLog{s.log, slog.LevelDebug - 4},
 		ErrorLogger:       kafkaLog{s.log, slog.LevelDebug},
@@ -353,7 +354,7 @@ func (s *Streams) generation(ctx context.Context, id int32, parts []int) {
 	}
 	specs := map[string]registryRecord{}
 	for _, st := range s.cfg.Static {
-		if slices.Contains(parts, pipeline.PartitionFor([]byte(st.StreamID), all)) {
+		if slices.Contains(parts, kafka.PartitionFor([]byte(st.StreamID), all)) {
 			specs[st.StreamID] = registryRecord{id: st.StreamID, spec: st.Spec()}
 		}
 	}
@@ -366,7 +367,7 @@ func (s *Streams) generation(ctx context.Context, id int32, parts []int) {
 		tails.Add(1)
 		go func() {
 			defer tails.Done()
-			err := pipeline.TailPartition(ctx, s.env.Kafka, s.env.RegistryTopic, p, func(m pipeline.Message) error {
+			err := kafka.TailPartition(ctx, s.env.Kafka, s.env.RegistryTopic, p, func(m pipeline.Message) error {
 				if len(m.Key) == 0 {
 					// Without a key a record can be neither compacted nor removed.
 					log.Warn("ignoring a stream registry record without a key", "partition", m.Partition, "offset", m.Offset)
@@ -500,7 +501,7 @@ func (s *Streams) release(runners map[string]*runner, stop func(string) *schemas
 
 func (s *Streams) registryPartitions(ctx context.Context) ([]int, error) {
 	for {
-		parts, err := pipeline.Partitions(ctx, s.env.Kafka, s.env.RegistryTopic)
+		parts, err := kafka.Partitions(ctx, s.env.Kafka, s.env.RegistryTopic)
 		if err == nil || ctx.Err() != nil {
 			return parts, err
 		}
@@ -527,9 +528,9 @@ func (s *Streams) readStates(ctx context.Context) (map[string]schemas.StreamStat
 
 // ReadStreamStates reads the last state record of every stream from the
 // state topic: the resume points, and what `vidx status` shows.
-func ReadStreamStates(ctx context.Context, kc pipeline.KafkaConfig, topic string) (map[string]schemas.StreamState, error) {
+func ReadStreamStates(ctx context.Context, kc kafka.Config, topic string) (map[string]schemas.StreamState, error) {
 	states := map[string]schemas.StreamState{}
-	err := pipeline.ReadCompacted(ctx, kc, topic, func(m pipeline.Message) error {
+	err := kafka.ReadCompacted(ctx, kc, topic, func(m pipeline.Message) error {
 		if m.Value == nil {
 			delete(states, string(m.Key))
 			return nil
@@ -609,12 +610,12 @@ func (s *Streams) writeState(ctx context.Context, st *schemas.StreamState) error
 	if err != nil {
 		return err
 	}
-	return s.produce(ctx, kafka.Message{Topic: s.env.StateTopic, Key: []byte(st.StreamID), Value: value})
+	return s.produce(ctx, kafkago.Message{Topic: s.env.StateTopic, Key: []byte(st.StreamID), Value: value})
 }
 
 // produce writes msgs, retrying with backoff until they are acknowledged
 // or ctx ends.
-func (s *Streams) produce(ctx context.Context, msgs ...kafka.Message) error {
+func (s *Streams) produce(ctx context.Context, msgs ...kafkago.Message) error {
 	for attempt := 0; ; attempt++ {
 		err := s.w.WriteMessages(ctx, msgs...)
 		if err == nil || ctx.Err() != nil {

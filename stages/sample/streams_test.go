@@ -8,14 +8,15 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/kafkatest"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/kafkatest"
 	"github.com/vidx/vidx/schemas"
 )
 
 // streamsHarness runs stream managers against one broker.
 type streamsHarness struct {
 	t     *testing.T
-	kc    pipeline.KafkaConfig
+	kc    kafka.Config
 	guard *Guard
 	cfg   StreamsConfig
 	root  string // the only file root
@@ -42,7 +43,7 @@ func newStreamsHarnessOn(t *testing.T, b *kafkatest.Broker, cfg StreamsConfig) *
 		registryTopic: b.Name("streams"), stateTopic: b.Name("stream-state"), clipsTopic: b.Name("clips")}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := pipeline.EnsureTopics(ctx, h.kc, h.clipsTopic); err != nil {
+	if err := kafka.EnsureTopics(ctx, h.kc, h.clipsTopic); err != nil {
 		t.Fatal(err)
 	}
 	return h
@@ -102,10 +103,10 @@ func (h *streamsHarness) put(key string, value []byte) {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := pipeline.EnsureCompactedTopics(ctx, h.kc, h.registryTopic, h.stateTopic); err != nil {
+	if err := kafka.EnsureCompactedTopics(ctx, h.kc, h.registryTopic, h.stateTopic); err != nil {
 		h.t.Fatal(err)
 	}
-	if err := pipeline.Produce(ctx, h.kc, pipeline.Output{Topic: h.registryTopic, Key: []byte(key), Value: value}); err != nil {
+	if err := kafka.Produce(ctx, h.kc, pipeline.Output{Topic: h.registryTopic, Key: []byte(key), Value: value}); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -116,7 +117,7 @@ func (h *streamsHarness) clips(id string) []schemas.ClipHeader {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var out []schemas.ClipHeader
-	err := pipeline.ReadCompacted(ctx, h.kc, h.clipsTopic, func(m pipeline.Message) error {
+	err := kafka.ReadCompacted(ctx, h.kc, h.clipsTopic, func(m pipeline.Message) error {
 		if string(m.Key) != id {
 			return nil
 		}

@@ -1,4 +1,4 @@
-package pipeline_test
+package kafka_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 )
 
 // TestGroupLag checks lag before a group commits anything, and after it
@@ -19,33 +20,33 @@ func TestGroupLag(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		msgs = append(msgs, pipeline.Output{Topic: "in", Key: []byte(strconv.Itoa(i)), Value: []byte("x")})
 	}
-	if err := pipeline.Produce(ctx, kc, msgs...); err != nil {
+	if err := kafka.Produce(ctx, kc, msgs...); err != nil {
 		t.Fatal(err)
 	}
-	total := func(lags []pipeline.PartitionLag) (n int64) {
+	total := func(lags []kafka.PartitionLag) (n int64) {
 		for _, l := range lags {
 			n += l.Lag
 		}
 		return n
 	}
-	lags, err := pipeline.GroupLag(ctx, kc, "vidx-copy", []string{"in"})
+	lags, err := kafka.GroupLag(ctx, kc, "vidx-copy", []string{"in"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(lags) != 2 || total(lags) != 10 {
 		t.Fatalf("before any commit: lags %+v, want 2 partitions totalling 10", lags)
 	}
-	st, err := pipeline.NewStage(pipeline.StageConfig{Name: "copy", Topics: []string{"in"}, MaxBatch: 4}, kc,
+	st, err := kafka.NewStage(kafka.StageConfig{Name: "copy", Topics: []string{"in"}, MaxBatch: 4}, kc,
 		pipeline.PerMessage(func(ctx context.Context, m pipeline.Message) ([]pipeline.Output, error) {
 			return []pipeline.Output{{Topic: "out", Key: m.Key, Value: m.Value}}, nil
-		}), testLogger(), pipeline.Hooks{})
+		}), testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	runStage(t, ctx, st)
 	collect(t, ctx, kc, "out", 10)
 	for {
-		lags, err = pipeline.GroupLag(ctx, kc, "vidx-copy", []string{"in"})
+		lags, err = kafka.GroupLag(ctx, kc, "vidx-copy", []string{"in"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,21 +1,23 @@
-package pipeline
+package kafka
 
 import (
 	"fmt"
 	"testing"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/vidx/vidx/pipeline"
 )
 
-func msgs(topic string, partition int, offsets ...int64) []Message {
-	out := make([]Message, len(offsets))
+func msgs(topic string, partition int, offsets ...int64) []pipeline.Message {
+	out := make([]pipeline.Message, len(offsets))
 	for i, o := range offsets {
-		out[i] = Message{Topic: topic, Partition: partition, Offset: o}
+		out[i] = pipeline.Message{Topic: topic, Partition: partition, Offset: o}
 	}
 	return out
 }
 
-func render(ms []kafka.Message) string {
+func render(ms []kafkago.Message) string {
 	s := ""
 	for _, m := range ms {
 		s += fmt.Sprintf("%s/%d@%d ", m.Topic, m.Partition, m.Offset)
@@ -27,7 +29,7 @@ func render(ms []kafka.Message) string {
 // finished, whatever order batches finish in.
 func TestWatermarks(t *testing.T) {
 	type step struct {
-		fetch, finish []Message
+		fetch, finish []pipeline.Message
 		want          string // commits after the step, then marked committed
 	}
 	cases := []struct {

@@ -1,4 +1,4 @@
-package pipeline_test
+package kafka_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 )
 
 // TestEmitProducesBeforeTheHandlerReturns checks a handler can produce part
@@ -36,12 +37,12 @@ func TestEmitProducesBeforeTheHandlerReturns(t *testing.T) {
 		early <- reading{msgs, err}
 		return []pipeline.Output{{Topic: "out", Key: m.Key, Value: []byte("last")}}, nil
 	})
-	st, err := pipeline.NewStage(pipeline.StageConfig{Name: "emitter", Topics: []string{"in"}}, kc, h, testLogger(), pipeline.Hooks{})
+	st, err := kafka.NewStage(kafka.StageConfig{Name: "emitter", Topics: []string{"in"}}, kc, h, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	runStage(t, ctx, st)
-	if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: "in", Key: []byte("k"), Value: []byte("go")}); err != nil {
+	if err := kafka.Produce(ctx, kc, pipeline.Output{Topic: "in", Key: []byte("k"), Value: []byte("go")}); err != nil {
 		t.Fatal(err)
 	}
 	got := <-early

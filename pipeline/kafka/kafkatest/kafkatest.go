@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/embedded"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/embedded"
 )
 
 // Kind is a kind of broker.
@@ -62,8 +62,8 @@ type Broker struct {
 }
 
 // Config returns the connection settings for the broker.
-func (b *Broker) Config() pipeline.KafkaConfig {
-	return pipeline.KafkaConfig{Brokers: append([]string(nil), b.Addrs...), Partitions: b.Partitions}.WithDefaults()
+func (b *Broker) Config() kafka.Config {
+	return kafka.Config{Brokers: append([]string(nil), b.Addrs...), Partitions: b.Partitions}.WithDefaults()
 }
 
 // Name returns the name a test uses for a topic or consumer group: base
@@ -130,11 +130,11 @@ func Start(t *testing.T, k Kind, partitions int, topics ...string) *Broker {
 		b.suffix = uniqueSuffix()
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		if err := pipeline.Ping(ctx, b.Config()); err != nil {
+		if err := kafka.Ping(ctx, b.Config()); err != nil {
 			t.Fatalf("real broker at %s: %v", addrs, err)
 		}
 		if len(topics) > 0 {
-			if err := pipeline.EnsureTopics(ctx, b.Config(), b.Names(topics...)...); err != nil {
+			if err := kafka.EnsureTopics(ctx, b.Config(), b.Names(topics...)...); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -1,4 +1,4 @@
-package pipeline_test
+package kafka_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 )
 
 // TestCompactedRegistry writes a small key table (updates and a tombstone)
@@ -20,19 +21,19 @@ func TestCompactedRegistry(t *testing.T) {
 	defer cancel()
 	kc := startBroker(t)
 	const topic = "registry"
-	if err := pipeline.EnsureCompactedTopics(ctx, kc, topic, topic); err != nil {
+	if err := kafka.EnsureCompactedTopics(ctx, kc, topic, topic); err != nil {
 		t.Fatal(err)
 	}
-	if err := pipeline.EnsureCompactedTopics(ctx, kc, topic); err != nil {
+	if err := kafka.EnsureCompactedTopics(ctx, kc, topic); err != nil {
 		t.Fatalf("second create: %v", err)
 	}
-	parts, err := pipeline.Partitions(ctx, kc, topic)
+	parts, err := kafka.Partitions(ctx, kc, topic)
 	if err != nil || !slices.Equal(parts, []int{0, 1}) {
 		t.Fatalf("partitions %v, %v", parts, err)
 	}
 	put := func(key string, value []byte) {
 		t.Helper()
-		if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: topic, Key: []byte(key), Value: value}); err != nil {
+		if err := kafka.Produce(ctx, kc, pipeline.Output{Topic: topic, Key: []byte(key), Value: value}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -43,7 +44,7 @@ func TestCompactedRegistry(t *testing.T) {
 
 	table := func() map[string]string {
 		got := map[string]string{}
-		err := pipeline.ReadCompacted(ctx, kc, topic, func(m pipeline.Message) error {
+		err := kafka.ReadCompacted(ctx, kc, topic, func(m pipeline.Message) error {
 			if m.Value == nil {
 				delete(got, string(m.Key))
 			} else {
@@ -62,14 +63,14 @@ func TestCompactedRegistry(t *testing.T) {
 
 	// Tail the partition k0 lives on: everything before the call arrives
 	// before caughtUp, later records after it.
-	p := pipeline.PartitionFor([]byte("k0"), parts)
+	p := kafka.PartitionFor([]byte("k0"), parts)
 	var mu sync.Mutex
 	var seen []string
 	caught := make(chan int, 1)
 	tailCtx, stopTail := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- pipeline.TailPartition(tailCtx, kc, topic, p, func(m pipeline.Message) error {
+		done <- kafka.TailPartition(tailCtx, kc, topic, p, func(m pipeline.Message) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if m.Partition != p {

@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"context"
@@ -8,8 +8,10 @@ import (
 	"slices"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
+
+	"github.com/vidx/vidx/pipeline"
 )
 
 // Compacted topics hold the latest record per key (a registry, a state
@@ -18,18 +20,18 @@ import (
 
 // EnsureCompactedTopics creates the missing topics with cleanup.policy
 // compact. Existing topics are left as they are.
-func EnsureCompactedTopics(ctx context.Context, c KafkaConfig, topics ...string) error {
+func EnsureCompactedTopics(ctx context.Context, c Config, topics ...string) error {
 	c = c.WithDefaults()
-	req := &kafka.CreateTopicsRequest{}
+	req := &kafkago.CreateTopicsRequest{}
 	for _, t := range topics {
-		if t == "" || slices.ContainsFunc(req.Topics, func(tc kafka.TopicConfig) bool { return tc.Topic == t }) {
+		if t == "" || slices.ContainsFunc(req.Topics, func(tc kafkago.TopicConfig) bool { return tc.Topic == t }) {
 			continue
 		}
-		req.Topics = append(req.Topics, kafka.TopicConfig{
+		req.Topics = append(req.Topics, kafkago.TopicConfig{
 			Topic:             t,
 			NumPartitions:     c.Partitions,
 			ReplicationFactor: c.ReplicationFactor,
-			ConfigEntries:     []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}},
+			ConfigEntries:     []kafkago.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}},
 		})
 	}
 	if len(req.Topics) == 0 {
@@ -37,15 +39,15 @@ func EnsureCompactedTopics(ctx context.Context, c KafkaConfig, topics ...string)
 	}
 	resp, err := c.client().CreateTopics(ctx, req)
 	if err != nil {
-		return Retryable(fmt.Errorf("kafka: create compacted topics: %w", err))
+		return pipeline.Retryable(fmt.Errorf("kafka: create compacted topics: %w", err))
 	}
 	return topicErrors("create compacted topics", resp.Errors)
 }
 
 // Partitions returns the sorted partition ids of topic.
-func Partitions(ctx context.Context, c KafkaConfig, topic string) ([]int, error) {
+func Partitions(ctx context.Context, c Config, topic string) ([]int, error) {
 	c = c.WithDefaults()
-	meta, err := c.client().Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	meta, err := c.client().Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, fmt.Errorf("kafka: metadata of %s: %w", topic, err)
 	}
@@ -71,19 +73,19 @@ func Partitions(ctx context.Context, c KafkaConfig, topic string) ([]int, error)
 // PartitionFor is the partition the runtime's producers write key to,
 // given all of the topic's partitions.
 func PartitionFor(key []byte, partitions []int) int {
-	return (&kafka.Hash{}).Balance(kafka.Message{Key: key}, partitions...)
+	return (&kafkago.Hash{}).Balance(kafkago.Message{Key: key}, partitions...)
 }
 
 // offsetRange returns, per partition, the first offset still held and the
 // end offset (the high watermark: the offset the next record will get).
-func offsetRange(ctx context.Context, c KafkaConfig, topic string, partitions []int) (first, end map[int]int64, err error) {
+func offsetRange(ctx context.Context, c Config, topic string, partitions []int) (first, end map[int]int64, err error) {
 	client := c.client()
-	list := func(req func(int) kafka.OffsetRequest, pick func(kafka.PartitionOffsets) int64) (map[int]int64, error) {
-		reqs := make([]kafka.OffsetRequest, len(partitions))
+	list := func(req func(int) kafkago.OffsetRequest, pick func(kafkago.PartitionOffsets) int64) (map[int]int64, error) {
+		reqs := make([]kafkago.OffsetRequest, len(partitions))
 		for i, p := range partitions {
 			reqs[i] = req(p)
 		}
-		resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+		resp, err := client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: reqs}})
 		if err != nil {
 			return nil, fmt.Errorf("kafka: offsets of %s: %w", topic, err)
 		}
@@ -96,10 +98,10 @@ func offsetRange(ctx context.Context, c KafkaConfig, topic string, partitions []
 		}
 		return out, nil
 	}
-	if first, err = list(kafka.FirstOffsetOf, func(po kafka.PartitionOffsets) int64 { return po.FirstOffset }); err != nil {
+	if first, err = list(kafkago.FirstOffsetOf, func(po kafkago.PartitionOffsets) int64 { return po.FirstOffset }); err != nil {
 		return nil, nil, err
 	}
-	if end, err = list(kafka.LastOffsetOf, func(po kafka.PartitionOffsets) int64 { return po.LastOffset }); err != nil {
+	if end, err = list(kafkago.LastOffsetOf, func(po kafkago.PartitionOffsets) int64 { return po.LastOffset }); err != nil {
 		return nil, nil, err
 	}
 	return first, end, nil
@@ -109,11 +111,11 @@ func offsetRange(ctx context.Context, c KafkaConfig, topic string, partitions []
 // to end, returning the offset to continue at. Compaction leaves holes, at
 // the end of a partition too, so it stops at end or when the broker has
 // nothing left before end.
-func readRange(ctx context.Context, c KafkaConfig, topic string, partition int, from, end int64, fn func(Message) error) (int64, error) {
+func readRange(ctx context.Context, c Config, topic string, partition int, from, end int64, fn func(pipeline.Message) error) (int64, error) {
 	client := c.client()
 	offset := from
 	for offset < end {
-		resp, err := client.Fetch(ctx, &kafka.FetchRequest{
+		resp, err := client.Fetch(ctx, &kafkago.FetchRequest{
 			Topic: topic, Partition: partition, Offset: offset,
 			MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 100 * time.Millisecond,
 		})
@@ -152,8 +154,8 @@ func readRange(ctx context.Context, c KafkaConfig, topic string, partition int, 
 	return offset, nil
 }
 
-func recordMessage(topic string, partition int, rec *kafka.Record) (Message, error) {
-	m := Message{Topic: topic, Partition: partition, Offset: rec.Offset, Time: rec.Time}
+func recordMessage(topic string, partition int, rec *kafkago.Record) (pipeline.Message, error) {
+	m := pipeline.Message{Topic: topic, Partition: partition, Offset: rec.Offset, Time: rec.Time}
 	var err error
 	if rec.Key != nil {
 		if m.Key, err = protocol.ReadAll(rec.Key); err != nil {
@@ -178,7 +180,7 @@ func recordMessage(topic string, partition int, rec *kafka.Record) (Message, err
 // offset on, in order, until ctx ends (it then returns nil) or fn fails.
 // caughtUp, when not nil, is called once every record written before the
 // call has been passed to fn. A tombstone has a nil Message.Value.
-func TailPartition(ctx context.Context, c KafkaConfig, topic string, partition int, fn func(Message) error, caughtUp func()) error {
+func TailPartition(ctx context.Context, c Config, topic string, partition int, fn func(pipeline.Message) error, caughtUp func()) error {
 	c = c.WithDefaults()
 	first, end, err := offsetRange(ctx, c, topic, []int{partition})
 	if err != nil {
@@ -201,7 +203,7 @@ func TailPartition(ctx context.Context, c KafkaConfig, topic string, partition i
 // its next record will get. A tool that must see what happens after it
 // acts (vidx ingest following its jobs) reads these first and then tails
 // from them with TailFrom.
-func EndOffsets(ctx context.Context, c KafkaConfig, topic string) (map[int]int64, error) {
+func EndOffsets(ctx context.Context, c Config, topic string) (map[int]int64, error) {
 	c = c.WithDefaults()
 	parts, err := Partitions(ctx, c, topic)
 	if err != nil {
@@ -213,10 +215,10 @@ func EndOffsets(ctx context.Context, c KafkaConfig, topic string) (map[int]int64
 
 // TailFrom calls fn with every record of one partition from offset on, in
 // order, until ctx ends (it then returns nil) or fn fails.
-func TailFrom(ctx context.Context, c KafkaConfig, topic string, partition int, offset int64, fn func(Message) error) error {
+func TailFrom(ctx context.Context, c Config, topic string, partition int, offset int64, fn func(pipeline.Message) error) error {
 	c = c.WithDefaults()
 	next := offset
-	r := kafka.NewReader(kafka.ReaderConfig{
+	r := kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:   c.Brokers,
 		Topic:     topic,
 		Partition: partition,
@@ -246,7 +248,7 @@ func TailFrom(ctx context.Context, c KafkaConfig, topic string, partition int, o
 // ReadCompacted calls fn with every record written to topic so far, each
 // partition read from its first offset to its end offset at the time of
 // the call. Records of one partition arrive in order.
-func ReadCompacted(ctx context.Context, c KafkaConfig, topic string, fn func(Message) error) error {
+func ReadCompacted(ctx context.Context, c Config, topic string, fn func(pipeline.Message) error) error {
 	c = c.WithDefaults()
 	parts, err := Partitions(ctx, c, topic)
 	if err != nil {

@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"context"
@@ -6,26 +6,28 @@ import (
 	"encoding/hex"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/vidx/vidx/pipeline"
 )
 
 // Tap reads a topic outside any stage, for tools (vidx search) and tests.
 // It joins a consumer group of its own so it sees every partition.
 type Tap struct {
-	r *kafka.Reader
+	r *kafkago.Reader
 }
 
 // NewTap starts reading topic from its first offset (fromStart) or from
 // messages produced after the tap joined.
-func NewTap(kc KafkaConfig, topic string, fromStart bool) *Tap {
+func NewTap(kc Config, topic string, fromStart bool) *Tap {
 	kc = kc.WithDefaults()
 	var id [6]byte
 	_, _ = rand.Read(id[:])
-	start := kafka.LastOffset
+	start := kafkago.LastOffset
 	if fromStart {
-		start = kafka.FirstOffset
+		start = kafkago.FirstOffset
 	}
-	return &Tap{r: kafka.NewReader(kafka.ReaderConfig{
+	return &Tap{r: kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:           kc.Brokers,
 		GroupID:           "vidx-tap-" + hex.EncodeToString(id[:]),
 		GroupTopics:       []string{topic},
@@ -39,10 +41,10 @@ func NewTap(kc KafkaConfig, topic string, fromStart bool) *Tap {
 }
 
 // Next returns the next message.
-func (t *Tap) Next(ctx context.Context) (Message, error) {
+func (t *Tap) Next(ctx context.Context) (pipeline.Message, error) {
 	m, err := t.r.FetchMessage(ctx)
 	if err != nil {
-		return Message{}, err
+		return pipeline.Message{}, err
 	}
 	return fromKafkaMessage(m), nil
 }
@@ -51,12 +53,12 @@ func (t *Tap) Next(ctx context.Context) (Message, error) {
 func (t *Tap) Close() error { return t.r.Close() }
 
 // Produce writes messages synchronously with the runtime's producer settings.
-func Produce(ctx context.Context, kc KafkaConfig, outs ...Output) error {
+func Produce(ctx context.Context, kc Config, outs ...pipeline.Output) error {
 	w := NewWriter(kc)
 	defer w.Close()
-	msgs := make([]kafka.Message, len(outs))
+	msgs := make([]kafkago.Message, len(outs))
 	for i, o := range outs {
-		msgs[i] = kafka.Message{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: toKafkaHeaders(o.Headers)}
+		msgs[i] = kafkago.Message{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: toKafkaHeaders(o.Headers)}
 	}
 	return w.WriteMessages(ctx, msgs...)
 }

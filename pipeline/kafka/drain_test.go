@@ -1,4 +1,4 @@
-package pipeline_test
+package kafka_test
 
 import (
 	"context"
@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/kafkatest"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/kafkatest"
 )
 
 // TestStopDrainsBatchInHand stops a stage while its handler is working: the
@@ -35,12 +36,12 @@ func testStopDrainsBatchInHand(t *testing.T, b *kafkatest.Broker) {
 		}
 		return []pipeline.Output{{Topic: out, Key: m.Key, Value: m.Value}}, nil
 	})
-	cfg := pipeline.StageConfig{Name: "slow", Group: b.Name("vidx-slow"), Topics: []string{in}, DeadLetterTopic: b.Name("dead-letters"), DrainTimeout: 5 * time.Second}
-	st, err := pipeline.NewStage(cfg, kc, h, testLogger(), pipeline.Hooks{})
+	cfg := kafka.StageConfig{Name: "slow", Group: b.Name("vidx-slow"), Topics: []string{in}, DeadLetterTopic: b.Name("dead-letters"), DrainTimeout: 5 * time.Second}
+	st, err := kafka.NewStage(cfg, kc, h, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: in, Key: []byte("k"), Value: []byte("1")}); err != nil {
+	if err := kafka.Produce(ctx, kc, pipeline.Output{Topic: in, Key: []byte("k"), Value: []byte("1")}); err != nil {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
@@ -60,10 +61,10 @@ func testStopDrainsBatchInHand(t *testing.T, b *kafkatest.Broker) {
 	}
 
 	// A new consumer in the same group must start after the drained message.
-	if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: in, Key: []byte("k"), Value: []byte("2")}); err != nil {
+	if err := kafka.Produce(ctx, kc, pipeline.Output{Topic: in, Key: []byte("k"), Value: []byte("2")}); err != nil {
 		t.Fatal(err)
 	}
-	again, err := pipeline.NewStage(cfg, kc, h, testLogger(), pipeline.Hooks{})
+	again, err := kafka.NewStage(cfg, kc, h, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,12 +97,12 @@ func testDrainTimeoutGivesUp(t *testing.T, b *kafkatest.Broker) {
 		<-ctx.Done()
 		return nil, pipeline.Retryable(ctx.Err())
 	})
-	cfg := pipeline.StageConfig{Name: "stuck", Group: b.Name("vidx-stuck"), Topics: []string{in}, DeadLetterTopic: b.Name("dead-letters"), DrainTimeout: 200 * time.Millisecond}
-	st, err := pipeline.NewStage(cfg, kc, stuck, testLogger(), pipeline.Hooks{})
+	cfg := kafka.StageConfig{Name: "stuck", Group: b.Name("vidx-stuck"), Topics: []string{in}, DeadLetterTopic: b.Name("dead-letters"), DrainTimeout: 200 * time.Millisecond}
+	st, err := kafka.NewStage(cfg, kc, stuck, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: in, Key: []byte("k"), Value: []byte("x")}); err != nil {
+	if err := kafka.Produce(ctx, kc, pipeline.Output{Topic: in, Key: []byte("k"), Value: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
@@ -126,7 +127,7 @@ func testDrainTimeoutGivesUp(t *testing.T, b *kafkatest.Broker) {
 		redo.Add(1)
 		return []pipeline.Output{{Topic: out, Key: m.Key, Value: append(m.Value, strconv.Itoa(int(redo.Load()))...)}}, nil
 	})
-	again, err := pipeline.NewStage(cfg, kc, ok, testLogger(), pipeline.Hooks{})
+	again, err := kafka.NewStage(cfg, kc, ok, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package pipeline_test
+package kafka_test
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 )
 
 // TestMaxBatchBytes checks a burst of large messages is cut into batches
@@ -21,7 +22,7 @@ func TestMaxBatchBytes(t *testing.T) {
 	for range n {
 		outs = append(outs, pipeline.Output{Topic: "in", Key: []byte("one-partition"), Value: bytes.Repeat([]byte{'x'}, size)})
 	}
-	if err := pipeline.Produce(ctx, kc, outs...); err != nil {
+	if err := kafka.Produce(ctx, kc, outs...); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -32,8 +33,8 @@ func TestMaxBatchBytes(t *testing.T) {
 		mu.Unlock()
 		return make([]pipeline.Result, len(batch))
 	})
-	cfg := pipeline.StageConfig{Name: "bytes", Topics: []string{"in"}, MaxBatch: 100, MaxWait: 500 * time.Millisecond, MaxBatchBytes: limit}
-	st, err := pipeline.NewStage(cfg, kc, h, testLogger(), pipeline.Hooks{})
+	cfg := kafka.StageConfig{Name: "bytes", Topics: []string{"in"}, MaxBatch: 100, MaxWait: 500 * time.Millisecond, MaxBatchBytes: limit}
+	st, err := kafka.NewStage(cfg, kc, h, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}

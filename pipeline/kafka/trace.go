@@ -1,14 +1,15 @@
-package pipeline
+package kafka
 
 import (
 	"context"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/telemetry"
 )
 
@@ -17,7 +18,7 @@ type Option func(*Stage)
 
 // WithReply makes the stage produce fn's outputs next to every dead letter
 // it writes (see ReplyFunc).
-func WithReply(fn ReplyFunc) Option {
+func WithReply(fn pipeline.ReplyFunc) Option {
 	return func(s *Stage) { s.reply = fn }
 }
 
@@ -30,7 +31,7 @@ func WithTelemetry(t *telemetry.Telemetry) Option {
 
 // inject writes the trace context of the span that produced a message into
 // its headers.
-func (s *Stage) inject(parent trace.SpanContext, km *kafka.Message) {
+func (s *Stage) inject(parent trace.SpanContext, km *kafkago.Message) {
 	if !parent.IsValid() {
 		return
 	}
@@ -41,20 +42,20 @@ func (s *Stage) inject(parent trace.SpanContext, km *kafka.Message) {
 	}
 }
 
-func setHeader(hs []kafka.Header, k, v string) []kafka.Header {
+func setHeader(hs []kafkago.Header, k, v string) []kafkago.Header {
 	for i := range hs {
 		if hs[i].Key == k {
 			hs[i].Value = []byte(v)
 			return hs
 		}
 	}
-	return append(hs, kafka.Header{Key: k, Value: []byte(v)})
+	return append(hs, kafkago.Header{Key: k, Value: []byte(v)})
 }
 
 // sendSpans starts one producer span per outgoing message, child of the
 // span that produced it, and injects the send span's context into its
 // headers so the next stage continues the same trace.
-func (s *Stage) sendSpans(ctx context.Context, msgs []kafka.Message, parents []trace.SpanContext) []trace.Span {
+func (s *Stage) sendSpans(ctx context.Context, msgs []kafkago.Message, parents []trace.SpanContext) []trace.Span {
 	spans := make([]trace.Span, len(msgs))
 	for i := range msgs {
 		pctx := ctx

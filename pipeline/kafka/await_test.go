@@ -1,4 +1,4 @@
-package pipeline_test
+package kafka_test
 
 import (
 	"bytes"
@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/embedded"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/embedded"
 )
 
 func freePort(t *testing.T) int {
@@ -54,7 +55,7 @@ func TestAwaitTopics(t *testing.T) {
 		port := freePort(t)
 		var logs lockedBuffer
 		log := slog.New(slog.NewTextHandler(&logs, nil))
-		kc := pipeline.KafkaConfig{Brokers: []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}, Partitions: 2,
+		kc := kafka.Config{Brokers: []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}, Partitions: 2,
 			DialTimeout: 500 * time.Millisecond, StartupTimeout: 30 * time.Second}
 		started := make(chan *embedded.Broker, 1)
 		go func() {
@@ -65,7 +66,7 @@ func TestAwaitTopics(t *testing.T) {
 			}
 			started <- b
 		}()
-		err := pipeline.AwaitTopics(ctx, kc, log, "late-topic")
+		err := kafka.AwaitTopics(ctx, kc, log, "late-topic")
 		if b := <-started; b != nil {
 			defer b.Close()
 		}
@@ -75,26 +76,26 @@ func TestAwaitTopics(t *testing.T) {
 		if !strings.Contains(logs.String(), "kafka not reachable yet") {
 			t.Errorf("no waiting message logged:\n%s", logs.String())
 		}
-		if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: "late-topic", Value: []byte("x")}); err != nil {
+		if err := kafka.Produce(ctx, kc, pipeline.Output{Topic: "late-topic", Value: []byte("x")}); err != nil {
 			t.Errorf("topic not usable after AwaitTopics: %v", err)
 		}
 	})
 
 	t.Run("no broker", func(t *testing.T) {
-		kc := pipeline.KafkaConfig{Brokers: []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))},
+		kc := kafka.Config{Brokers: []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))},
 			DialTimeout: 200 * time.Millisecond, StartupTimeout: time.Second}
-		err := pipeline.AwaitTopics(ctx, kc, slog.New(slog.DiscardHandler), "t")
+		err := kafka.AwaitTopics(ctx, kc, slog.New(slog.DiscardHandler), "t")
 		if err == nil || !strings.Contains(err.Error(), "unreachable for 1s") || !strings.Contains(err.Error(), kc.Brokers[0]) {
 			t.Fatalf("err = %v, want unreachable for 1s naming %s", err, kc.Brokers[0])
 		}
 	})
 
 	t.Run("stopped while waiting", func(t *testing.T) {
-		kc := pipeline.KafkaConfig{Brokers: []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))},
+		kc := kafka.Config{Brokers: []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))},
 			DialTimeout: 200 * time.Millisecond, StartupTimeout: time.Minute}
 		sctx, stop := context.WithTimeout(ctx, 800*time.Millisecond)
 		defer stop()
-		if err := pipeline.AwaitTopics(sctx, kc, slog.New(slog.DiscardHandler), "t"); err == nil || sctx.Err() == nil {
+		if err := kafka.AwaitTopics(sctx, kc, slog.New(slog.DiscardHandler), "t"); err == nil || sctx.Err() == nil {
 			t.Fatalf("err = %v after the context ended", err)
 		}
 	})

@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
@@ -27,41 +27,41 @@ type PartitionLag struct {
 // GroupLag computes a group's lag on every partition of topics from its
 // committed offsets and the partitions' end offsets, the same numbers an
 // autoscaler on consumer lag uses.
-func GroupLag(ctx context.Context, kc KafkaConfig, group string, topics []string) ([]PartitionLag, error) {
+func GroupLag(ctx context.Context, kc Config, group string, topics []string) ([]PartitionLag, error) {
 	kc = kc.WithDefaults()
 	client := kc.client()
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	meta, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: topics})
 	if err != nil {
 		return nil, fmt.Errorf("lag of %s: metadata: %w", group, err)
 	}
 	parts := map[string][]int{}
-	var reqs = map[string][]kafka.OffsetRequest{}
+	var reqs = map[string][]kafkago.OffsetRequest{}
 	for _, t := range meta.Topics {
 		if t.Error != nil {
 			return nil, fmt.Errorf("lag of %s: topic %s: %w", group, t.Name, t.Error)
 		}
 		for _, p := range t.Partitions {
 			parts[t.Name] = append(parts[t.Name], p.ID)
-			reqs[t.Name] = append(reqs[t.Name], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+			reqs[t.Name] = append(reqs[t.Name], kafkago.FirstOffsetOf(p.ID), kafkago.LastOffsetOf(p.ID))
 		}
 	}
-	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: parts})
+	committed, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: parts})
 	if err == nil {
 		err = committed.Error
 	}
 	switch {
-	case errors.Is(err, kafka.GroupIdNotFound):
+	case errors.Is(err, kafkago.GroupIdNotFound):
 		// A group that never committed: everything is still to do.
-		committed = &kafka.OffsetFetchResponse{Topics: map[string][]kafka.OffsetFetchPartition{}}
+		committed = &kafkago.OffsetFetchResponse{Topics: map[string][]kafkago.OffsetFetchPartition{}}
 		for topic, ps := range parts {
 			for _, p := range ps {
-				committed.Topics[topic] = append(committed.Topics[topic], kafka.OffsetFetchPartition{Partition: p, CommittedOffset: -1})
+				committed.Topics[topic] = append(committed.Topics[topic], kafkago.OffsetFetchPartition{Partition: p, CommittedOffset: -1})
 			}
 		}
 	case err != nil:
 		return nil, fmt.Errorf("lag of %s: committed offsets: %w", group, err)
 	}
-	ends, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: reqs})
+	ends, err := client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: reqs})
 	if err != nil {
 		return nil, fmt.Errorf("lag of %s: end offsets: %w", group, err)
 	}

@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"bytes"
@@ -7,7 +7,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/vidx/vidx/pipeline"
 )
 
 // Request produces msg and waits for the first message on replyTopic with
@@ -15,15 +17,15 @@ import (
 // the request (results are keyed by query id), so only the one partition the
 // key hashes to is read, from the offset it had before the request was
 // sent: nothing older is scanned and nothing newer is missed.
-func Request(ctx context.Context, kc KafkaConfig, msg Output, replyTopic string, accept func(Message) bool) (Message, error) {
+func Request(ctx context.Context, kc Config, msg pipeline.Output, replyTopic string, accept func(pipeline.Message) bool) (pipeline.Message, error) {
 	kc = kc.WithDefaults()
 	if len(msg.Key) == 0 {
-		return Message{}, fmt.Errorf("request: the message needs a key to find its reply")
+		return pipeline.Message{}, fmt.Errorf("request: the message needs a key to find its reply")
 	}
 	client := kc.client()
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{replyTopic}})
+	meta, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{replyTopic}})
 	if err != nil {
-		return Message{}, fmt.Errorf("request: metadata of %s: %w", replyTopic, err)
+		return pipeline.Message{}, fmt.Errorf("request: metadata of %s: %w", replyTopic, err)
 	}
 	var parts []int
 	for _, t := range meta.Topics {
@@ -31,37 +33,37 @@ func Request(ctx context.Context, kc KafkaConfig, msg Output, replyTopic string,
 			continue
 		}
 		if t.Error != nil {
-			return Message{}, fmt.Errorf("request: topic %s: %w", replyTopic, t.Error)
+			return pipeline.Message{}, fmt.Errorf("request: topic %s: %w", replyTopic, t.Error)
 		}
 		for _, p := range t.Partitions {
 			parts = append(parts, p.ID)
 		}
 	}
 	if len(parts) == 0 {
-		return Message{}, fmt.Errorf("request: topic %s has no partitions", replyTopic)
+		return pipeline.Message{}, fmt.Errorf("request: topic %s has no partitions", replyTopic)
 	}
 	// The writer balances over the sorted partition list; do the same.
 	slices.Sort(parts)
-	partition := (&kafka.Hash{}).Balance(kafka.Message{Key: msg.Key}, parts...)
-	offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
-		Topics: map[string][]kafka.OffsetRequest{replyTopic: {kafka.LastOffsetOf(partition)}},
+	partition := (&kafkago.Hash{}).Balance(kafkago.Message{Key: msg.Key}, parts...)
+	offs, err := client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{
+		Topics: map[string][]kafkago.OffsetRequest{replyTopic: {kafkago.LastOffsetOf(partition)}},
 	})
 	if err != nil {
-		return Message{}, fmt.Errorf("request: offsets of %s: %w", replyTopic, err)
+		return pipeline.Message{}, fmt.Errorf("request: offsets of %s: %w", replyTopic, err)
 	}
 	start := int64(-1)
 	for _, po := range offs.Topics[replyTopic] {
 		if po.Partition == partition {
 			if po.Error != nil {
-				return Message{}, fmt.Errorf("request: offsets of %s/%d: %w", replyTopic, partition, po.Error)
+				return pipeline.Message{}, fmt.Errorf("request: offsets of %s/%d: %w", replyTopic, partition, po.Error)
 			}
 			start = po.LastOffset
 		}
 	}
 	if start < 0 {
-		return Message{}, fmt.Errorf("request: no offset for %s/%d", replyTopic, partition)
+		return pipeline.Message{}, fmt.Errorf("request: no offset for %s/%d", replyTopic, partition)
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{
+	r := kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:   kc.Brokers,
 		Topic:     replyTopic,
 		Partition: partition,
@@ -71,15 +73,15 @@ func Request(ctx context.Context, kc KafkaConfig, msg Output, replyTopic string,
 	})
 	defer r.Close()
 	if err := r.SetOffset(start); err != nil {
-		return Message{}, fmt.Errorf("request: %w", err)
+		return pipeline.Message{}, fmt.Errorf("request: %w", err)
 	}
 	if err := Produce(ctx, kc, msg); err != nil {
-		return Message{}, fmt.Errorf("request: produce to %s: %w", msg.Topic, err)
+		return pipeline.Message{}, fmt.Errorf("request: produce to %s: %w", msg.Topic, err)
 	}
 	for {
 		m, err := r.FetchMessage(ctx) // no group: nothing to commit
 		if err != nil {
-			return Message{}, fmt.Errorf("request: waiting for the reply on %s: %w", replyTopic, err)
+			return pipeline.Message{}, fmt.Errorf("request: waiting for the reply on %s: %w", replyTopic, err)
 		}
 		pm := fromKafkaMessage(m)
 		if bytes.Equal(m.Key, msg.Key) && (accept == nil || accept(pm)) {

@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"context"
@@ -9,11 +9,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/telemetry"
 )
 
@@ -90,7 +91,9 @@ func (c StageConfig) WithDefaults() StageConfig {
 	return c
 }
 
-func (c StageConfig) backoff() Backoff { return Backoff{Min: c.BackoffMin, Max: c.BackoffMax} }
+func (c StageConfig) backoff() pipeline.Backoff {
+	return pipeline.Backoff{Min: c.BackoffMin, Max: c.BackoffMax}
+}
 
 // Validate checks the configuration.
 func (c StageConfig) Validate() error {
@@ -114,14 +117,14 @@ func (c StageConfig) Validate() error {
 // Stage consumes its topics with a consumer group and runs a Handler.
 type Stage struct {
 	cfg     StageConfig
-	kafka   KafkaConfig
-	handler Handler
+	kafka   Config
+	handler pipeline.Handler
 	// chain is handler wrapped in the runtime's middleware.
-	chain  Handler
+	chain  pipeline.Handler
 	log    *slog.Logger
-	writer *kafka.Writer
+	writer *kafkago.Writer
 	hooks  Hooks
-	reply  ReplyFunc
+	reply  pipeline.ReplyFunc
 	tel    *telemetry.Telemetry
 	// busySince is when the batch in hand was fetched (unix nanoseconds), 0
 	// while waiting for messages.
@@ -132,15 +135,15 @@ type Stage struct {
 // tests and must not block.
 type Hooks struct {
 	// Committed is called after a batch's offsets are committed.
-	Committed func(stage string, msgs []Message)
+	Committed func(stage string, msgs []pipeline.Message)
 	// DeadLettered is called after a message is written to the dead-letter topic.
-	DeadLettered func(stage string, m Message, err error)
+	DeadLettered func(stage string, m pipeline.Message, err error)
 	// Retrying is called before a retry.
-	Retrying func(stage string, m Message, attempt int, err error)
+	Retrying func(stage string, m pipeline.Message, attempt int, err error)
 }
 
 // NewStage validates the configuration and prepares a stage.
-func NewStage(cfg StageConfig, kc KafkaConfig, h Handler, log *slog.Logger, hooks Hooks, opts ...Option) (*Stage, error) {
+func NewStage(cfg StageConfig, kc Config, h pipeline.Handler, log *slog.Logger, hooks Hooks, opts ...Option) (*Stage, error) {
 	cfg = cfg.WithDefaults()
 	kc = kc.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -167,26 +170,26 @@ func NewStage(cfg StageConfig, kc KafkaConfig, h Handler, log *slog.Logger, hook
 	for _, o := range opts {
 		o(s)
 	}
-	s.chain = Chain(h,
-		Tracing(s.tel, cfg.Name, cfg.Group),
-		Metrics(s.tel, cfg.Name),
-		DeadLetterReplying(cfg.Name, cfg.DeadLetterTopic, s.log, s.deadLettered, s.reply),
-		Retry(cfg.MaxAttempts, cfg.backoff(), s.log, s.retrying),
-		Recoverer(s.log),
+	s.chain = pipeline.Chain(h,
+		pipeline.Tracing(s.tel, cfg.Name, cfg.Group),
+		pipeline.Metrics(s.tel, cfg.Name),
+		pipeline.DeadLetterReplying(cfg.Name, cfg.DeadLetterTopic, s.log, s.deadLettered, s.reply),
+		pipeline.Retry(cfg.MaxAttempts, cfg.backoff(), s.log, s.retrying),
+		pipeline.Recoverer(s.log),
 	)
 	return s, nil
 }
 
 // retrying and deadLettered count retries and dead letters for the
 // metrics and the hooks.
-func (s *Stage) retrying(m Message, attempt int, err error) {
+func (s *Stage) retrying(m pipeline.Message, attempt int, err error) {
 	s.tel.Instruments().Retries.Add(context.Background(), 1, metric.WithAttributes(attribute.String("stage", s.cfg.Name)))
 	if s.hooks.Retrying != nil {
 		s.hooks.Retrying(s.cfg.Name, m, attempt, err)
 	}
 }
 
-func (s *Stage) deadLettered(m Message, err error, class ErrorClass, _ int) {
+func (s *Stage) deadLettered(m pipeline.Message, err error, class pipeline.ErrorClass, _ int) {
 	s.tel.Instruments().DeadLetters.Add(context.Background(), 1,
 		metric.WithAttributes(attribute.String("stage", s.cfg.Name), attribute.String("class", class.String())))
 	if s.hooks.DeadLettered != nil {
@@ -245,8 +248,8 @@ func collect(ch <-chan error) []error {
 	return out
 }
 
-func (s *Stage) newReader() *kafka.Reader {
-	cfg := kafka.ReaderConfig{
+func (s *Stage) newReader() *kafkago.Reader {
+	cfg := kafkago.ReaderConfig{
 		Brokers:     s.kafka.Brokers,
 		GroupID:     s.cfg.Group,
 		GroupTopics: s.cfg.Topics,
@@ -258,7 +261,7 @@ func (s *Stage) newReader() *kafka.Reader {
 		QueueCapacity:     max(2*s.cfg.MaxBatch, 8),
 		MaxWait:           500 * time.Millisecond,
 		ReadBatchTimeout:  2 * time.Second,
-		StartOffset:       kafka.FirstOffset,
+		StartOffset:       kafkago.FirstOffset,
 		CommitInterval:    0, // synchronous commits: CommitMessages returns once stored
 		HeartbeatInterval: time.Second,
 		SessionTimeout:    10 * time.Second,
@@ -270,7 +273,7 @@ func (s *Stage) newReader() *kafka.Reader {
 		ErrorLogger:       kafkaLogger{s.log, slog.LevelDebug},
 		Dialer:            s.kafka.dialer(),
 	}
-	return kafka.NewReader(cfg)
+	return kafkago.NewReader(cfg)
 }
 
 func (s *Stage) consume(ctx context.Context, replica int) error {
@@ -288,7 +291,7 @@ func (s *Stage) consume(ctx context.Context, replica int) error {
 		// the stage carries on rather than exits.
 		wait := s.cfg.backoff().Delay(attempt)
 		log.Warn("batch not committed; rejoining the group, it will be redelivered", "err", err, "retry_in", wait)
-		if Sleep(ctx, wait) != nil {
+		if pipeline.Sleep(ctx, wait) != nil {
 			log.Info("stage stopped")
 			return nil
 		}
@@ -313,7 +316,7 @@ func (s *Stage) consumeWith(ctx context.Context, log *slog.Logger) error {
 			}
 			if err != nil {
 				log.Warn("fetch failed", "err", err)
-				if Sleep(ctx, s.cfg.BackoffMin) != nil {
+				if pipeline.Sleep(ctx, s.cfg.BackoffMin) != nil {
 					return nil
 				}
 			}
@@ -351,12 +354,12 @@ func drainContext(parent context.Context, grace time.Duration) (context.Context,
 
 // fetchBatch blocks for the first message, then gathers more for up to
 // MaxWait.
-func (s *Stage) fetchBatch(ctx context.Context, r *kafka.Reader) ([]Message, error) {
+func (s *Stage) fetchBatch(ctx context.Context, r *kafkago.Reader) ([]pipeline.Message, error) {
 	first, err := r.FetchMessage(ctx)
 	if err != nil {
 		return nil, err
 	}
-	batch := []Message{fromKafkaMessage(first)}
+	batch := []pipeline.Message{fromKafkaMessage(first)}
 	if s.cfg.MaxBatch == 1 {
 		return batch, nil
 	}
@@ -378,9 +381,9 @@ func (s *Stage) fetchBatch(ctx context.Context, r *kafka.Reader) ([]Message, err
 // letters included) and commits the batch. A message left failed (the stage
 // stopped while it was being retried) fails the batch: nothing is committed
 // and the batch is redelivered.
-func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, wm *watermarks, batch []Message) error {
+func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafkago.Reader, wm *watermarks, batch []pipeline.Message) error {
 	results := s.chain.Handle(s.withEmitter(ctx, log), batch)
-	var outputs []kafka.Message
+	var outputs []kafkago.Message
 	var parents []trace.SpanContext
 	for i, res := range results {
 		if res.Err != nil {
@@ -388,7 +391,7 @@ func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, 
 			return fmt.Errorf("%s/%d offset %d not finished: %w", m.Topic, m.Partition, m.Offset, res.Err)
 		}
 		for _, o := range res.Outputs {
-			outputs = append(outputs, kafka.Message{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: toKafkaHeaders(o.Headers)})
+			outputs = append(outputs, kafkago.Message{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: toKafkaHeaders(o.Headers)})
 			parents = append(parents, res.SpanContext())
 		}
 	}
@@ -420,7 +423,7 @@ func (s *Stage) process(ctx context.Context, log *slog.Logger, r *kafka.Reader, 
 }
 
 // produce writes outputs, retrying until they are acknowledged or ctx ends.
-func (s *Stage) produce(ctx context.Context, log *slog.Logger, msgs []kafka.Message) error {
+func (s *Stage) produce(ctx context.Context, log *slog.Logger, msgs []kafkago.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package pipeline_test
+package kafka_test
 
 import (
 	"bytes"
@@ -13,18 +13,19 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/embedded"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/embedded"
 	"github.com/vidx/vidx/schemas"
 )
 
-func startBroker(t *testing.T, topics ...string) pipeline.KafkaConfig {
+func startBroker(t *testing.T, topics ...string) kafka.Config {
 	t.Helper()
 	b, err := embedded.StartBroker(embedded.BrokerConfig{Partitions: 2, Topics: topics})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	return pipeline.KafkaConfig{Brokers: b.Addrs(), Partitions: 2}
+	return kafka.Config{Brokers: b.Addrs(), Partitions: 2}
 }
 
 func testLogger() *slog.Logger {
@@ -39,7 +40,7 @@ type ioDiscard struct{}
 func (ioDiscard) Write(p []byte) (int, error) { return len(p), nil }
 
 // collect reads n messages from topic.
-func collect(t *testing.T, ctx context.Context, kc pipeline.KafkaConfig, topic string, n int) []pipeline.Message {
+func collect(t *testing.T, ctx context.Context, kc kafka.Config, topic string, n int) []pipeline.Message {
 	t.Helper()
 	out, err := read(ctx, kc, topic, n)
 	if err != nil {
@@ -50,8 +51,8 @@ func collect(t *testing.T, ctx context.Context, kc pipeline.KafkaConfig, topic s
 
 // read is collect for goroutines other than the test's own, which must not
 // call t.Fatal.
-func read(ctx context.Context, kc pipeline.KafkaConfig, topic string, n int) ([]pipeline.Message, error) {
-	tap := pipeline.NewTap(kc, topic, true)
+func read(ctx context.Context, kc kafka.Config, topic string, n int) ([]pipeline.Message, error) {
+	tap := kafka.NewTap(kc, topic, true)
 	defer tap.Close()
 	var out []pipeline.Message
 	for len(out) < n {
@@ -64,7 +65,7 @@ func read(ctx context.Context, kc pipeline.KafkaConfig, topic string, n int) ([]
 	return out, nil
 }
 
-func runStage(t *testing.T, ctx context.Context, s *pipeline.Stage) {
+func runStage(t *testing.T, ctx context.Context, s *kafka.Stage) {
 	t.Helper()
 	done := make(chan error, 1)
 	runCtx, cancel := context.WithCancel(ctx)
@@ -98,10 +99,10 @@ func TestStageDeliversAndDeadLetters(t *testing.T) {
 		return []pipeline.Output{{Topic: "out", Key: m.Key, Value: bytes.ToUpper(m.Value)}}, nil
 	})
 	var retries atomic.Int32
-	st, err := pipeline.NewStage(pipeline.StageConfig{
+	st, err := kafka.NewStage(kafka.StageConfig{
 		Name: "upper", Topics: []string{"in"}, MaxBatch: 4, MaxAttempts: 2,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
-	}, kc, h, testLogger(), pipeline.Hooks{Retrying: func(string, pipeline.Message, int, error) { retries.Add(1) }})
+	}, kc, h, testLogger(), kafka.Hooks{Retrying: func(string, pipeline.Message, int, error) { retries.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestStageDeliversAndDeadLetters(t *testing.T) {
 		// One key so order within the partition is the input order.
 		in = append(in, pipeline.Output{Topic: "in", Key: []byte("k"), Value: []byte(v), Headers: map[string]string{"n": strconv.Itoa(i)}})
 	}
-	if err := pipeline.Produce(ctx, kc, in...); err != nil {
+	if err := kafka.Produce(ctx, kc, in...); err != nil {
 		t.Fatal(err)
 	}
 
@@ -164,18 +165,18 @@ func TestStageResumesFromCommittedOffsets(t *testing.T) {
 		seen.Add(1)
 		return []pipeline.Output{{Topic: "out", Key: m.Key, Value: m.Value}}, nil
 	})
-	cfg := pipeline.StageConfig{Name: "copy", Topics: []string{"in"}, MaxBatch: 8}
+	cfg := kafka.StageConfig{Name: "copy", Topics: []string{"in"}, MaxBatch: 8}
 	produce := func(from, to int) {
 		var in []pipeline.Output
 		for i := from; i < to; i++ {
 			in = append(in, pipeline.Output{Topic: "in", Key: []byte(strconv.Itoa(i)), Value: []byte(strconv.Itoa(i))})
 		}
-		if err := pipeline.Produce(ctx, kc, in...); err != nil {
+		if err := kafka.Produce(ctx, kc, in...); err != nil {
 			t.Fatal(err)
 		}
 	}
 	produce(0, 10)
-	first, err := pipeline.NewStage(cfg, kc, h, testLogger(), pipeline.Hooks{})
+	first, err := kafka.NewStage(cfg, kc, h, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func TestStageResumesFromCommittedOffsets(t *testing.T) {
 	}
 
 	produce(10, 20)
-	second, err := pipeline.NewStage(cfg, kc, h, testLogger(), pipeline.Hooks{})
+	second, err := kafka.NewStage(cfg, kc, h, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,13 +213,13 @@ func TestStageResumesFromCommittedOffsets(t *testing.T) {
 func TestStageConfigValidate(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  pipeline.StageConfig
+		cfg  kafka.StageConfig
 		ok   bool
 	}{
-		{"ok", pipeline.StageConfig{Name: "s", Topics: []string{"in"}}, true},
-		{"no name", pipeline.StageConfig{Topics: []string{"in"}}, false},
-		{"no topics", pipeline.StageConfig{Name: "s"}, false},
-		{"dlq loop", pipeline.StageConfig{Name: "s", Topics: []string{"dead-letters"}}, false},
+		{"ok", kafka.StageConfig{Name: "s", Topics: []string{"in"}}, true},
+		{"no name", kafka.StageConfig{Topics: []string{"in"}}, false},
+		{"no topics", kafka.StageConfig{Name: "s"}, false},
+		{"dlq loop", kafka.StageConfig{Name: "s", Topics: []string{"dead-letters"}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

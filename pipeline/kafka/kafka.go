@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"context"
@@ -12,11 +12,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/vidx/vidx/pipeline"
 )
 
 // KafkaConfig says how to reach the brokers.
-type KafkaConfig struct {
+type Config struct {
 	Brokers []string `yaml:"brokers"`
 	// ClientID names this process to the brokers.
 	ClientID string `yaml:"client_id"`
@@ -40,7 +42,7 @@ type KafkaConfig struct {
 }
 
 // WithDefaults fills unset fields.
-func (c KafkaConfig) WithDefaults() KafkaConfig {
+func (c Config) WithDefaults() Config {
 	if c.ClientID == "" {
 		c.ClientID = "vidx"
 	}
@@ -63,7 +65,7 @@ func (c KafkaConfig) WithDefaults() KafkaConfig {
 }
 
 // Validate checks the configuration.
-func (c KafkaConfig) Validate() error {
+func (c Config) Validate() error {
 	if len(c.Brokers) == 0 {
 		return errors.New("kafka: at least one broker address is required")
 	}
@@ -84,12 +86,12 @@ func (c KafkaConfig) Validate() error {
 // NewWriter returns a producer that waits for every in-sync replica, so an
 // acknowledged write survives a broker loss, and that sends small batches
 // promptly. The topic is set per message.
-func NewWriter(c KafkaConfig) *kafka.Writer {
+func NewWriter(c Config) *kafkago.Writer {
 	c = c.WithDefaults()
-	return &kafka.Writer{
-		Addr:         kafka.TCP(c.Brokers...),
-		Balancer:     &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll,
+	return &kafkago.Writer{
+		Addr:         kafkago.TCP(c.Brokers...),
+		Balancer:     &kafkago.Hash{},
+		RequiredAcks: kafkago.RequireAll,
 		BatchTimeout: c.BatchTimeout,
 		// The writer's own retries cover leader changes; the runtime retries
 		// on top with its own backoff and never commits before success.
@@ -102,17 +104,17 @@ func NewWriter(c KafkaConfig) *kafka.Writer {
 
 // EnsureTopics creates the topics that do not exist yet. Existing topics are
 // left as they are.
-func EnsureTopics(ctx context.Context, c KafkaConfig, topics ...string) error {
+func EnsureTopics(ctx context.Context, c Config, topics ...string) error {
 	c = c.WithDefaults()
 	client := c.client()
-	req := &kafka.CreateTopicsRequest{}
+	req := &kafkago.CreateTopicsRequest{}
 	seen := map[string]bool{}
 	for _, t := range topics {
 		if t == "" || seen[t] {
 			continue
 		}
 		seen[t] = true
-		req.Topics = append(req.Topics, kafka.TopicConfig{
+		req.Topics = append(req.Topics, kafkago.TopicConfig{
 			Topic:             t,
 			NumPartitions:     c.Partitions,
 			ReplicationFactor: c.ReplicationFactor,
@@ -123,20 +125,20 @@ func EnsureTopics(ctx context.Context, c KafkaConfig, topics ...string) error {
 	}
 	resp, err := client.CreateTopics(ctx, req)
 	if err != nil {
-		return Retryable(fmt.Errorf("kafka: create topics: %w", err))
+		return pipeline.Retryable(fmt.Errorf("kafka: create topics: %w", err))
 	}
 	return topicErrors("create topics", resp.Errors)
 }
 
 // client returns a client for admin and metadata requests. It, transport
 // and dialer are the one place connection settings are applied.
-func (c KafkaConfig) client() *kafka.Client {
-	return &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: c.DialTimeout, Transport: c.transport()}
+func (c Config) client() *kafkago.Client {
+	return &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Timeout: c.DialTimeout, Transport: c.transport()}
 }
 
 // transport carries producer and client connections.
-func (c KafkaConfig) transport() *kafka.Transport {
-	t := &kafka.Transport{ClientID: c.ClientID, DialTimeout: c.DialTimeout}
+func (c Config) transport() *kafkago.Transport {
+	t := &kafkago.Transport{ClientID: c.ClientID, DialTimeout: c.DialTimeout}
 	tc, m, err := c.security()
 	if err != nil {
 		t.Dial = failingDial(err)
@@ -147,8 +149,8 @@ func (c KafkaConfig) transport() *kafka.Transport {
 }
 
 // dialer opens consumer connections.
-func (c KafkaConfig) dialer() *kafka.Dialer {
-	d := &kafka.Dialer{ClientID: c.ClientID, Timeout: c.DialTimeout, DualStack: true}
+func (c Config) dialer() *kafkago.Dialer {
+	d := &kafkago.Dialer{ClientID: c.ClientID, Timeout: c.DialTimeout, DualStack: true}
 	tc, m, err := c.security()
 	if err != nil {
 		d.DialFunc = failingDial(err)
@@ -169,18 +171,18 @@ func (l kafkaLogger) Printf(format string, args ...any) {
 	l.log.Log(context.Background(), l.level, fmt.Sprintf(format, args...))
 }
 
-func toKafkaHeaders(h map[string]string) []kafka.Header {
+func toKafkaHeaders(h map[string]string) []kafkago.Header {
 	if len(h) == 0 {
 		return nil
 	}
-	out := make([]kafka.Header, 0, len(h))
+	out := make([]kafkago.Header, 0, len(h))
 	for k, v := range h {
-		out = append(out, kafka.Header{Key: k, Value: []byte(v)})
+		out = append(out, kafkago.Header{Key: k, Value: []byte(v)})
 	}
 	return out
 }
 
-func fromKafkaMessage(m kafka.Message) Message {
+func fromKafkaMessage(m kafkago.Message) pipeline.Message {
 	var h map[string]string
 	if len(m.Headers) > 0 {
 		h = make(map[string]string, len(m.Headers))
@@ -188,7 +190,7 @@ func fromKafkaMessage(m kafka.Message) Message {
 			h[kh.Key] = string(kh.Value)
 		}
 	}
-	return Message{
+	return pipeline.Message{
 		Topic:     m.Topic,
 		Partition: m.Partition,
 		Offset:    m.Offset,
@@ -203,24 +205,24 @@ func fromKafkaMessage(m kafka.Message) Message {
 // to StartupTimeout for unreachable brokers and saying so every time it
 // tries; a refusal by a broker that answers (bad settings, no rights) is
 // returned at once.
-func AwaitTopics(ctx context.Context, c KafkaConfig, log *slog.Logger, topics ...string) error {
+func AwaitTopics(ctx context.Context, c Config, log *slog.Logger, topics ...string) error {
 	return awaitBrokers(ctx, c, log, func(ctx context.Context) error { return EnsureTopics(ctx, c, topics...) })
 }
 
 // AwaitCompactedTopics is AwaitTopics for EnsureCompactedTopics.
-func AwaitCompactedTopics(ctx context.Context, c KafkaConfig, log *slog.Logger, topics ...string) error {
+func AwaitCompactedTopics(ctx context.Context, c Config, log *slog.Logger, topics ...string) error {
 	return awaitBrokers(ctx, c, log, func(ctx context.Context) error { return EnsureCompactedTopics(ctx, c, topics...) })
 }
 
 // awaitBrokers runs fn until it succeeds, fails for a reason other than
 // unreachable brokers, or StartupTimeout passes.
-func awaitBrokers(ctx context.Context, c KafkaConfig, log *slog.Logger, fn func(context.Context) error) error {
+func awaitBrokers(ctx context.Context, c Config, log *slog.Logger, fn func(context.Context) error) error {
 	c = c.WithDefaults()
 	deadline := time.Now().Add(c.StartupTimeout)
 	wait := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := fn(ctx)
-		if err == nil || Classify(err) != ClassRetryable || ctx.Err() != nil {
+		if err == nil || pipeline.Classify(err) != pipeline.ClassRetryable || ctx.Err() != nil {
 			return err
 		}
 		// The admin client reports a refused handshake as an unavailable
@@ -232,7 +234,7 @@ func awaitBrokers(ctx context.Context, c KafkaConfig, log *slog.Logger, fn func(
 			return fmt.Errorf("kafka: brokers %v unreachable for %s: %w", c.Brokers, c.StartupTimeout, err)
 		}
 		log.Warn("kafka not reachable yet; waiting", "brokers", c.Brokers, "attempt", attempt, "retry_in", wait, "err", err)
-		if Sleep(ctx, wait) != nil {
+		if pipeline.Sleep(ctx, wait) != nil {
 			return ctx.Err()
 		}
 		wait = min(2*wait, 5*time.Second)
@@ -246,11 +248,11 @@ func topicErrors(what string, errs map[string]error) error {
 	var msgs []string
 	temporary := true
 	for topic, terr := range errs {
-		if terr == nil || errors.Is(terr, kafka.TopicAlreadyExists) {
+		if terr == nil || errors.Is(terr, kafkago.TopicAlreadyExists) {
 			continue
 		}
 		msgs = append(msgs, fmt.Sprintf("%s: %v", topic, terr))
-		var ke kafka.Error
+		var ke kafkago.Error
 		if !errors.As(terr, &ke) || !ke.Temporary() {
 			temporary = false
 		}
@@ -261,7 +263,7 @@ func topicErrors(what string, errs map[string]error) error {
 	sort.Strings(msgs)
 	err := fmt.Errorf("kafka: %s: %s", what, strings.Join(msgs, "; "))
 	if temporary {
-		return Retryable(err)
+		return pipeline.Retryable(err)
 	}
 	return err
 }
@@ -269,7 +271,7 @@ func topicErrors(what string, errs map[string]error) error {
 // probe opens and closes one connection to each broker, with the TLS
 // handshake and SASL authentication of every other connection; it returns
 // the first failure.
-func (c KafkaConfig) probe(ctx context.Context) error {
+func (c Config) probe(ctx context.Context) error {
 	d := c.dialer()
 	for _, b := range c.Brokers {
 		conn, err := d.DialContext(ctx, "tcp", b)
@@ -284,11 +286,11 @@ func (c KafkaConfig) probe(ctx context.Context) error {
 // settingsError reports errors that waiting cannot cure: credentials,
 // rights or TLS settings the brokers refuse.
 func settingsError(err error) bool {
-	var ke kafka.Error
+	var ke kafkago.Error
 	if errors.As(err, &ke) {
 		switch ke {
-		case kafka.SASLAuthenticationFailed, kafka.UnsupportedSASLMechanism, kafka.IllegalSASLState,
-			kafka.TopicAuthorizationFailed, kafka.ClusterAuthorizationFailed, kafka.GroupAuthorizationFailed:
+		case kafkago.SASLAuthenticationFailed, kafkago.UnsupportedSASLMechanism, kafkago.IllegalSASLState,
+			kafkago.TopicAuthorizationFailed, kafkago.ClusterAuthorizationFailed, kafkago.GroupAuthorizationFailed:
 			return true
 		}
 	}
@@ -304,10 +306,10 @@ func settingsError(err error) bool {
 }
 
 // Ping checks that a broker answers a metadata request.
-func Ping(ctx context.Context, c KafkaConfig) error {
+func Ping(ctx context.Context, c Config) error {
 	c = c.WithDefaults()
 	client := c.client()
-	if _, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}}); err != nil {
+	if _, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{}}); err != nil {
 		return fmt.Errorf("kafka: brokers %v unreachable: %w", c.Brokers, err)
 	}
 	return nil

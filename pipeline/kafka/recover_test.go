@@ -1,4 +1,4 @@
-package pipeline_test
+package kafka_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 )
 
@@ -23,13 +24,13 @@ func TestStageRecoversPanics(t *testing.T) {
 		}
 		return []pipeline.Output{{Topic: "out", Key: m.Key, Value: m.Value}}, nil
 	})
-	st, err := pipeline.NewStage(pipeline.StageConfig{Name: "fragile", Topics: []string{"in"}, BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond},
-		kc, h, testLogger(), pipeline.Hooks{})
+	st, err := kafka.NewStage(kafka.StageConfig{Name: "fragile", Topics: []string{"in"}, BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond},
+		kc, h, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	runStage(t, ctx, st)
-	if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: "in", Key: []byte("k"), Value: []byte("boom")},
+	if err := kafka.Produce(ctx, kc, pipeline.Output{Topic: "in", Key: []byte("k"), Value: []byte("boom")},
 		pipeline.Output{Topic: "in", Key: []byte("k"), Value: []byte("fine")}); err != nil {
 		t.Fatal(err)
 	}

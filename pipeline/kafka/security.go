@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
@@ -155,7 +155,7 @@ func (c TLSConfig) config() (*tls.Config, error) {
 }
 
 // security resolves TLS and SASL for a connection factory.
-func (c KafkaConfig) security() (*tls.Config, sasl.Mechanism, error) {
+func (c Config) security() (*tls.Config, sasl.Mechanism, error) {
 	tc, err := c.TLS.config()
 	if err != nil {
 		return nil, nil, err
@@ -176,4 +176,4 @@ func failingDial(err error) func(context.Context, string, string) (net.Conn, err
 
 // Dialer returns a kafka-go dialer with this configuration's TLS and SASL
 // settings, for code that builds its own kafka-go readers.
-func (c KafkaConfig) Dialer() *kafka.Dialer { return c.WithDefaults().dialer() }
+func (c Config) Dialer() *kafkago.Dialer { return c.WithDefaults().dialer() }

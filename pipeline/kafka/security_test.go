@@ -1,4 +1,4 @@
-package pipeline_test
+package kafka_test
 
 import (
 	"bytes"
@@ -23,12 +23,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 )
 
 // TestSASLConfigRedacts checks the password never reaches fmt or slog output.
 func TestSASLConfigRedacts(t *testing.T) {
 	const secret = "hunter2-very-secret"
-	kc := pipeline.KafkaConfig{Brokers: []string{"b:9092"}, SASL: pipeline.SASLConfig{Mechanism: "PLAIN", Username: "svc", Password: secret}}
+	kc := kafka.Config{Brokers: []string{"b:9092"}, SASL: kafka.SASLConfig{Mechanism: "PLAIN", Username: "svc", Password: secret}}
 	var logged bytes.Buffer
 	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "kafka", kc, "sasl", kc.SASL)
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "sasl", kc.SASL)
@@ -56,25 +57,25 @@ func TestKafkaSecurityValidate(t *testing.T) {
 	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	base := pipeline.KafkaConfig{Brokers: []string{"b:9092"}}.WithDefaults()
+	base := kafka.Config{Brokers: []string{"b:9092"}}.WithDefaults()
 	cases := []struct {
 		name    string
-		tls     pipeline.TLSConfig
-		sasl    pipeline.SASLConfig
+		tls     kafka.TLSConfig
+		sasl    kafka.SASLConfig
 		wantErr string
 	}{
 		{name: "plaintext"},
-		{name: "tls system roots", tls: pipeline.TLSConfig{Enabled: true}},
-		{name: "tls ca", tls: pipeline.TLSConfig{Enabled: true, CAFile: caFile}},
-		{name: "missing ca", tls: pipeline.TLSConfig{Enabled: true, CAFile: filepath.Join(dir, "nope.pem")}, wantErr: "kafka.tls.ca_file"},
-		{name: "ca not pem", tls: pipeline.TLSConfig{Enabled: true, CAFile: notPEM}, wantErr: "no PEM certificate"},
-		{name: "cert without key", tls: pipeline.TLSConfig{Enabled: true, CertFile: caFile}, wantErr: "go together"},
-		{name: "files but disabled", tls: pipeline.TLSConfig{CAFile: caFile}, wantErr: "tls.enabled is false"},
-		{name: "plain", sasl: pipeline.SASLConfig{Mechanism: "PLAIN", Username: "u", Password: "p"}},
-		{name: "scram-256 lower case", sasl: pipeline.SASLConfig{Mechanism: "scram-sha-256", Username: "u", Password: "p"}},
-		{name: "scram-512", sasl: pipeline.SASLConfig{Mechanism: "SCRAM-SHA-512", Username: "u", Password: "p"}},
-		{name: "unknown mechanism", sasl: pipeline.SASLConfig{Mechanism: "GSSAPI", Username: "u", Password: "p"}, wantErr: "not supported"},
-		{name: "no password", sasl: pipeline.SASLConfig{Mechanism: "PLAIN", Username: "u"}, wantErr: "needs username and password"},
+		{name: "tls system roots", tls: kafka.TLSConfig{Enabled: true}},
+		{name: "tls ca", tls: kafka.TLSConfig{Enabled: true, CAFile: caFile}},
+		{name: "missing ca", tls: kafka.TLSConfig{Enabled: true, CAFile: filepath.Join(dir, "nope.pem")}, wantErr: "kafka.tls.ca_file"},
+		{name: "ca not pem", tls: kafka.TLSConfig{Enabled: true, CAFile: notPEM}, wantErr: "no PEM certificate"},
+		{name: "cert without key", tls: kafka.TLSConfig{Enabled: true, CertFile: caFile}, wantErr: "go together"},
+		{name: "files but disabled", tls: kafka.TLSConfig{CAFile: caFile}, wantErr: "tls.enabled is false"},
+		{name: "plain", sasl: kafka.SASLConfig{Mechanism: "PLAIN", Username: "u", Password: "p"}},
+		{name: "scram-256 lower case", sasl: kafka.SASLConfig{Mechanism: "scram-sha-256", Username: "u", Password: "p"}},
+		{name: "scram-512", sasl: kafka.SASLConfig{Mechanism: "SCRAM-SHA-512", Username: "u", Password: "p"}},
+		{name: "unknown mechanism", sasl: kafka.SASLConfig{Mechanism: "GSSAPI", Username: "u", Password: "p"}, wantErr: "not supported"},
+		{name: "no password", sasl: kafka.SASLConfig{Mechanism: "PLAIN", Username: "u"}, wantErr: "needs username and password"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,7 +105,7 @@ func TestSecureBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mech := range []string{pipeline.SASLPlain, pipeline.SASLScramSHA256, pipeline.SASLScramSHA512} {
+	for _, mech := range []string{kafka.SASLPlain, kafka.SASLScramSHA256, kafka.SASLScramSHA512} {
 		t.Run(mech, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -116,26 +117,26 @@ func TestSecureBroker(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			kc := pipeline.KafkaConfig{
+			kc := kafka.Config{
 				Brokers: c.ListenAddrs(), Partitions: 1, DialTimeout: 3 * time.Second,
-				TLS:  pipeline.TLSConfig{Enabled: true, CAFile: caFile, ServerName: "localhost"},
-				SASL: pipeline.SASLConfig{Mechanism: mech, Username: "svc", Password: "s3cret"},
+				TLS:  kafka.TLSConfig{Enabled: true, CAFile: caFile, ServerName: "localhost"},
+				SASL: kafka.SASLConfig{Mechanism: mech, Username: "svc", Password: "s3cret"},
 			}
 			if err := kc.WithDefaults().Validate(); err != nil {
 				t.Fatal(err)
 			}
-			if err := pipeline.Ping(ctx, kc); err != nil {
+			if err := kafka.Ping(ctx, kc); err != nil {
 				t.Fatalf("ping with good credentials: %v", err)
 			}
 			h := pipeline.PerMessage(func(_ context.Context, m pipeline.Message) ([]pipeline.Output, error) {
 				return []pipeline.Output{{Topic: "out", Key: m.Key, Value: bytes.ToUpper(m.Value)}}, nil
 			})
-			st, err := pipeline.NewStage(pipeline.StageConfig{Name: "secure", Topics: []string{"in"}}, kc, h, testLogger(), pipeline.Hooks{})
+			st, err := kafka.NewStage(kafka.StageConfig{Name: "secure", Topics: []string{"in"}}, kc, h, testLogger(), kafka.Hooks{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			runStage(t, ctx, st)
-			if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: "in", Key: []byte("k"), Value: []byte("hello")}); err != nil {
+			if err := kafka.Produce(ctx, kc, pipeline.Output{Topic: "in", Key: []byte("k"), Value: []byte("hello")}); err != nil {
 				t.Fatalf("produce: %v", err)
 			}
 			if got := collect(t, ctx, kc, "out", 1); string(got[0].Value) != "HELLO" {
@@ -146,21 +147,21 @@ func TestSecureBroker(t *testing.T) {
 			wrong.SASL.Password = "wrong"
 			short, cancelShort := context.WithTimeout(ctx, 5*time.Second)
 			defer cancelShort()
-			if err := pipeline.Ping(short, wrong); err == nil {
+			if err := kafka.Ping(short, wrong); err == nil {
 				t.Error("ping with a wrong password succeeded")
 			}
 			noTLS := kc
-			noTLS.TLS = pipeline.TLSConfig{}
-			if err := pipeline.Ping(short, noTLS); err == nil {
+			noTLS.TLS = kafka.TLSConfig{}
+			if err := kafka.Ping(short, noTLS); err == nil {
 				t.Error("ping without TLS succeeded against a TLS listener")
 			}
 
 			// At start-up, refused settings are an error at once, not a
 			// two-minute wait for brokers that are there.
-			for name, bad := range map[string]pipeline.KafkaConfig{"wrong password": wrong, "untrusted CA": untrusted(kc)} {
+			for name, bad := range map[string]kafka.Config{"wrong password": wrong, "untrusted CA": untrusted(kc)} {
 				bad.StartupTimeout = time.Minute
 				actx, cancel := context.WithTimeout(ctx, 15*time.Second)
-				err := pipeline.AwaitTopics(actx, bad, testLogger(), "in")
+				err := kafka.AwaitTopics(actx, bad, testLogger(), "in")
 				if err == nil || actx.Err() != nil || !strings.Contains(err.Error(), "refused the connection settings") {
 					t.Errorf("%s: AwaitTopics = %v (context: %v), want an immediate settings error", name, err, actx.Err())
 				}
@@ -171,7 +172,7 @@ func TestSecureBroker(t *testing.T) {
 }
 
 // untrusted returns kc trusting the system roots instead of the test CA.
-func untrusted(kc pipeline.KafkaConfig) pipeline.KafkaConfig {
+func untrusted(kc kafka.Config) kafka.Config {
 	kc.TLS.CAFile = ""
 	return kc
 }

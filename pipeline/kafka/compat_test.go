@@ -1,4 +1,4 @@
-package pipeline_test
+package kafka_test
 
 import (
 	"context"
@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/kafkatest"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/kafkatest"
 )
 
 // TestKafkaCalls makes every kind of Kafka request vidx makes, one step per
@@ -32,11 +33,11 @@ func testKafkaCalls(t *testing.T, b *kafkatest.Broker) {
 		api string
 		run func() error
 	}{
-		{"Metadata (ApiVersions, Metadata)", func() error { return pipeline.Ping(ctx, kc) }},
-		{"CreateTopics", func() error { return pipeline.EnsureTopics(ctx, kc, in, out, dead) }},
-		{"CreateTopics on existing topics", func() error { return pipeline.EnsureTopics(ctx, kc, in, out, dead) }},
+		{"Metadata (ApiVersions, Metadata)", func() error { return kafka.Ping(ctx, kc) }},
+		{"CreateTopics", func() error { return kafka.EnsureTopics(ctx, kc, in, out, dead) }},
+		{"CreateTopics on existing topics", func() error { return kafka.EnsureTopics(ctx, kc, in, out, dead) }},
 		{"CreateTopics with cleanup.policy=compact", func() error {
-			if err := pipeline.EnsureCompactedTopics(ctx, kc, compact); err != nil {
+			if err := kafka.EnsureCompactedTopics(ctx, kc, compact); err != nil {
 				return err
 			}
 			return checkCompacted(ctx, kc, compact)
@@ -48,15 +49,15 @@ func testKafkaCalls(t *testing.T, b *kafkatest.Broker) {
 			}
 			outs = append(outs, pipeline.Output{Topic: compact, Key: []byte("s"), Value: []byte("old")},
 				pipeline.Output{Topic: compact, Key: []byte("s"), Value: []byte("new")})
-			return pipeline.Produce(ctx, kc, outs...)
+			return kafka.Produce(ctx, kc, outs...)
 		}},
 		{"consumer group: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, OffsetFetch, Fetch, OffsetCommit, LeaveGroup", func() error {
 			committed := make(chan int, 2*n)
 			h := pipeline.PerMessage(func(_ context.Context, m pipeline.Message) ([]pipeline.Output, error) {
 				return []pipeline.Output{{Topic: out, Key: m.Key, Value: m.Value}}, nil
 			})
-			st, err := pipeline.NewStage(pipeline.StageConfig{Name: "calls", Group: group, Topics: []string{in}, DeadLetterTopic: dead, MaxBatch: 4},
-				kc, h, testLogger(), pipeline.Hooks{Committed: func(_ string, msgs []pipeline.Message) { committed <- len(msgs) }})
+			st, err := kafka.NewStage(kafka.StageConfig{Name: "calls", Group: group, Topics: []string{in}, DeadLetterTopic: dead, MaxBatch: 4},
+				kc, h, testLogger(), kafka.Hooks{Committed: func(_ string, msgs []pipeline.Message) { committed <- len(msgs) }})
 			if err != nil {
 				return err
 			}
@@ -77,7 +78,7 @@ func testKafkaCalls(t *testing.T, b *kafkatest.Broker) {
 			return <-done
 		}},
 		{"lag: OffsetFetch, ListOffsets", func() error {
-			lags, err := pipeline.GroupLag(ctx, kc, group, []string{in})
+			lags, err := kafka.GroupLag(ctx, kc, group, []string{in})
 			if err != nil {
 				return err
 			}
@@ -92,7 +93,7 @@ func testKafkaCalls(t *testing.T, b *kafkatest.Broker) {
 		}},
 		{"scan: ListOffsets, Fetch", func() error {
 			seen := 0
-			if err := pipeline.ScanTopic(ctx, kc, out, func(pipeline.Message) error { seen++; return nil }); err != nil {
+			if err := kafka.ScanTopic(ctx, kc, out, func(pipeline.Message) error { seen++; return nil }); err != nil {
 				return err
 			}
 			if seen != n {
@@ -102,7 +103,7 @@ func testKafkaCalls(t *testing.T, b *kafkatest.Broker) {
 		}},
 		{"compacted read: Metadata, ListOffsets, Fetch", func() error {
 			var last string
-			if err := pipeline.ReadCompacted(ctx, kc, compact, func(m pipeline.Message) error { last = string(m.Value); return nil }); err != nil {
+			if err := kafka.ReadCompacted(ctx, kc, compact, func(m pipeline.Message) error { last = string(m.Value); return nil }); err != nil {
 				return err
 			}
 			if last != "new" {
@@ -111,7 +112,7 @@ func testKafkaCalls(t *testing.T, b *kafkatest.Broker) {
 			return nil
 		}},
 		{"tap: a consumer group of its own", func() error {
-			tap := pipeline.NewTap(kc, out, true)
+			tap := kafka.NewTap(kc, out, true)
 			defer tap.Close()
 			_, err := tap.Next(ctx)
 			return err
@@ -120,9 +121,9 @@ func testKafkaCalls(t *testing.T, b *kafkatest.Broker) {
 			go func() {
 				// Answer the request once it is on the topic.
 				time.Sleep(300 * time.Millisecond)
-				_ = pipeline.Produce(ctx, kc, pipeline.Output{Topic: out, Key: []byte("req"), Value: []byte("reply")})
+				_ = kafka.Produce(ctx, kc, pipeline.Output{Topic: out, Key: []byte("req"), Value: []byte("reply")})
 			}()
-			m, err := pipeline.Request(ctx, kc, pipeline.Output{Topic: in, Key: []byte("req"), Value: []byte("ask")}, out,
+			m, err := kafka.Request(ctx, kc, pipeline.Output{Topic: in, Key: []byte("req"), Value: []byte("ask")}, out,
 				func(m pipeline.Message) bool { return string(m.Value) == "reply" })
 			if err == nil && string(m.Value) != "reply" {
 				err = fmt.Errorf("reply %q", m.Value)
@@ -138,10 +139,10 @@ func testKafkaCalls(t *testing.T, b *kafkatest.Broker) {
 }
 
 // checkCompacted reads the topic's cleanup.policy back (DescribeConfigs).
-func checkCompacted(ctx context.Context, kc pipeline.KafkaConfig, topic string) error {
-	c := &kafka.Client{Addr: kafka.TCP(kc.Brokers...), Timeout: 10 * time.Second}
-	resp, err := c.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
-		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"cleanup.policy"}}}})
+func checkCompacted(ctx context.Context, kc kafka.Config, topic string) error {
+	c := &kafkago.Client{Addr: kafkago.TCP(kc.Brokers...), Timeout: 10 * time.Second}
+	resp, err := c.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{Resources: []kafkago.DescribeConfigRequestResource{{
+		ResourceType: kafkago.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"cleanup.policy"}}}})
 	if err != nil {
 		return fmt.Errorf("DescribeConfigs: %w", err)
 	}

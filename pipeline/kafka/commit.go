@@ -1,9 +1,11 @@
-package pipeline
+package kafka
 
 import (
 	"slices"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/vidx/vidx/pipeline"
 )
 
 type topicPartition struct {
@@ -31,7 +33,7 @@ func newWatermarks() *watermarks {
 }
 
 // fetched records messages handed to the handler.
-func (w *watermarks) fetched(batch []Message) {
+func (w *watermarks) fetched(batch []pipeline.Message) {
 	for _, m := range batch {
 		tp := topicPartition{m.Topic, m.Partition}
 		w.pending[tp] = insertSorted(w.pending[tp], m.Offset)
@@ -39,7 +41,7 @@ func (w *watermarks) fetched(batch []Message) {
 }
 
 // finished records messages whose outputs are acknowledged.
-func (w *watermarks) finished(batch []Message) {
+func (w *watermarks) finished(batch []pipeline.Message) {
 	for _, m := range batch {
 		tp := topicPartition{m.Topic, m.Partition}
 		p := w.pending[tp]
@@ -61,8 +63,8 @@ func insertSorted(s []int64, v int64) []int64 {
 // commits returns one message per partition whose offset is safe to commit
 // (kafka-go commits offset+1): the highest done offset below every pending
 // one. Only offsets this consumer finished are committed.
-func (w *watermarks) commits() []kafka.Message {
-	var out []kafka.Message
+func (w *watermarks) commits() []kafkago.Message {
+	var out []kafkago.Message
 	for tp, d := range w.done {
 		n := len(d)
 		if p := w.pending[tp]; len(p) > 0 {
@@ -71,9 +73,9 @@ func (w *watermarks) commits() []kafka.Message {
 		if n == 0 {
 			continue
 		}
-		out = append(out, kafka.Message{Topic: tp.topic, Partition: tp.partition, Offset: d[n-1]})
+		out = append(out, kafkago.Message{Topic: tp.topic, Partition: tp.partition, Offset: d[n-1]})
 	}
-	slices.SortFunc(out, func(a, b kafka.Message) int {
+	slices.SortFunc(out, func(a, b kafkago.Message) int {
 		if a.Topic != b.Topic {
 			if a.Topic < b.Topic {
 				return -1
@@ -86,7 +88,7 @@ func (w *watermarks) commits() []kafka.Message {
 }
 
 // committed forgets done offsets that commits covered.
-func (w *watermarks) committed(msgs []kafka.Message) {
+func (w *watermarks) committed(msgs []kafkago.Message) {
 	for _, m := range msgs {
 		tp := topicPartition{m.Topic, m.Partition}
 		d := w.done[tp]

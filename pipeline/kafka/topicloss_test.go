@@ -1,4 +1,4 @@
-package pipeline_test
+package kafka_test
 
 import (
 	"context"
@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/vidx/vidx/pipeline"
-	"github.com/vidx/vidx/pipeline/kafkatest"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/kafkatest"
 )
 
 // TestOutputTopicDeletedUnderStage deletes a running stage's output topic on
@@ -42,23 +43,23 @@ func testOutputTopicDeleted(t *testing.T, b *kafkatest.Broker) {
 	h := pipeline.PerMessage(func(_ context.Context, m pipeline.Message) ([]pipeline.Output, error) {
 		return []pipeline.Output{{Topic: out, Key: m.Key, Value: m.Value}}, nil
 	})
-	st, err := pipeline.NewStage(pipeline.StageConfig{Name: "relay", Group: group, Topics: []string{in}, DeadLetterTopic: b.Name("dead-letters"),
-		BackoffMax: time.Second}, kc, h, slog.New(slog.NewTextHandler(&logs, nil)), pipeline.Hooks{})
+	st, err := kafka.NewStage(kafka.StageConfig{Name: "relay", Group: group, Topics: []string{in}, DeadLetterTopic: b.Name("dead-letters"),
+		BackoffMax: time.Second}, kc, h, slog.New(slog.NewTextHandler(&logs, nil)), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	runStage(t, ctx, st)
-	if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: in, Key: []byte("k"), Value: []byte("before")}); err != nil {
+	if err := kafka.Produce(ctx, kc, pipeline.Output{Topic: in, Key: []byte("k"), Value: []byte("before")}); err != nil {
 		t.Fatal(err)
 	}
 	collect(t, ctx, kc, out, 1)
 
-	client := &kafka.Client{Addr: kafka.TCP(kc.Brokers...), Timeout: 10 * time.Second}
-	resp, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{out}})
+	client := &kafkago.Client{Addr: kafkago.TCP(kc.Brokers...), Timeout: 10 * time.Second}
+	resp, err := client.DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: []string{out}})
 	if err != nil || resp.Errors[out] != nil {
 		t.Fatalf("delete %s: %v %v", out, err, resp.Errors)
 	}
-	if err := pipeline.Produce(ctx, kc, pipeline.Output{Topic: in, Key: []byte("k"), Value: []byte("during")}); err != nil {
+	if err := kafka.Produce(ctx, kc, pipeline.Output{Topic: in, Key: []byte("k"), Value: []byte("during")}); err != nil {
 		t.Fatal(err)
 	}
 	// The stage keeps trying and says why; the input stays uncommitted.
@@ -68,7 +69,7 @@ func testOutputTopicDeleted(t *testing.T, b *kafkatest.Broker) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	lags, err := pipeline.GroupLag(ctx, kc, group, []string{in})
+	lags, err := kafka.GroupLag(ctx, kc, group, []string{in})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func testOutputTopicDeleted(t *testing.T, b *kafkatest.Broker) {
 
 	// Deletion is asynchronous: the name is free once the broker says so.
 	for {
-		err := pipeline.EnsureTopics(ctx, kc, out)
+		err := kafka.EnsureTopics(ctx, kc, out)
 		if err == nil {
 			break
 		}

@@ -1,4 +1,4 @@
-package pipeline_test
+package kafka_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
 )
 
 // TestRetriedSubsetIsNotCommittedPast stops a stage while one message of a
@@ -32,16 +33,16 @@ func TestRetriedSubsetIsNotCommittedPast(t *testing.T) {
 		}
 		return []pipeline.Output{{Topic: "out", Key: m.Key, Value: m.Value}}, nil
 	})
-	cfg := pipeline.StageConfig{Name: "subset", Topics: []string{"in"}, MaxBatch: 8, MaxWait: 300 * time.Millisecond,
+	cfg := kafka.StageConfig{Name: "subset", Topics: []string{"in"}, MaxBatch: 8, MaxWait: 300 * time.Millisecond,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, DrainTimeout: 100 * time.Millisecond}
 	var outs []pipeline.Output
 	for _, v := range []string{"a", "stuck", "b"} {
 		outs = append(outs, pipeline.Output{Topic: "in", Key: []byte("same-partition"), Value: []byte(v)})
 	}
-	if err := pipeline.Produce(ctx, kc, outs...); err != nil {
+	if err := kafka.Produce(ctx, kc, outs...); err != nil {
 		t.Fatal(err)
 	}
-	first, err := pipeline.NewStage(cfg, kc, h, testLogger(), pipeline.Hooks{})
+	first, err := kafka.NewStage(cfg, kc, h, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func TestRetriedSubsetIsNotCommittedPast(t *testing.T) {
 	healthy = true
 	mu.Unlock()
 
-	again, err := pipeline.NewStage(cfg, kc, h, testLogger(), pipeline.Hooks{})
+	again, err := kafka.NewStage(cfg, kc, h, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"context"
@@ -6,17 +6,19 @@ import (
 	"slices"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/vidx/vidx/pipeline"
 )
 
 // ScanTopic calls fn for every message of topic that exists when the scan
 // starts, partition by partition in offset order, then returns. It joins no
 // consumer group and commits nothing, so tools can read a topic (the
 // dead-letter topic) without moving any stage's position.
-func ScanTopic(ctx context.Context, kc KafkaConfig, topic string, fn func(Message) error) error {
+func ScanTopic(ctx context.Context, kc Config, topic string, fn func(pipeline.Message) error) error {
 	kc = kc.WithDefaults()
 	client := kc.client()
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	meta, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return fmt.Errorf("scan %s: metadata: %w", topic, err)
 	}
@@ -36,11 +38,11 @@ func ScanTopic(ctx context.Context, kc KafkaConfig, topic string, fn func(Messag
 		return fmt.Errorf("scan %s: topic has no partitions", topic)
 	}
 	slices.Sort(parts)
-	var reqs []kafka.OffsetRequest
+	var reqs []kafkago.OffsetRequest
 	for _, p := range parts {
-		reqs = append(reqs, kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
+		reqs = append(reqs, kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
 	}
-	offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	offs, err := client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: reqs}})
 	if err != nil {
 		return fmt.Errorf("scan %s: offsets: %w", topic, err)
 	}
@@ -62,8 +64,8 @@ func ScanTopic(ctx context.Context, kc KafkaConfig, topic string, fn func(Messag
 	return nil
 }
 
-func scanPartition(ctx context.Context, kc KafkaConfig, topic string, partition int, from, end int64, fn func(Message) error) error {
-	r := kafka.NewReader(kafka.ReaderConfig{
+func scanPartition(ctx context.Context, kc Config, topic string, partition int, from, end int64, fn func(pipeline.Message) error) error {
+	r := kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:   kc.Brokers,
 		Topic:     topic,
 		Partition: partition,

@@ -1,9 +1,11 @@
-package pipeline
+package kafka
 
 import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/vidx/vidx/pipeline"
 )
 
 // ErrNoRecord is returned by ReadAt when the offset holds no record (it was
@@ -12,24 +14,24 @@ var ErrNoRecord = errors.New("no record at that offset")
 
 // ReadAt returns the record at offset of one partition, for readers that
 // index a compacted topic by offset instead of holding every value.
-func ReadAt(ctx context.Context, c KafkaConfig, topic string, partition int, offset int64) (Message, error) {
+func ReadAt(ctx context.Context, c Config, topic string, partition int, offset int64) (pipeline.Message, error) {
 	c = c.WithDefaults()
 	var (
-		out   Message
+		out   pipeline.Message
 		found bool
 	)
 	stop := errors.New("stop")
-	_, err := readRange(ctx, c, topic, partition, offset, offset+1, func(m Message) error {
+	_, err := readRange(ctx, c, topic, partition, offset, offset+1, func(m pipeline.Message) error {
 		if m.Offset == offset {
 			out, found = m, true
 		}
 		return stop
 	})
 	if err != nil && !errors.Is(err, stop) {
-		return Message{}, err
+		return pipeline.Message{}, err
 	}
 	if !found {
-		return Message{}, fmt.Errorf("%s/%d@%d: %w", topic, partition, offset, ErrNoRecord)
+		return pipeline.Message{}, fmt.Errorf("%s/%d@%d: %w", topic, partition, offset, ErrNoRecord)
 	}
 	return out, nil
 }

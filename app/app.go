@@ -271,123 +271,133 @@ func (a *App) collectionSpec() sinks.CollectionSpec {
 }
 
 func (a *App) buildStage(ctx context.Context, name string) (*kafka.Stage, error) {
-	cfg, t := a.Config, a.Config.Topics
 	spec, ok := Spec(name)
 	if !ok {
 		return nil, fmt.Errorf("unknown stage %q", name)
 	}
-	rt, topics := spec.Runtime(cfg.Stages), []string{spec.Input(t)}
-	var (
-		h    pipeline.Handler
-		opts []kafka.Option
-	)
-	switch name {
-	case StageSample:
-		s := cfg.Stages.Sample
-		guard, err := sample.NewGuard(s.Sources)
-		if err != nil {
-			return nil, err
-		}
-		handler, err := sample.NewStage(sample.StageConfig{
-			Options: sample.Options{
-				FPS: s.FPS, MaxFrames: s.MaxFrames, Selection: s.Selection, Mode: s.Mode,
-				WindowS: s.WindowS, StrideS: s.StrideS, Timeout: s.Timeout,
-				SceneThreshold: s.SceneThreshold, MinShotS: s.MinShotS, MaxShotS: s.MaxShotS,
-				FFmpegPath: s.FFmpeg, FFprobePath: s.FFprobe, Guard: guard, Logger: a.log,
-			},
-			Codec: s.Codec, Quality: s.Quality, OutputTopic: t.Clips, ThumbnailTopic: t.Thumbnails,
-		})
-		if err != nil {
-			return nil, err
-		}
-		// Registered streams run beside the job consumer, on the same policy.
-		if a.Streams, err = sample.NewStreams(s.Streams, sample.StreamsEnv{
-			Kafka: cfg.Kafka, RegistryTopic: t.Streams, StateTopic: t.StreamState, ClipsTopic: t.Clips, ThumbnailTopic: t.Thumbnails,
-			Guard: guard, Codec: s.Codec, Quality: s.Quality, FFmpegPath: s.FFmpeg, Logger: a.log,
-		}); err != nil {
-			return nil, err
-		}
-		h = handler
-	case StageEncode:
-		enc, err := a.runtime.NewImageEncoder(a.manifest, a.sessionOptions())
-		if err != nil {
-			return nil, err
-		}
-		a.closers = append(a.closers, enc.Close)
-		handler, err := encode.New(encode.Config{
-			Model: a.manifest.Name, Mean: triple(a.manifest.Image.Mean), Std: triple(a.manifest.Image.Std), OutputTopic: t.FrameEmbeddings,
-		}, enc)
-		if err != nil {
-			return nil, err
-		}
-		a.Encode = handler
-		h = handler
-	case StagePool:
-		if a.store != nil {
-			// The store is open here for an index or query stage of the same
-			// process: check early rather than dead-letter every vector.
-			if err := a.checkCollection(ctx); err != nil {
-				return nil, err
-			}
-		}
-		pooler, err := a.pooler()
-		if err != nil {
-			return nil, err
-		}
-		handler, err := pool.New(pool.Config{Model: a.manifest.Name, OutputTopic: t.ClipEmbeddings}, pooler)
-		if err != nil {
-			return nil, err
-		}
-		h = handler
-	case StageIndex:
-		handler, err := index.New(ctx, a.collectionSpec(), a.store, index.WithLogger(a.log), index.WithVideosTopic(t.Videos))
-		if err != nil {
-			return nil, err
-		}
-		// The videos topic carries delete commands (tombstones) for the index.
-		h, topics = handler, append(topics, t.Videos)
-	case StageQuery:
-		if err := a.checkCollection(ctx); err != nil {
-			return nil, err
-		}
-		enc, err := a.runtime.NewTextEncoder(a.manifest, a.sessionOptions())
-		if err != nil {
-			return nil, err
-		}
-		a.closers = append(a.closers, enc.Close)
-		// The image tower answers image queries ("image" on the queries topic).
-		img, err := a.runtime.NewImageEncoder(a.manifest, a.sessionOptions())
-		if err != nil {
-			return nil, err
-		}
-		a.closers = append(a.closers, img.Close)
-		q := cfg.Stages.Query
-		handler, err := query.New(ctx, query.Config{
-			Collection: cfg.Store.Collection, Model: a.manifest.Name, Pooling: cfg.Stages.Pool.Mode,
-			Candidates: q.Candidates, TopK: q.TopK, Rerank: q.Rerank, Temperature: q.Temperature,
-			BankSize: q.BankSize, BankFile: q.BankFile, ResultsTopic: t.Results,
-		}, enc, a.store, a.log.With("stage", StageQuery),
-			query.WithImageEncoder(img, triple(a.manifest.Image.Mean), triple(a.manifest.Image.Std)))
-		if err != nil {
-			return nil, err
-		}
-		a.Query = handler
-		h = handler
-		// A query the stage gives up on is still answered, with the error.
-		opts = append(opts, kafka.WithReply(handler.Reply))
+	h, extra, opts, err := spec.build(a, ctx)
+	if err != nil {
+		return nil, err
 	}
+	cfg := a.Config
 	return kafka.NewStage(kafka.StageConfig{
 		Name:            name,
-		Group:           rt.Group,
-		Topics:          topics,
-		DeadLetterTopic: t.DeadLetters,
-		MaxBatch:        rt.MaxBatch,
-		MaxWait:         rt.MaxWait,
-		Replicas:        rt.Replicas,
-		MaxAttempts:     rt.MaxAttempts,
-		MaxBatchBytes:   rt.MaxBatchBytes,
-		DrainTimeout:    rt.DrainTimeout,
+		Topics:          append([]string{spec.Input(cfg.Topics)}, extra...),
+		DeadLetterTopic: cfg.Topics.DeadLetters,
+		Settings:        spec.Settings(cfg.Stages),
 	}, cfg.Kafka, h, a.log, kafka.Hooks{}, append(opts, kafka.WithTelemetry(a.tel))...)
+}
+
+// buildSample makes the sample stage, and the live streams that run beside
+// its job consumer.
+func (a *App) buildSample(ctx context.Context) (pipeline.Handler, []string, []kafka.Option, error) {
+	cfg, t := a.Config, a.Config.Topics
+	s := cfg.Stages.Sample
+	guard, err := sample.NewGuard(s.Sources)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	handler, err := sample.NewStage(sample.StageConfig{
+		Options: sample.Options{
+			FPS: s.FPS, MaxFrames: s.MaxFrames, Selection: s.Selection, Mode: s.Mode,
+			WindowS: s.WindowS, StrideS: s.StrideS, Timeout: s.Timeout,
+			SceneThreshold: s.SceneThreshold, MinShotS: s.MinShotS, MaxShotS: s.MaxShotS,
+			FFmpegPath: s.FFmpeg, FFprobePath: s.FFprobe, Guard: guard, Logger: a.log,
+		},
+		Codec: s.Codec, Quality: s.Quality, OutputTopic: t.Clips, ThumbnailTopic: t.Thumbnails,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// Registered streams run beside the job consumer, on the same policy.
+	if a.Streams, err = sample.NewStreams(s.Streams, sample.StreamsEnv{
+		Kafka: cfg.Kafka, RegistryTopic: t.Streams, StateTopic: t.StreamState, ClipsTopic: t.Clips, ThumbnailTopic: t.Thumbnails,
+		Guard: guard, Codec: s.Codec, Quality: s.Quality, FFmpegPath: s.FFmpeg, Logger: a.log,
+	}); err != nil {
+		return nil, nil, nil, err
+	}
+	return handler, nil, nil, nil
+}
+
+// buildEncode makes the encode stage over the bundle's image tower.
+func (a *App) buildEncode(ctx context.Context) (pipeline.Handler, []string, []kafka.Option, error) {
+	t := a.Config.Topics
+	enc, err := a.runtime.NewImageEncoder(a.manifest, a.sessionOptions())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	a.closers = append(a.closers, enc.Close)
+	handler, err := encode.New(encode.Config{
+		Model: a.manifest.Name, Mean: triple(a.manifest.Image.Mean), Std: triple(a.manifest.Image.Std), OutputTopic: t.FrameEmbeddings,
+	}, enc)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	a.Encode = handler
+	return handler, nil, nil, nil
+}
+
+// buildPool makes the pool stage with the configured pooling.
+func (a *App) buildPool(ctx context.Context) (pipeline.Handler, []string, []kafka.Option, error) {
+	t := a.Config.Topics
+	if a.store != nil {
+		// The store is open here for an index or query stage of the same
+		// process: check early rather than dead-letter every vector.
+		if err := a.checkCollection(ctx); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	pooler, err := a.pooler()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	handler, err := pool.New(pool.Config{Model: a.manifest.Name, OutputTopic: t.ClipEmbeddings}, pooler)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return handler, nil, nil, nil
+}
+
+// buildIndex makes the index stage; it also reads delete commands on the
+// videos topic.
+func (a *App) buildIndex(ctx context.Context) (pipeline.Handler, []string, []kafka.Option, error) {
+	t := a.Config.Topics
+	handler, err := index.New(ctx, a.collectionSpec(), a.store, index.WithLogger(a.log), index.WithVideosTopic(t.Videos))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// The videos topic carries delete commands (tombstones) for the index.
+	return handler, []string{t.Videos}, nil, nil
+}
+
+// buildQuery makes the query stage over the text and image towers.
+func (a *App) buildQuery(ctx context.Context) (pipeline.Handler, []string, []kafka.Option, error) {
+	cfg, t := a.Config, a.Config.Topics
+	if err := a.checkCollection(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	enc, err := a.runtime.NewTextEncoder(a.manifest, a.sessionOptions())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	a.closers = append(a.closers, enc.Close)
+	// The image tower answers image queries ("image" on the queries topic).
+	img, err := a.runtime.NewImageEncoder(a.manifest, a.sessionOptions())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	a.closers = append(a.closers, img.Close)
+	handler, err := query.New(ctx, query.Config{
+		Collection: cfg.Store.Collection, Model: a.manifest.Name, Pooling: cfg.Stages.Pool.Mode,
+		Ranking: cfg.Stages.Query.Ranking, ResultsTopic: t.Results,
+	}, enc, a.store, a.log.With("stage", StageQuery),
+		query.WithImageEncoder(img, triple(a.manifest.Image.Mean), triple(a.manifest.Image.Std)))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	a.Query = handler
+	// A query the stage gives up on is still answered, with the error.
+	return handler, nil, []kafka.Option{kafka.WithReply(handler.Reply)}, nil
 }
 
 // checkPooling refuses seqTransf with a bundle that has no temporal head:

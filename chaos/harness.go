@@ -123,9 +123,17 @@ func (r Report) String() string {
 		r.DrainExit.Round(time.Millisecond), r.DrainClean, r.Unexpected, r.Elapsed.Round(time.Second), r.Seed)
 }
 
-// Stages run as separate processes, in pipeline order. The query stage is
-// not needed to check the index.
-var Stages = []string{"sample", "encode", "pool", "index"}
+// Stages run as separate processes, in pipeline order: every stage of
+// vidx's table but the query stage, which checking the index does not need.
+var Stages = func() []string {
+	var names []string
+	for _, s := range app.Stages {
+		if s.Name != app.StageQuery {
+			names = append(names, s.Name)
+		}
+	}
+	return names
+}()
 
 // groupAndInput are a stage's consumer group and input topic under the
 // configuration the harness writes, which keeps vidx's defaults for both.

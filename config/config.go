@@ -139,33 +139,15 @@ func (s Store) Backend() (string, error) {
 	return "", fmt.Errorf("config: store url %q is not supported (want embedded, embedded:///dir or qdrant://HOST:6334)", s.URL)
 }
 
-// Runtime holds the stage-runtime settings every stage has.
-type Runtime struct {
-	// Group is the stage's consumer group (default vidx-STAGE); replicas of
-	// a stage share it. Two deployments on one Kafka cluster need their own.
-	Group       string        `yaml:"group"`
-	MaxBatch    int           `yaml:"max_batch"`
-	MaxWait     time.Duration `yaml:"max_wait"`
-	Replicas    int           `yaml:"replicas"`
-	MaxAttempts int           `yaml:"max_attempts"`
-	// DrainTimeout bounds how long a stopping stage keeps working on the
-	// batch in hand before it is abandoned for redelivery (default 30s).
-	// Keep it below the pod's termination grace period.
-	DrainTimeout time.Duration `yaml:"drain_timeout"`
-	// MaxBatchBytes bounds a batch's message bytes (default 16 MiB), so a
-	// burst of large messages cannot grow a batch without limit.
-	MaxBatchBytes int `yaml:"max_batch_bytes"`
-}
-
 // Sample configures the sample stage.
 type Sample struct {
-	Runtime   `yaml:",inline"`
-	FPS       float64 `yaml:"fps"`
-	MaxFrames int     `yaml:"max_frames"`
-	Selection string  `yaml:"selection"`
-	Mode      string  `yaml:"mode"`
-	WindowS   float64 `yaml:"window_s"`
-	StrideS   float64 `yaml:"stride_s"`
+	kafka.Settings `yaml:",inline"`
+	FPS            float64 `yaml:"fps"`
+	MaxFrames      int     `yaml:"max_frames"`
+	Selection      string  `yaml:"selection"`
+	Mode           string  `yaml:"mode"`
+	WindowS        float64 `yaml:"window_s"`
+	StrideS        float64 `yaml:"stride_s"`
 	// Shots mode: scene-score threshold and shot length bounds (seconds).
 	SceneThreshold float64       `yaml:"scene_threshold"`
 	MinShotS       float64       `yaml:"min_shot_s"`
@@ -184,7 +166,7 @@ type Sample struct {
 
 // Pool configures the pool stage.
 type Pool struct {
-	Runtime `yaml:",inline"`
+	kafka.Settings `yaml:",inline"`
 	// Mode is meanP (parameter-free) or seqTransf (the bundle's temporal
 	// head). It is recorded with the collection: vectors pooled one way
 	// cannot be searched or indexed alongside vectors pooled the other.
@@ -193,22 +175,17 @@ type Pool struct {
 
 // Query configures the query stage.
 type Query struct {
-	Runtime     `yaml:",inline"`
-	Candidates  int     `yaml:"candidates"`
-	TopK        int     `yaml:"top_k"`
-	Rerank      string  `yaml:"rerank"`
-	Temperature float64 `yaml:"temperature"`
-	BankSize    int     `yaml:"bank_size"`
-	BankFile    string  `yaml:"bank_file"`
+	kafka.Settings `yaml:",inline"`
+	query.Ranking  `yaml:",inline"`
 }
 
 // Stages configures each stage.
 type Stages struct {
-	Sample Sample  `yaml:"sample"`
-	Encode Runtime `yaml:"encode"`
-	Pool   Pool    `yaml:"pool"`
-	Index  Runtime `yaml:"index"`
-	Query  Query   `yaml:"query"`
+	Sample Sample         `yaml:"sample"`
+	Encode kafka.Settings `yaml:"encode"`
+	Pool   Pool           `yaml:"pool"`
+	Index  kafka.Settings `yaml:"index"`
+	Query  Query          `yaml:"query"`
 }
 
 // Default returns the built-in configuration.
@@ -229,14 +206,14 @@ func Default() Config {
 		Telemetry: Telemetry{Addr: ":9464", StuckAfter: 15 * time.Minute},
 		HTTP:      httpapi.Config{}.WithDefaults(),
 		Stages: Stages{
-			Sample: Sample{Runtime: Runtime{MaxBatch: 1}, FPS: 1, MaxFrames: 12, Selection: schemas.SelectUniform,
+			Sample: Sample{Settings: kafka.Settings{MaxBatch: 1}, FPS: 1, MaxFrames: 12, Selection: schemas.SelectUniform,
 				Mode: schemas.ModeWhole, Codec: schemas.CodecJPEG, Quality: 95, Timeout: 10 * time.Minute,
 				FFmpeg: "ffmpeg", FFprobe: "ffprobe"},
-			Encode: Runtime{MaxBatch: 4, MaxWait: 20 * time.Millisecond},
-			Pool:   Pool{Runtime: Runtime{MaxBatch: 16, MaxWait: 10 * time.Millisecond}, Mode: pool.MeanP},
-			Index:  Runtime{MaxBatch: 64, MaxWait: 20 * time.Millisecond},
-			Query: Query{Runtime: Runtime{MaxBatch: 32, MaxWait: 10 * time.Millisecond},
-				Candidates: 100, TopK: 10, Rerank: query.RerankSymmetric, Temperature: 0.01, BankSize: 256},
+			Encode: kafka.Settings{MaxBatch: 4, MaxWait: 20 * time.Millisecond},
+			Pool:   Pool{Settings: kafka.Settings{MaxBatch: 16, MaxWait: 10 * time.Millisecond}, Mode: pool.MeanP},
+			Index:  kafka.Settings{MaxBatch: 64, MaxWait: 20 * time.Millisecond},
+			Query: Query{Settings: kafka.Settings{MaxBatch: 32, MaxWait: 10 * time.Millisecond},
+				Ranking: query.Ranking{}.WithDefaults()},
 		},
 	}
 }
@@ -329,7 +306,9 @@ func (c *Config) StorePath() (string, error) {
 }
 
 // Validate checks the whole configuration once, naming the offending field.
-func (c *Config) Validate() error {
+// It changes nothing: each package fills its own defaults where it is
+// built.
+func (c Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.DataDir == "" {
@@ -343,9 +322,8 @@ func (c *Config) Validate() error {
 	default:
 		add("log_level %q is not debug, info, warn or error", c.LogLevel)
 	}
-	c.Kafka = c.Kafka.WithDefaults()
 	if !c.Embedded.Broker {
-		if err := c.Kafka.Validate(); err != nil {
+		if err := c.Kafka.WithDefaults().Validate(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -381,6 +359,15 @@ func (c *Config) Validate() error {
 	if c.Telemetry.StuckAfter <= 0 {
 		add("telemetry.stuck_after must be positive")
 	}
+	for _, st := range []struct {
+		name string
+		s    kafka.Settings
+	}{{"sample", c.Stages.Sample.Settings}, {"encode", c.Stages.Encode}, {"pool", c.Stages.Pool.Settings},
+		{"index", c.Stages.Index}, {"query", c.Stages.Query.Settings}} {
+		if err := st.s.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("stages.%s: %w", st.name, err))
+		}
+	}
 	s := c.Stages.Sample
 	if !(s.FPS > 0 && s.FPS <= 30) {
 		add("stages.sample.fps %v out of range (0, 30]", s.FPS)
@@ -403,11 +390,7 @@ func (c *Config) Validate() error {
 	if m := c.Stages.Pool.Mode; m != pool.MeanP && m != pool.SeqTransf {
 		add("stages.pool.mode %q is not supported (want %s or %s)", m, pool.MeanP, pool.SeqTransf)
 	}
-	qc := query.Config{
-		Candidates: c.Stages.Query.Candidates, TopK: c.Stages.Query.TopK, Rerank: c.Stages.Query.Rerank,
-		Temperature: c.Stages.Query.Temperature, BankSize: c.Stages.Query.BankSize,
-	}
-	if err := qc.WithDefaults().Validate(); err != nil {
+	if err := c.Stages.Query.Ranking.WithDefaults().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("stages.%w", err))
 	}
 	if err := c.HTTP.WithDefaults().Validate(); err != nil {

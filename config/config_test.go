@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -92,12 +93,21 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"pool mode", func(c *Config) { c.Stages.Pool.Mode = "maxP" }, "stages.pool.mode"},
 		{"pool mode seqTransf", func(c *Config) { c.Stages.Pool.Mode = "seqTransf" }, ""},
 		{"pool mode spelling", func(c *Config) { c.Stages.Pool.Mode = "seqtransf" }, "want meanP or seqTransf"},
+		{"negative batch", func(c *Config) { c.Stages.Encode.MaxBatch = -1 }, "stages.encode: max_batch must not be negative"},
+		{"backoff order", func(c *Config) {
+			c.Stages.Index.BackoffMin, c.Stages.Index.BackoffMax = time.Second, time.Millisecond
+		}, "stages.index: backoff_max is below backoff_min"},
+		{"unset kafka settings", func(c *Config) { c.Kafka.StartupTimeout, c.Kafka.Partitions = 0, 0 }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := Default()
 			tt.mutate(&cfg)
+			before := fmt.Sprintf("%#v", cfg)
 			err := cfg.Validate()
+			if after := fmt.Sprintf("%#v", cfg); after != before {
+				t.Errorf("Validate changed the configuration:\n%s\n%s", before, after)
+			}
 			if tt.want == "" {
 				if err != nil {
 					t.Errorf("Validate() = %v, want nil", err)

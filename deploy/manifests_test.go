@@ -219,17 +219,11 @@ type stageConfig struct {
 }
 
 func stageConfigs(cfg config.Config) map[string]stageConfig {
-	t, s := cfg.Topics, cfg.Stages
-	drain := func(d time.Duration) time.Duration {
-		return kafka.StageConfig{DrainTimeout: d}.WithDefaults().DrainTimeout
+	out := map[string]stageConfig{}
+	for _, spec := range app.Stages {
+		out[spec.Name] = stageConfig{spec.Input(cfg.Topics), spec.Settings(cfg.Stages).WithDefaults(spec.Name).DrainTimeout}
 	}
-	return map[string]stageConfig{
-		app.StageSample: {t.Videos, drain(s.Sample.DrainTimeout)},
-		app.StageEncode: {t.Clips, drain(s.Encode.DrainTimeout)},
-		app.StagePool:   {t.FrameEmbeddings, drain(s.Pool.DrainTimeout)},
-		app.StageIndex:  {t.ClipEmbeddings, drain(s.Index.DrainTimeout)},
-		app.StageQuery:  {t.Queries, drain(s.Query.DrainTimeout)},
-	}
+	return out
 }
 
 func TestOverlays(t *testing.T) {

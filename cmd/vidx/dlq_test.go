@@ -45,8 +45,11 @@ func TestDLQListAndReplay(t *testing.T) {
 		return []pipeline.Output{{Topic: "out", Key: m.Key, Value: m.Value}}, nil
 	})
 	dead := make(chan struct{}, 8)
-	st, err := kafka.NewStage(kafka.StageConfig{Name: "sample", Topics: []string{"in"}, MaxAttempts: 2,
-		BackoffMin: time.Millisecond, BackoffMax: 2 * time.Millisecond}, kc, h,
+	st, err := kafka.NewStage(kafka.StageConfig{
+		Name:     "sample",
+		Topics:   []string{"in"},
+		Settings: kafka.Settings{MaxAttempts: 2, BackoffMin: time.Millisecond, BackoffMax: 2 * time.Millisecond},
+	}, kc, h,
 		slog.New(slog.DiscardHandler), kafka.Hooks{DeadLettered: func(string, pipeline.Message, error) { dead <- struct{}{} }})
 	if err != nil {
 		t.Fatal(err)

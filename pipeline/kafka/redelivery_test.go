@@ -33,8 +33,11 @@ func TestRetriedSubsetIsNotCommittedPast(t *testing.T) {
 		}
 		return []pipeline.Output{{Topic: "out", Key: m.Key, Value: m.Value}}, nil
 	})
-	cfg := kafka.StageConfig{Name: "subset", Topics: []string{"in"}, MaxBatch: 8, MaxWait: 300 * time.Millisecond,
-		BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, DrainTimeout: 100 * time.Millisecond}
+	cfg := kafka.StageConfig{
+		Name:     "subset",
+		Topics:   []string{"in"},
+		Settings: kafka.Settings{MaxBatch: 8, MaxWait: 300 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, DrainTimeout: 100 * time.Millisecond},
+	}
 	var outs []pipeline.Output
 	for _, v := range []string{"a", "stuck", "b"} {
 		outs = append(outs, pipeline.Output{Topic: "in", Key: []byte("same-partition"), Value: []byte(v)})

@@ -18,17 +18,13 @@ import (
 	"github.com/vidx/vidx/telemetry"
 )
 
-// StageConfig configures one stage's consumption.
-type StageConfig struct {
-	// Name identifies the stage in logs and dead letters.
-	Name string `yaml:"name"`
+// Settings are the runtime settings a deployment tunes per stage. The zero
+// value of each field means its default.
+type Settings struct {
 	// Group is the consumer group; replicas of a stage share it. Defaults to
-	// "vidx-" + Name.
+	// "vidx-" + the stage's name. Two deployments on one Kafka cluster need
+	// their own.
 	Group string `yaml:"group"`
-	// Topics are consumed together.
-	Topics []string `yaml:"topics"`
-	// DeadLetterTopic receives messages the handler gave up on.
-	DeadLetterTopic string `yaml:"dead_letter_topic"`
 	// MaxBatch and MaxWait bound a batch: the handler is called with up to
 	// MaxBatch messages, waiting at most MaxWait after the first one.
 	MaxBatch int           `yaml:"max_batch"`
@@ -47,19 +43,17 @@ type StageConfig struct {
 	// Replicas runs this many consumers of the group in one process.
 	Replicas int `yaml:"replicas"`
 	// DrainTimeout bounds how long a stopping stage keeps working on the
-	// batch it holds before giving up on it (it is then redelivered).
+	// batch it holds before giving up on it (it is then redelivered). Keep
+	// it below the pod's termination grace period.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// LagInterval is how often the consumer lag metric is refreshed.
 	LagInterval time.Duration `yaml:"lag_interval"`
 }
 
-// WithDefaults fills unset fields.
-func (c StageConfig) WithDefaults() StageConfig {
+// WithDefaults fills unset fields; name is the stage's, for its group.
+func (c Settings) WithDefaults(name string) Settings {
 	if c.Group == "" {
-		c.Group = "vidx-" + c.Name
-	}
-	if c.DeadLetterTopic == "" {
-		c.DeadLetterTopic = "dead-letters"
+		c.Group = "vidx-" + name
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 1
@@ -91,8 +85,51 @@ func (c StageConfig) WithDefaults() StageConfig {
 	return c
 }
 
-func (c StageConfig) backoff() pipeline.Backoff {
+// Validate checks the settings as given; unset fields are valid (they take
+// their defaults).
+func (c Settings) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"max_batch", int64(c.MaxBatch)}, {"max_wait", int64(c.MaxWait)}, {"max_batch_bytes", int64(c.MaxBatchBytes)},
+		{"max_attempts", int64(c.MaxAttempts)}, {"backoff_min", int64(c.BackoffMin)}, {"backoff_max", int64(c.BackoffMax)},
+		{"replicas", int64(c.Replicas)}, {"drain_timeout", int64(c.DrainTimeout)}, {"lag_interval", int64(c.LagInterval)},
+	} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative", f.name))
+		}
+	}
+	if c.BackoffMin > 0 && c.BackoffMax > 0 && c.BackoffMax < c.BackoffMin {
+		errs = append(errs, errors.New("backoff_max is below backoff_min"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Settings) backoff() pipeline.Backoff {
 	return pipeline.Backoff{Min: c.BackoffMin, Max: c.BackoffMax}
+}
+
+// StageConfig configures one stage's consumption: what it reads and where
+// its dead letters go, and its Settings.
+type StageConfig struct {
+	// Name identifies the stage in logs and dead letters.
+	Name string `yaml:"name"`
+	// Topics are consumed together.
+	Topics []string `yaml:"topics"`
+	// DeadLetterTopic receives messages the handler gave up on.
+	DeadLetterTopic string `yaml:"dead_letter_topic"`
+	Settings        `yaml:",inline"`
+}
+
+// WithDefaults fills unset fields.
+func (c StageConfig) WithDefaults() StageConfig {
+	if c.DeadLetterTopic == "" {
+		c.DeadLetterTopic = "dead-letters"
+	}
+	c.Settings = c.Settings.WithDefaults(c.Name)
+	return c
 }
 
 // Validate checks the configuration.
@@ -108,8 +145,8 @@ func (c StageConfig) Validate() error {
 			return fmt.Errorf("stage %s: input topic %q is also the dead-letter topic", c.Name, t)
 		}
 	}
-	if c.BackoffMax < c.BackoffMin {
-		return fmt.Errorf("stage %s: backoff_max is below backoff_min", c.Name)
+	if err := c.Settings.Validate(); err != nil {
+		return fmt.Errorf("stage %s: %w", c.Name, err)
 	}
 	return nil
 }

@@ -43,8 +43,12 @@ func testOutputTopicDeleted(t *testing.T, b *kafkatest.Broker) {
 	h := pipeline.PerMessage(func(_ context.Context, m pipeline.Message) ([]pipeline.Output, error) {
 		return []pipeline.Output{{Topic: out, Key: m.Key, Value: m.Value}}, nil
 	})
-	st, err := kafka.NewStage(kafka.StageConfig{Name: "relay", Group: group, Topics: []string{in}, DeadLetterTopic: b.Name("dead-letters"),
-		BackoffMax: time.Second}, kc, h, slog.New(slog.NewTextHandler(&logs, nil)), kafka.Hooks{})
+	st, err := kafka.NewStage(kafka.StageConfig{
+		Name:            "relay",
+		Topics:          []string{in},
+		DeadLetterTopic: b.Name("dead-letters"),
+		Settings:        kafka.Settings{Group: group, BackoffMax: time.Second},
+	}, kc, h, slog.New(slog.NewTextHandler(&logs, nil)), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}

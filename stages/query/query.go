@@ -28,13 +28,9 @@ import (
 	"github.com/vidx/vidx/telemetry"
 )
 
-// Config configures the query stage.
-type Config struct {
-	Collection string `yaml:"collection"`
-	// Model and Pooling must match the collection's; vectors of another model
-	// are meaningless to this text encoder.
-	Model   string `yaml:"model"`
-	Pooling string `yaml:"pooling"`
+// Ranking holds the query stage's tunables, as a deployment sets them:
+// how many candidates, how many hits, and how they are re-ranked.
+type Ranking struct {
 	// Candidates is how many clips are fetched from the store per query
 	// before re-ranking.
 	Candidates int `yaml:"candidates"`
@@ -46,15 +42,11 @@ type Config struct {
 	// the dual softmax together with the queries of the current batch.
 	BankSize int `yaml:"bank_size"`
 	// BankFile preloads the bank with captions, one per line.
-	BankFile     string `yaml:"bank_file"`
-	ResultsTopic string `yaml:"results_topic"`
+	BankFile string `yaml:"bank_file"`
 }
 
 // WithDefaults fills unset fields.
-func (c Config) WithDefaults() Config {
-	if c.Collection == "" {
-		c.Collection = "clips"
-	}
+func (c Ranking) WithDefaults() Ranking {
 	if c.Candidates == 0 {
 		c.Candidates = 100
 	}
@@ -70,14 +62,11 @@ func (c Config) WithDefaults() Config {
 	if c.BankSize == 0 {
 		c.BankSize = 256
 	}
-	if c.ResultsTopic == "" {
-		c.ResultsTopic = "results"
-	}
 	return c
 }
 
-// Validate checks the configuration.
-func (c Config) Validate() error {
+// Validate checks the settings after defaults.
+func (c Ranking) Validate() error {
 	switch {
 	case c.Candidates < 1 || c.Candidates > 10000:
 		return fmt.Errorf("query: candidates %d out of range [1, 10000]", c.Candidates)
@@ -92,6 +81,33 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// Config configures the query stage: its Ranking and what the process
+// wires in.
+type Config struct {
+	Collection string `yaml:"collection"`
+	// Model and Pooling must match the collection's; vectors of another model
+	// are meaningless to this text encoder.
+	Model        string `yaml:"model"`
+	Pooling      string `yaml:"pooling"`
+	Ranking      `yaml:",inline"`
+	ResultsTopic string `yaml:"results_topic"`
+}
+
+// WithDefaults fills unset fields.
+func (c Config) WithDefaults() Config {
+	if c.Collection == "" {
+		c.Collection = "clips"
+	}
+	c.Ranking = c.Ranking.WithDefaults()
+	if c.ResultsTopic == "" {
+		c.ResultsTopic = "results"
+	}
+	return c
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error { return c.Ranking.Validate() }
 
 // Searcher is the part of sinks.Store the query stage uses.
 type Searcher interface {

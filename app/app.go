@@ -284,7 +284,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*kafka.Stage, error)
 		Name:            name,
 		Topics:          append([]string{spec.Input(cfg.Topics)}, extra...),
 		DeadLetterTopic: cfg.Topics.DeadLetters,
-		Settings:        spec.Settings(cfg.Stages),
+		Runtime:         spec.Runtime(cfg.Stages),
 	}, cfg.Kafka, h, a.log, kafka.Hooks{}, append(opts, kafka.WithTelemetry(a.tel))...)
 }
 
@@ -389,7 +389,7 @@ func (a *App) buildQuery(ctx context.Context) (pipeline.Handler, []string, []kaf
 	a.closers = append(a.closers, img.Close)
 	handler, err := query.New(ctx, query.Config{
 		Collection: cfg.Store.Collection, Model: a.manifest.Name, Pooling: cfg.Stages.Pool.Mode,
-		Ranking: cfg.Stages.Query.Ranking, ResultsTopic: t.Results,
+		Settings: cfg.Stages.Query.Settings, ResultsTopic: t.Results,
 	}, enc, a.store, a.log.With("stage", StageQuery),
 		query.WithImageEncoder(img, triple(a.manifest.Image.Mean), triple(a.manifest.Image.Std)))
 	if err != nil {

@@ -152,8 +152,8 @@ func useBroker(cfg *config.Config, b *kafkatest.Broker) {
 		*name = b.Name(*name)
 	}
 	st := &cfg.Stages
-	for stage, rt := range map[string]*kafka.Settings{app.StageSample: &st.Sample.Settings, app.StageEncode: &st.Encode,
-		app.StagePool: &st.Pool.Settings, app.StageIndex: &st.Index, app.StageQuery: &st.Query.Settings} {
+	for stage, rt := range map[string]*kafka.Runtime{app.StageSample: &st.Sample.Runtime, app.StageEncode: &st.Encode,
+		app.StagePool: &st.Pool.Runtime, app.StageIndex: &st.Index, app.StageQuery: &st.Query.Runtime} {
 		rt.Group = b.Name("vidx-" + stage)
 	}
 	st.Sample.Streams.Group = b.Name("vidx-sample-streams")

@@ -17,8 +17,8 @@ type StageSpec struct {
 	// Input is the topic the stage's work arrives on (its lag is the
 	// stage's backlog); the index stage also reads delete commands on
 	// the videos topic.
-	Input    func(config.Topics) string
-	Settings func(config.Stages) kafka.Settings
+	Input   func(config.Topics) string
+	Runtime func(config.Stages) kafka.Runtime
 	// build returns the stage's handler, the topics it reads besides
 	// Input, and options for its runtime.
 	build func(a *App, ctx context.Context) (pipeline.Handler, []string, []kafka.Option, error)
@@ -26,16 +26,16 @@ type StageSpec struct {
 
 // Group is the stage's consumer group under cfg.
 func (s StageSpec) Group(cfg config.Config) string {
-	return s.Settings(cfg.Stages).WithDefaults(s.Name).Group
+	return s.Runtime(cfg.Stages).WithDefaults(s.Name).Group
 }
 
 // Stages lists every stage in pipeline order.
 var Stages = []StageSpec{
-	{StageSample, func(t config.Topics) string { return t.Videos }, func(s config.Stages) kafka.Settings { return s.Sample.Settings }, (*App).buildSample},
-	{StageEncode, func(t config.Topics) string { return t.Clips }, func(s config.Stages) kafka.Settings { return s.Encode }, (*App).buildEncode},
-	{StagePool, func(t config.Topics) string { return t.FrameEmbeddings }, func(s config.Stages) kafka.Settings { return s.Pool.Settings }, (*App).buildPool},
-	{StageIndex, func(t config.Topics) string { return t.ClipEmbeddings }, func(s config.Stages) kafka.Settings { return s.Index }, (*App).buildIndex},
-	{StageQuery, func(t config.Topics) string { return t.Queries }, func(s config.Stages) kafka.Settings { return s.Query.Settings }, (*App).buildQuery},
+	{StageSample, func(t config.Topics) string { return t.Videos }, func(s config.Stages) kafka.Runtime { return s.Sample.Runtime }, (*App).buildSample},
+	{StageEncode, func(t config.Topics) string { return t.Clips }, func(s config.Stages) kafka.Runtime { return s.Encode }, (*App).buildEncode},
+	{StagePool, func(t config.Topics) string { return t.FrameEmbeddings }, func(s config.Stages) kafka.Runtime { return s.Pool.Runtime }, (*App).buildPool},
+	{StageIndex, func(t config.Topics) string { return t.ClipEmbeddings }, func(s config.Stages) kafka.Runtime { return s.Index }, (*App).buildIndex},
+	{StageQuery, func(t config.Topics) string { return t.Queries }, func(s config.Stages) kafka.Runtime { return s.Query.Runtime }, (*App).buildQuery},
 }
 
 // Spec returns the named stage's entry.

@@ -141,13 +141,13 @@ func (s Store) Backend() (string, error) {
 
 // Sample configures the sample stage.
 type Sample struct {
-	kafka.Settings `yaml:",inline"`
-	FPS            float64 `yaml:"fps"`
-	MaxFrames      int     `yaml:"max_frames"`
-	Selection      string  `yaml:"selection"`
-	Mode           string  `yaml:"mode"`
-	WindowS        float64 `yaml:"window_s"`
-	StrideS        float64 `yaml:"stride_s"`
+	kafka.Runtime `yaml:",inline"`
+	FPS           float64 `yaml:"fps"`
+	MaxFrames     int     `yaml:"max_frames"`
+	Selection     string  `yaml:"selection"`
+	Mode          string  `yaml:"mode"`
+	WindowS       float64 `yaml:"window_s"`
+	StrideS       float64 `yaml:"stride_s"`
 	// Shots mode: scene-score threshold and shot length bounds (seconds).
 	SceneThreshold float64       `yaml:"scene_threshold"`
 	MinShotS       float64       `yaml:"min_shot_s"`
@@ -166,26 +166,23 @@ type Sample struct {
 
 // Pool configures the pool stage.
 type Pool struct {
-	kafka.Settings `yaml:",inline"`
-	// Mode is meanP (parameter-free) or seqTransf (the bundle's temporal
-	// head). It is recorded with the collection: vectors pooled one way
-	// cannot be searched or indexed alongside vectors pooled the other.
-	Mode string `yaml:"mode"`
+	kafka.Runtime `yaml:",inline"`
+	pool.Settings `yaml:",inline"`
 }
 
 // Query configures the query stage.
 type Query struct {
-	kafka.Settings `yaml:",inline"`
-	query.Ranking  `yaml:",inline"`
+	kafka.Runtime  `yaml:",inline"`
+	query.Settings `yaml:",inline"`
 }
 
 // Stages configures each stage.
 type Stages struct {
-	Sample Sample         `yaml:"sample"`
-	Encode kafka.Settings `yaml:"encode"`
-	Pool   Pool           `yaml:"pool"`
-	Index  kafka.Settings `yaml:"index"`
-	Query  Query          `yaml:"query"`
+	Sample Sample        `yaml:"sample"`
+	Encode kafka.Runtime `yaml:"encode"`
+	Pool   Pool          `yaml:"pool"`
+	Index  kafka.Runtime `yaml:"index"`
+	Query  Query         `yaml:"query"`
 }
 
 // Default returns the built-in configuration.
@@ -206,14 +203,14 @@ func Default() Config {
 		Telemetry: Telemetry{Addr: ":9464", StuckAfter: 15 * time.Minute},
 		HTTP:      httpapi.Config{}.WithDefaults(),
 		Stages: Stages{
-			Sample: Sample{Settings: kafka.Settings{MaxBatch: 1}, FPS: 1, MaxFrames: 12, Selection: schemas.SelectUniform,
+			Sample: Sample{Runtime: kafka.Runtime{MaxBatch: 1}, FPS: 1, MaxFrames: 12, Selection: schemas.SelectUniform,
 				Mode: schemas.ModeWhole, Codec: schemas.CodecJPEG, Quality: 95, Timeout: 10 * time.Minute,
 				FFmpeg: "ffmpeg", FFprobe: "ffprobe"},
-			Encode: kafka.Settings{MaxBatch: 4, MaxWait: 20 * time.Millisecond},
-			Pool:   Pool{Settings: kafka.Settings{MaxBatch: 16, MaxWait: 10 * time.Millisecond}, Mode: pool.MeanP},
-			Index:  kafka.Settings{MaxBatch: 64, MaxWait: 20 * time.Millisecond},
-			Query: Query{Settings: kafka.Settings{MaxBatch: 32, MaxWait: 10 * time.Millisecond},
-				Ranking: query.Ranking{}.WithDefaults()},
+			Encode: kafka.Runtime{MaxBatch: 4, MaxWait: 20 * time.Millisecond},
+			Pool:   Pool{Runtime: kafka.Runtime{MaxBatch: 16, MaxWait: 10 * time.Millisecond}, Settings: pool.Settings{}.WithDefaults()},
+			Index:  kafka.Runtime{MaxBatch: 64, MaxWait: 20 * time.Millisecond},
+			Query: Query{Runtime: kafka.Runtime{MaxBatch: 32, MaxWait: 10 * time.Millisecond},
+				Settings: query.Settings{}.WithDefaults()},
 		},
 	}
 }
@@ -361,9 +358,9 @@ func (c Config) Validate() error {
 	}
 	for _, st := range []struct {
 		name string
-		s    kafka.Settings
-	}{{"sample", c.Stages.Sample.Settings}, {"encode", c.Stages.Encode}, {"pool", c.Stages.Pool.Settings},
-		{"index", c.Stages.Index}, {"query", c.Stages.Query.Settings}} {
+		s    kafka.Runtime
+	}{{"sample", c.Stages.Sample.Runtime}, {"encode", c.Stages.Encode}, {"pool", c.Stages.Pool.Runtime},
+		{"index", c.Stages.Index}, {"query", c.Stages.Query.Runtime}} {
 		if err := st.s.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("stages.%s: %w", st.name, err))
 		}
@@ -387,10 +384,10 @@ func (c Config) Validate() error {
 	if err := s.Streams.WithDefaults().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("stages.sample.streams: %w", err))
 	}
-	if m := c.Stages.Pool.Mode; m != pool.MeanP && m != pool.SeqTransf {
-		add("stages.pool.mode %q is not supported (want %s or %s)", m, pool.MeanP, pool.SeqTransf)
+	if err := c.Stages.Pool.Settings.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("stages.pool.%w", err))
 	}
-	if err := c.Stages.Query.Ranking.WithDefaults().Validate(); err != nil {
+	if err := c.Stages.Query.Settings.WithDefaults().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("stages.%w", err))
 	}
 	if err := c.HTTP.WithDefaults().Validate(); err != nil {

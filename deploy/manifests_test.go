@@ -221,7 +221,7 @@ type stageConfig struct {
 func stageConfigs(cfg config.Config) map[string]stageConfig {
 	out := map[string]stageConfig{}
 	for _, spec := range app.Stages {
-		out[spec.Name] = stageConfig{spec.Input(cfg.Topics), spec.Settings(cfg.Stages).WithDefaults(spec.Name).DrainTimeout}
+		out[spec.Name] = stageConfig{spec.Input(cfg.Topics), spec.Runtime(cfg.Stages).WithDefaults(spec.Name).DrainTimeout}
 	}
 	return out
 }

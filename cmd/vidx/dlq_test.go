@@ -46,9 +46,9 @@ func TestDLQListAndReplay(t *testing.T) {
 	})
 	dead := make(chan struct{}, 8)
 	st, err := kafka.NewStage(kafka.StageConfig{
-		Name:     "sample",
-		Topics:   []string{"in"},
-		Settings: kafka.Settings{MaxAttempts: 2, BackoffMin: time.Millisecond, BackoffMax: 2 * time.Millisecond},
+		Name:    "sample",
+		Topics:  []string{"in"},
+		Runtime: kafka.Runtime{MaxAttempts: 2, BackoffMin: time.Millisecond, BackoffMax: 2 * time.Millisecond},
 	}, kc, h,
 		slog.New(slog.DiscardHandler), kafka.Hooks{DeadLettered: func(string, pipeline.Message, error) { dead <- struct{}{} }})
 	if err != nil {

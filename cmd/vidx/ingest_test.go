@@ -143,7 +143,7 @@ func TestIngestFollowsToTheIndex(t *testing.T) {
 
 	// A stand-in index stage: it commits what it reads, as the real one
 	// does once the store has the clips.
-	idx, err := kafka.NewStage(kafka.StageConfig{Name: "index", Topics: []string{topics.ClipEmbeddings}, Settings: kafka.Settings{MaxBatch: 16}},
+	idx, err := kafka.NewStage(kafka.StageConfig{Name: "index", Topics: []string{topics.ClipEmbeddings}, Runtime: kafka.Runtime{MaxBatch: 16}},
 		kc, pipeline.PerMessage(func(context.Context, pipeline.Message) ([]pipeline.Output, error) { return nil, nil }),
 		slog.New(slog.DiscardHandler), kafka.Hooks{})
 	if err != nil {

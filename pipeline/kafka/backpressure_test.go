@@ -33,7 +33,7 @@ func TestMaxBatchBytes(t *testing.T) {
 		mu.Unlock()
 		return make([]pipeline.Result, len(batch))
 	})
-	cfg := kafka.StageConfig{Name: "bytes", Topics: []string{"in"}, Settings: kafka.Settings{MaxBatch: 100, MaxWait: 500 * time.Millisecond, MaxBatchBytes: limit}}
+	cfg := kafka.StageConfig{Name: "bytes", Topics: []string{"in"}, Runtime: kafka.Runtime{MaxBatch: 100, MaxWait: 500 * time.Millisecond, MaxBatchBytes: limit}}
 	st, err := kafka.NewStage(cfg, kc, h, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)

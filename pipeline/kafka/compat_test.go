@@ -56,7 +56,7 @@ func testKafkaCalls(t *testing.T, b *kafkatest.Broker) {
 			h := pipeline.PerMessage(func(_ context.Context, m pipeline.Message) ([]pipeline.Output, error) {
 				return []pipeline.Output{{Topic: out, Key: m.Key, Value: m.Value}}, nil
 			})
-			st, err := kafka.NewStage(kafka.StageConfig{Name: "calls", Topics: []string{in}, DeadLetterTopic: dead, Settings: kafka.Settings{Group: group, MaxBatch: 4}},
+			st, err := kafka.NewStage(kafka.StageConfig{Name: "calls", Topics: []string{in}, DeadLetterTopic: dead, Runtime: kafka.Runtime{Group: group, MaxBatch: 4}},
 				kc, h, testLogger(), kafka.Hooks{Committed: func(_ string, msgs []pipeline.Message) { committed <- len(msgs) }})
 			if err != nil {
 				return err

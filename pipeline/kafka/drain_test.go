@@ -36,7 +36,7 @@ func testStopDrainsBatchInHand(t *testing.T, b *kafkatest.Broker) {
 		}
 		return []pipeline.Output{{Topic: out, Key: m.Key, Value: m.Value}}, nil
 	})
-	cfg := kafka.StageConfig{Name: "slow", Topics: []string{in}, DeadLetterTopic: b.Name("dead-letters"), Settings: kafka.Settings{Group: b.Name("vidx-slow"), DrainTimeout: 5 * time.Second}}
+	cfg := kafka.StageConfig{Name: "slow", Topics: []string{in}, DeadLetterTopic: b.Name("dead-letters"), Runtime: kafka.Runtime{Group: b.Name("vidx-slow"), DrainTimeout: 5 * time.Second}}
 	st, err := kafka.NewStage(cfg, kc, h, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func testDrainTimeoutGivesUp(t *testing.T, b *kafkatest.Broker) {
 		<-ctx.Done()
 		return nil, pipeline.Retryable(ctx.Err())
 	})
-	cfg := kafka.StageConfig{Name: "stuck", Topics: []string{in}, DeadLetterTopic: b.Name("dead-letters"), Settings: kafka.Settings{Group: b.Name("vidx-stuck"), DrainTimeout: 200 * time.Millisecond}}
+	cfg := kafka.StageConfig{Name: "stuck", Topics: []string{in}, DeadLetterTopic: b.Name("dead-letters"), Runtime: kafka.Runtime{Group: b.Name("vidx-stuck"), DrainTimeout: 200 * time.Millisecond}}
 	st, err := kafka.NewStage(cfg, kc, stuck, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,7 @@ import (
 	"github.com/vidx/vidx/pipeline"
 )
 
-// KafkaConfig says how to reach the brokers.
+// Config says how to reach the brokers.
 type Config struct {
 	Brokers []string `yaml:"brokers"`
 	// ClientID names this process to the brokers.

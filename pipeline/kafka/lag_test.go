@@ -36,7 +36,7 @@ func TestGroupLag(t *testing.T) {
 	if len(lags) != 2 || total(lags) != 10 {
 		t.Fatalf("before any commit: lags %+v, want 2 partitions totalling 10", lags)
 	}
-	st, err := kafka.NewStage(kafka.StageConfig{Name: "copy", Topics: []string{"in"}, Settings: kafka.Settings{MaxBatch: 4}}, kc,
+	st, err := kafka.NewStage(kafka.StageConfig{Name: "copy", Topics: []string{"in"}, Runtime: kafka.Runtime{MaxBatch: 4}}, kc,
 		pipeline.PerMessage(func(ctx context.Context, m pipeline.Message) ([]pipeline.Output, error) {
 			return []pipeline.Output{{Topic: "out", Key: m.Key, Value: m.Value}}, nil
 		}), testLogger(), kafka.Hooks{})

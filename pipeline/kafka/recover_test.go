@@ -24,7 +24,7 @@ func TestStageRecoversPanics(t *testing.T) {
 		}
 		return []pipeline.Output{{Topic: "out", Key: m.Key, Value: m.Value}}, nil
 	})
-	st, err := kafka.NewStage(kafka.StageConfig{Name: "fragile", Topics: []string{"in"}, Settings: kafka.Settings{BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond}},
+	st, err := kafka.NewStage(kafka.StageConfig{Name: "fragile", Topics: []string{"in"}, Runtime: kafka.Runtime{BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond}},
 		kc, h, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)

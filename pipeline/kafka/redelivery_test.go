@@ -34,9 +34,9 @@ func TestRetriedSubsetIsNotCommittedPast(t *testing.T) {
 		return []pipeline.Output{{Topic: "out", Key: m.Key, Value: m.Value}}, nil
 	})
 	cfg := kafka.StageConfig{
-		Name:     "subset",
-		Topics:   []string{"in"},
-		Settings: kafka.Settings{MaxBatch: 8, MaxWait: 300 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, DrainTimeout: 100 * time.Millisecond},
+		Name:    "subset",
+		Topics:  []string{"in"},
+		Runtime: kafka.Runtime{MaxBatch: 8, MaxWait: 300 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, DrainTimeout: 100 * time.Millisecond},
 	}
 	var outs []pipeline.Output
 	for _, v := range []string{"a", "stuck", "b"} {

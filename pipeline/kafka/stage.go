@@ -18,9 +18,9 @@ import (
 	"github.com/vidx/vidx/telemetry"
 )
 
-// Settings are the runtime settings a deployment tunes per stage. The zero
+// Runtime holds the runtime settings a deployment tunes per stage. The zero
 // value of each field means its default.
-type Settings struct {
+type Runtime struct {
 	// Group is the consumer group; replicas of a stage share it. Defaults to
 	// "vidx-" + the stage's name. Two deployments on one Kafka cluster need
 	// their own.
@@ -51,7 +51,7 @@ type Settings struct {
 }
 
 // WithDefaults fills unset fields; name is the stage's, for its group.
-func (c Settings) WithDefaults(name string) Settings {
+func (c Runtime) WithDefaults(name string) Runtime {
 	if c.Group == "" {
 		c.Group = "vidx-" + name
 	}
@@ -87,7 +87,7 @@ func (c Settings) WithDefaults(name string) Settings {
 
 // Validate checks the settings as given; unset fields are valid (they take
 // their defaults).
-func (c Settings) Validate() error {
+func (c Runtime) Validate() error {
 	var errs []error
 	for _, f := range []struct {
 		name string
@@ -107,12 +107,12 @@ func (c Settings) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c Settings) backoff() pipeline.Backoff {
+func (c Runtime) backoff() pipeline.Backoff {
 	return pipeline.Backoff{Min: c.BackoffMin, Max: c.BackoffMax}
 }
 
 // StageConfig configures one stage's consumption: what it reads and where
-// its dead letters go, and its Settings.
+// its dead letters go, and its Runtime settings.
 type StageConfig struct {
 	// Name identifies the stage in logs and dead letters.
 	Name string `yaml:"name"`
@@ -120,7 +120,7 @@ type StageConfig struct {
 	Topics []string `yaml:"topics"`
 	// DeadLetterTopic receives messages the handler gave up on.
 	DeadLetterTopic string `yaml:"dead_letter_topic"`
-	Settings        `yaml:",inline"`
+	Runtime         `yaml:",inline"`
 }
 
 // WithDefaults fills unset fields.
@@ -128,7 +128,7 @@ func (c StageConfig) WithDefaults() StageConfig {
 	if c.DeadLetterTopic == "" {
 		c.DeadLetterTopic = "dead-letters"
 	}
-	c.Settings = c.Settings.WithDefaults(c.Name)
+	c.Runtime = c.Runtime.WithDefaults(c.Name)
 	return c
 }
 
@@ -145,7 +145,7 @@ func (c StageConfig) Validate() error {
 			return fmt.Errorf("stage %s: input topic %q is also the dead-letter topic", c.Name, t)
 		}
 	}
-	if err := c.Settings.Validate(); err != nil {
+	if err := c.Runtime.Validate(); err != nil {
 		return fmt.Errorf("stage %s: %w", c.Name, err)
 	}
 	return nil

@@ -100,9 +100,9 @@ func TestStageDeliversAndDeadLetters(t *testing.T) {
 	})
 	var retries atomic.Int32
 	st, err := kafka.NewStage(kafka.StageConfig{
-		Name:     "upper",
-		Topics:   []string{"in"},
-		Settings: kafka.Settings{MaxBatch: 4, MaxAttempts: 2, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
+		Name:    "upper",
+		Topics:  []string{"in"},
+		Runtime: kafka.Runtime{MaxBatch: 4, MaxAttempts: 2, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
 	}, kc, h, testLogger(), kafka.Hooks{Retrying: func(string, pipeline.Message, int, error) { retries.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +166,7 @@ func TestStageResumesFromCommittedOffsets(t *testing.T) {
 		seen.Add(1)
 		return []pipeline.Output{{Topic: "out", Key: m.Key, Value: m.Value}}, nil
 	})
-	cfg := kafka.StageConfig{Name: "copy", Topics: []string{"in"}, Settings: kafka.Settings{MaxBatch: 8}}
+	cfg := kafka.StageConfig{Name: "copy", Topics: []string{"in"}, Runtime: kafka.Runtime{MaxBatch: 8}}
 	produce := func(from, to int) {
 		var in []pipeline.Output
 		for i := from; i < to; i++ {

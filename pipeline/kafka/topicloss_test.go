@@ -47,7 +47,7 @@ func testOutputTopicDeleted(t *testing.T, b *kafkatest.Broker) {
 		Name:            "relay",
 		Topics:          []string{in},
 		DeadLetterTopic: b.Name("dead-letters"),
-		Settings:        kafka.Settings{Group: group, BackoffMax: time.Second},
+		Runtime:         kafka.Runtime{Group: group, BackoffMax: time.Second},
 	}, kc, h, slog.New(slog.NewTextHandler(&logs, nil)), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)

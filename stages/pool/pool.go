@@ -20,6 +20,30 @@ const (
 	SeqTransf = "seqTransf"
 )
 
+// Settings are the pool stage's tunables, as a deployment sets them.
+type Settings struct {
+	// Mode is MeanP (parameter-free) or SeqTransf (the bundle's temporal
+	// head). It is recorded with the collection: vectors pooled one way
+	// cannot be searched or indexed alongside vectors pooled the other.
+	Mode string `yaml:"mode"`
+}
+
+// WithDefaults fills unset fields.
+func (s Settings) WithDefaults() Settings {
+	if s.Mode == "" {
+		s.Mode = MeanP
+	}
+	return s
+}
+
+// Validate checks the settings after defaults.
+func (s Settings) Validate() error {
+	if s.Mode != MeanP && s.Mode != SeqTransf {
+		return fmt.Errorf("mode %q is not supported (want %s or %s)", s.Mode, MeanP, SeqTransf)
+	}
+	return nil
+}
+
 // Pooler pools several clips at once so a model-based pooler can run one
 // padded batch. Each element of clips is one clip's frame embeddings.
 type Pooler interface {

@@ -46,7 +46,7 @@ func (p *pickyStore) SearchBatch(ctx context.Context, c string, reqs []sinks.Sea
 func TestErrorsReachTheAsker(t *testing.T) {
 	ctx := context.Background()
 	data, enc, _ := batchFixture()
-	h, err := New(ctx, Config{Model: "m", Ranking: Ranking{Rerank: RerankNone}}, enc, &pickyStore{batchStore{sliceStore: data}}, nil)
+	h, err := New(ctx, Config{Model: "m", Settings: Settings{Rerank: RerankNone}}, enc, &pickyStore{batchStore{sliceStore: data}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestReplyAfterGivingUp(t *testing.T) {
 func TestMinScore(t *testing.T) {
 	ctx := context.Background()
 	data, enc, _ := batchFixture()
-	h, err := New(ctx, Config{Ranking: Ranking{BankSize: 4}}, enc, data, nil)
+	h, err := New(ctx, Config{Settings: Settings{BankSize: 4}}, enc, data, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

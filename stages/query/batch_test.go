@@ -66,7 +66,7 @@ func batchFixture() (sliceStore, mapEncoder, []schemas.Query) {
 func TestMicroBatchUsesOneBatchSearch(t *testing.T) {
 	ctx := context.Background()
 	data, enc, queries := batchFixture()
-	cfg := Config{Ranking: Ranking{Candidates: 3, BankSize: 8}}
+	cfg := Config{Settings: Settings{Candidates: 3, BankSize: 8}}
 
 	plain, err := New(ctx, cfg, enc, data, nil)
 	if err != nil {

@@ -80,7 +80,7 @@ func colourStore() sliceStore {
 func TestQueryByExample(t *testing.T) {
 	ctx := context.Background()
 	tower := &meanColour{size: 8}
-	h, err := New(ctx, Config{Ranking: Ranking{Rerank: RerankSymmetric, BankSize: 8}}, mapEncoder{"x": unit(0.9, 0.1)}, colourStore(), nil,
+	h, err := New(ctx, Config{Settings: Settings{Rerank: RerankSymmetric, BankSize: 8}}, mapEncoder{"x": unit(0.9, 0.1)}, colourStore(), nil,
 		WithImageEncoder(tower, [3]float32{}, [3]float32{}))
 	if err != nil {
 		t.Fatal(err)

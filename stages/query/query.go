@@ -28,9 +28,9 @@ import (
 	"github.com/vidx/vidx/telemetry"
 )
 
-// Ranking holds the query stage's tunables, as a deployment sets them:
+// Settings are the query stage's tunables, as a deployment sets them:
 // how many candidates, how many hits, and how they are re-ranked.
-type Ranking struct {
+type Settings struct {
 	// Candidates is how many clips are fetched from the store per query
 	// before re-ranking.
 	Candidates int `yaml:"candidates"`
@@ -46,7 +46,7 @@ type Ranking struct {
 }
 
 // WithDefaults fills unset fields.
-func (c Ranking) WithDefaults() Ranking {
+func (c Settings) WithDefaults() Settings {
 	if c.Candidates == 0 {
 		c.Candidates = 100
 	}
@@ -66,7 +66,7 @@ func (c Ranking) WithDefaults() Ranking {
 }
 
 // Validate checks the settings after defaults.
-func (c Ranking) Validate() error {
+func (c Settings) Validate() error {
 	switch {
 	case c.Candidates < 1 || c.Candidates > 10000:
 		return fmt.Errorf("query: candidates %d out of range [1, 10000]", c.Candidates)
@@ -82,7 +82,7 @@ func (c Ranking) Validate() error {
 	return nil
 }
 
-// Config configures the query stage: its Ranking and what the process
+// Config configures the query stage: its Settings and what the process
 // wires in.
 type Config struct {
 	Collection string `yaml:"collection"`
@@ -90,7 +90,7 @@ type Config struct {
 	// are meaningless to this text encoder.
 	Model        string `yaml:"model"`
 	Pooling      string `yaml:"pooling"`
-	Ranking      `yaml:",inline"`
+	Settings     `yaml:",inline"`
 	ResultsTopic string `yaml:"results_topic"`
 }
 
@@ -99,7 +99,7 @@ func (c Config) WithDefaults() Config {
 	if c.Collection == "" {
 		c.Collection = "clips"
 	}
-	c.Ranking = c.Ranking.WithDefaults()
+	c.Settings = c.Settings.WithDefaults()
 	if c.ResultsTopic == "" {
 		c.ResultsTopic = "results"
 	}
@@ -107,7 +107,7 @@ func (c Config) WithDefaults() Config {
 }
 
 // Validate checks the configuration.
-func (c Config) Validate() error { return c.Ranking.Validate() }
+func (c Config) Validate() error { return c.Settings.Validate() }
 
 // Searcher is the part of sinks.Store the query stage uses.
 type Searcher interface {

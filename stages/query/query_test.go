@@ -148,7 +148,7 @@ func TestBankChangesRankingAsTheFormulaSays(t *testing.T) {
 		}
 		return res[0]
 	}
-	cfg := Config{Model: "m", Ranking: Ranking{Rerank: RerankCAMoE, Temperature: 0.1}}
+	cfg := Config{Model: "m", Settings: Settings{Rerank: RerankCAMoE, Temperature: 0.1}}
 
 	h, err := New(ctx, cfg, enc, store, nil)
 	if err != nil {
@@ -245,7 +245,7 @@ func TestFiltersReachTheStore(t *testing.T) {
 		{ID: "b", Vector: []float32{0.9, 0.1, 0.42}, Payload: sinks.Payload{VideoID: "B", StartS: 10, Metadata: map[string]string{"camera": "south"}, WallStart: noon}},
 		{ID: "c", Vector: []float32{0.8, 0.6, 0}, Payload: sinks.Payload{VideoID: "C", StartS: 20, WallStart: noon.Add(time.Hour)}},
 	}
-	h, err := New(ctx, Config{Ranking: Ranking{Rerank: RerankNone}}, mapEncoder{"q": unit(1, 0)}, store, nil)
+	h, err := New(ctx, Config{Settings: Settings{Rerank: RerankNone}}, mapEncoder{"q": unit(1, 0)}, store, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

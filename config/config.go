@@ -209,7 +209,7 @@ func Default() Config {
 			Encode: kafka.Runtime{MaxBatch: 4, MaxWait: 20 * time.Millisecond},
 			Pool:   Pool{Runtime: kafka.Runtime{MaxBatch: 16, MaxWait: 10 * time.Millisecond}, Settings: pool.Settings{}.WithDefaults()},
 			Index:  kafka.Runtime{MaxBatch: 64, MaxWait: 20 * time.Millisecond},
-			Query: Query{Runtime: kafka.Runtime{MaxBatch: 32, MaxWait: 10 * time.Millisecond},
+			Query: Query{Runtime: kafka.Runtime{MaxBatch: 32, MaxWait: 10 * time.Millisecond, Eager: true},
 				Settings: query.Settings{}.WithDefaults()},
 		},
 	}

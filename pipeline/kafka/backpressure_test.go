@@ -67,3 +67,61 @@ func TestMaxBatchBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestEager checks an eager stage hands a lone message to its handler at
+// once, though MaxWait is an hour, and still batches a backlog the reader
+// has prefetched.
+func TestEager(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kc := startBroker(t, "in", "out", "dead-letters")
+	batches := make(chan int, 100)
+	release := make(chan struct{})
+	h := pipeline.HandlerFunc(func(_ context.Context, batch []pipeline.Message) []pipeline.Result {
+		batches <- len(batch)
+		<-release
+		return make([]pipeline.Result, len(batch))
+	})
+	cfg := kafka.StageConfig{Name: "eager", Topics: []string{"in"}, Runtime: kafka.Runtime{MaxBatch: 50, MaxWait: time.Hour, Eager: true}}
+	st, err := kafka.NewStage(cfg, kc, h, testLogger(), kafka.Hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runStage(t, ctx, st)
+	produce := func(n int) {
+		var outs []pipeline.Output
+		for range n {
+			outs = append(outs, pipeline.Output{Topic: "in", Key: []byte("one-partition"), Value: []byte("q")})
+		}
+		if err := kafka.Produce(ctx, kc, outs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(1)
+	select {
+	case n := <-batches:
+		if n != 1 {
+			t.Fatalf("first batch has %d messages, want the lone one", n)
+		}
+	case <-ctx.Done():
+		t.Fatal("a lone message waited for company: the handler never ran")
+	}
+	// While the handler holds the first batch, a backlog arrives and is
+	// prefetched; the next batch takes more than one of it.
+	produce(20)
+	time.Sleep(2 * time.Second)
+	close(release)
+	total, most := 0, 0
+	for total < 20 {
+		select {
+		case n := <-batches:
+			total += n
+			most = max(most, n)
+		case <-ctx.Done():
+			t.Fatalf("got %d of 20 backlog messages", total)
+		}
+	}
+	if most < 2 {
+		t.Errorf("a prefetched backlog was handled one message at a time")
+	}
+}

@@ -29,6 +29,11 @@ type Runtime struct {
 	// MaxBatch messages, waiting at most MaxWait after the first one.
 	MaxBatch int           `yaml:"max_batch"`
 	MaxWait  time.Duration `yaml:"max_wait"`
+	// Eager ends a batch as soon as no further message is already fetched,
+	// instead of waiting up to MaxWait for more: a lone message (a query
+	// when no other is pending) is handled at once, while a backlog still
+	// fills batches from what the reader has prefetched.
+	Eager bool `yaml:"eager"`
 	// MaxBatchBytes stops gathering a batch once its message values reach
 	// this many bytes (the message that crosses it is kept), so a burst of
 	// large messages cannot grow a batch, and the handler's work on it,
@@ -404,6 +409,9 @@ func (s *Stage) fetchBatch(ctx context.Context, r *kafkago.Reader) ([]pipeline.M
 	wait, cancel := context.WithTimeout(ctx, s.cfg.MaxWait)
 	defer cancel()
 	for len(batch) < s.cfg.MaxBatch && size < s.cfg.MaxBatchBytes {
+		if s.cfg.Eager && r.Stats().QueueLength == 0 {
+			break
+		}
 		m, err := r.FetchMessage(wait)
 		if err != nil {
 			break

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/telemetry"
@@ -93,10 +91,10 @@ func (s *Streams) runStream(ctx context.Context, spec schemas.StreamSpec, st sch
 		}
 		st.Restarts++
 		s.setState(ctx, &st, schemas.StreamReconnecting, err)
-		wait := s.backoff(attempt)
+		wait := s.cfg.backoff().Delay(attempt + 1)
 		attempt++
 		log.Info("stream restarting", "in", wait.Round(time.Millisecond), "err", err)
-		if sleepCtx(ctx, wait) != nil {
+		if pipeline.Sleep(ctx, wait) != nil {
 			dctx, cancel := drain()
 			s.setState(dctx, &st, schemas.StreamStopped, nil)
 			cancel()
@@ -177,12 +175,12 @@ func (s *Streams) emitWindow(ctx context.Context, spec schemas.StreamSpec, st *s
 	if err != nil {
 		return fmt.Errorf("stream %s window %d: %w", spec.StreamID, w.Index, err)
 	}
-	if err := s.produce(ctx, kafkago.Message{Topic: s.env.ClipsTopic, Key: []byte(spec.StreamID), Value: value}); err != nil {
+	if err := s.produce(ctx, pipeline.Output{Topic: s.env.ClipsTopic, Key: []byte(spec.StreamID), Value: value}); err != nil {
 		return fmt.Errorf("stream %s window %d: produce clip: %w", spec.StreamID, w.Index, err)
 	}
 	// A lost thumbnail only costs a picture: it never holds the stream back.
 	if thumb, err := thumbnail(s.env.ThumbnailTopic, spec.StreamID, w.Index, w.Frames); err == nil && thumb != nil {
-		if err := s.produce(ctx, kafkago.Message{Topic: thumb.Topic, Key: thumb.Key, Value: thumb.Value}); err != nil {
+		if err := s.produce(ctx, *thumb); err != nil {
 			s.log.Warn("stream thumbnail not produced", "stream_id", spec.StreamID, "window", w.Index, "err", err)
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"os"
 	"reflect"
 	"slices"
@@ -14,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
@@ -179,7 +177,7 @@ type Streams struct {
 	cfg StreamsConfig
 	env StreamsEnv
 	log *slog.Logger
-	w   *kafkago.Writer
+	p   *kafka.Producer
 	now func() time.Time
 
 	mu     sync.Mutex
@@ -223,7 +221,7 @@ func NewStreams(cfg StreamsConfig, env StreamsEnv) (*Streams, error) {
 	}
 	return &Streams{
 		cfg: cfg, env: env, log: env.Logger.With("component", "streams"),
-		w: kafka.NewWriter(env.Kafka), now: time.Now, status: map[string]*StreamStatus{},
+		p: kafka.NewProducer(env.Kafka, cfg.backoff(), env.Logger.With("component", "streams")), now: time.Now, status: map[string]*StreamStatus{},
 	}, nil
 }
 
@@ -256,67 +254,24 @@ func (s *Streams) Status() []StreamStatus {
 // assigned to this replica until ctx ends; then it stops them, writes their
 // state and leaves the group.
 func (s *Streams) Run(ctx context.Context) error {
-	defer s.w.Close()
+	defer s.p.Close()
 	for {
 		err := kafka.EnsureCompactedTopics(ctx, s.env.Kafka, s.env.RegistryTopic, s.env.StateTopic)
 		if err == nil {
 			break
 		}
 		s.log.Warn("creating the stream topics failed, retrying", "err", err)
-		if sleepCtx(ctx, s.cfg.BackoffMin) != nil {
+		if pipeline.Sleep(ctx, s.cfg.BackoffMin) != nil {
 			return nil
 		}
 	}
-	kc := s.env.Kafka
-	cg, err := kafkago.NewConsumerGroup(kafkago.ConsumerGroupConfig{
-		ID:                s.cfg.Group,
-		Brokers:           kc.Brokers,
-		Topics:            []string{s.env.RegistryTopic},
-		HeartbeatInterval: time.Second,
-		SessionTimeout:    10 * time.Second,
-		RebalanceTimeout:  15 * time.Second,
-		JoinGroupBackoff:  500 * time.Millisecond,
-		StartOffset:       kafkago.FirstOffset,
-		Dialer:            kc.Dialer(),
-		Logger:            kafkaLog{s.log, slog.LevelDebug - 4},
-		ErrorLogger:       kafkaLog{s.log, slog.LevelDebug},
-	})
-	if err != nil {
+	s.log.Info("streams started", "registry", s.env.RegistryTopic, "group", s.cfg.Group)
+	m := kafka.Member{Group: s.cfg.Group, Topic: s.env.RegistryTopic, Backoff: s.cfg.backoff(), Log: s.log}
+	if err := m.Run(ctx, s.env.Kafka, s.generation); err != nil {
 		return fmt.Errorf("sample: streams group: %w", err)
 	}
-	s.log.Info("streams started", "registry", s.env.RegistryTopic, "group", s.cfg.Group)
-	for {
-		gen, err := cg.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			s.log.Warn("streams group", "err", err)
-			if sleepCtx(ctx, s.cfg.BackoffMin) != nil {
-				break
-			}
-			continue
-		}
-		var parts []int
-		for _, a := range gen.Assignments[s.env.RegistryTopic] {
-			parts = append(parts, a.ID)
-		}
-		slices.Sort(parts)
-		gen.Start(func(gctx context.Context) { s.generation(gctx, gen.ID, parts) })
-	}
-	// Closing ends the generation, which stops the streams, then leaves.
-	_ = cg.Close()
 	s.log.Info("streams stopped")
 	return nil
-}
-
-type kafkaLog struct {
-	log   *slog.Logger
-	level slog.Level
-}
-
-func (l kafkaLog) Printf(format string, args ...any) {
-	l.log.Log(context.Background(), l.level, fmt.Sprintf(format, args...))
 }
 
 // registryRecord is a record of the registry topic, decoded or not.
@@ -506,7 +461,7 @@ func (s *Streams) registryPartitions(ctx context.Context) ([]int, error) {
 			return parts, err
 		}
 		s.log.Warn("reading the registry's partitions failed, retrying", "err", err)
-		if sleepCtx(ctx, s.cfg.BackoffMin) != nil {
+		if pipeline.Sleep(ctx, s.cfg.BackoffMin) != nil {
 			return nil, ctx.Err()
 		}
 	}
@@ -520,7 +475,7 @@ func (s *Streams) readStates(ctx context.Context) (map[string]schemas.StreamStat
 			return states, err
 		}
 		s.log.Warn("reading stream states failed, retrying", "err", err)
-		if sleepCtx(ctx, s.cfg.BackoffMin) != nil {
+		if pipeline.Sleep(ctx, s.cfg.BackoffMin) != nil {
 			return nil, ctx.Err()
 		}
 	}
@@ -610,40 +565,17 @@ func (s *Streams) writeState(ctx context.Context, st *schemas.StreamState) error
 	if err != nil {
 		return err
 	}
-	return s.produce(ctx, kafkago.Message{Topic: s.env.StateTopic, Key: []byte(st.StreamID), Value: value})
+	return s.produce(ctx, pipeline.Output{Topic: s.env.StateTopic, Key: []byte(st.StreamID), Value: value})
 }
 
-// produce writes msgs, retrying with backoff until they are acknowledged
+// produce writes outs, retrying with backoff until they are acknowledged
 // or ctx ends.
-func (s *Streams) produce(ctx context.Context, msgs ...kafkago.Message) error {
-	for attempt := 0; ; attempt++ {
-		err := s.w.WriteMessages(ctx, msgs...)
-		if err == nil || ctx.Err() != nil {
-			return err
-		}
-		s.log.Warn("stream produce failed, retrying", "attempt", attempt+1, "err", err)
-		if sleepCtx(ctx, s.backoff(attempt)) != nil {
-			return err
-		}
-	}
+func (s *Streams) produce(ctx context.Context, outs ...pipeline.Output) error {
+	return s.p.Produce(ctx, outs...)
 }
 
-// backoff is exponential with jitter in its upper half.
-func (s *Streams) backoff(attempt int) time.Duration {
-	d := s.cfg.BackoffMin << min(attempt, 20)
-	if d > s.cfg.BackoffMax || d <= 0 {
-		d = s.cfg.BackoffMax
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+// backoff paces the streams' retries: restarts of a failed stream, and
+// writes to its topics.
+func (c StreamsConfig) backoff() pipeline.Backoff {
+	return pipeline.Backoff{Min: c.BackoffMin, Max: c.BackoffMax}
 }

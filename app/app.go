@@ -20,6 +20,7 @@ import (
 	"github.com/vidx/vidx/sinks"
 	embeddedstore "github.com/vidx/vidx/sinks/embedded"
 	"github.com/vidx/vidx/sinks/qdrant"
+	"github.com/vidx/vidx/sourceguard"
 	"github.com/vidx/vidx/stages/encode"
 	"github.com/vidx/vidx/stages/index"
 	"github.com/vidx/vidx/stages/pool"
@@ -283,7 +284,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 	switch name {
 	case StageSample:
 		s := cfg.Stages.Sample
-		guard, err := sample.NewGuard(s.Sources)
+		guard, err := sourceguard.NewGuard(s.Sources)
 		if err != nil {
 			return nil, err
 		}

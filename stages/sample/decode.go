@@ -18,6 +18,7 @@ import (
 
 	"github.com/vidx/vidx/encoders/preprocess"
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/sourceguard"
 )
 
 // ErrTimeout is wrapped by errors from a Probe or Clips call that ran past
@@ -60,9 +61,9 @@ func NewDecoder(opts Options) (*Decoder, error) {
 			return nil, fmt.Errorf("sample: %w", err)
 		}
 	}
-	d := &Decoder{opts: opts, rwTimeout: netTimeout}
+	d := &Decoder{opts: opts, rwTimeout: sourceguard.DefaultIOTimeout}
 	if opts.Guard != nil {
-		d.rwTimeout = opts.Guard.p.IOTimeout
+		d.rwTimeout = opts.Guard.Policy().IOTimeout
 	}
 	return d, nil
 }
@@ -79,18 +80,18 @@ func (d *Decoder) withTimeout(ctx context.Context) (context.Context, context.Can
 
 // ctxError replaces err by the reason ctx ended, if it did: our own timeout
 // (see ErrTimeout) or the caller giving up, which is not the input's fault.
-func (d *Decoder) ctxError(ctx context.Context, src source, err error) error {
+func (d *Decoder) ctxError(ctx context.Context, src sourceguard.Source, err error) error {
 	if ctx.Err() == nil {
 		return err
 	}
 	if errors.Is(context.Cause(ctx), ErrTimeout) {
-		e := fmt.Errorf("%s: %w after %v", src.uri, ErrTimeout, d.opts.Timeout)
-		if src.remote {
+		e := fmt.Errorf("%s: %w after %v", src.URI, ErrTimeout, d.opts.Timeout)
+		if src.Remote {
 			return pipeline.Retryable(e)
 		}
 		return e
 	}
-	return fmt.Errorf("%s: %w", src.uri, context.Cause(ctx))
+	return fmt.Errorf("%s: %w", src.URI, context.Cause(ctx))
 }
 
 // Clips decodes uri and calls fn with each clip as soon as it is complete:
@@ -115,49 +116,49 @@ func (d *Decoder) Clips(ctx context.Context, uri string, fn func(Clip) error) er
 // open checks uri: with Options.Guard against the source policy (live
 // sources are refused: they are streams, not jobs), otherwise as a path or
 // an http(s) URL.
-func (d *Decoder) open(ctx context.Context, uri string) (source, *filterProxy, error) {
+func (d *Decoder) open(ctx context.Context, uri string) (sourceguard.Source, *sourceguard.Proxy, error) {
 	g := d.opts.Guard
 	if g == nil {
 		src, err := parseSource(uri)
 		return src, nil, err
 	}
-	src, err := g.source(ctx, uri, d.opts.Size)
-	if err == nil && src.live() {
-		err = pipeline.Poisonf("%s is a live source: register it on the streams topic instead of sending a video job", src.uri)
+	src, err := g.Open(ctx, uri, d.opts.Size)
+	if err == nil && src.Live() {
+		err = pipeline.Poisonf("%s is a live source: register it on the streams topic instead of sending a video job", src.URI)
 	}
 	if err != nil {
-		src.close()
+		src.Close()
 		return src, nil, err
 	}
-	var px *filterProxy
-	if src.proxied {
-		if px, err = g.startProxy(src.uri, d.opts.Logger); err != nil {
-			src.close()
+	var px *sourceguard.Proxy
+	if src.Proxied {
+		if px, err = g.StartProxy(src.URI, d.opts.Logger); err != nil {
+			src.Close()
 			return src, nil, err
 		}
 	}
 	return src, px, nil
 }
 
-func (d *Decoder) release(src *source, px *filterProxy) {
+func (d *Decoder) release(src *sourceguard.Source, px *sourceguard.Proxy) {
 	if px != nil {
 		px.Close()
 	}
-	src.close()
+	src.Close()
 }
 
 // failure explains a failed ffmpeg or ffprobe run: a request the source
 // proxy refused is the reason when there is one.
-func failure(src source, px *filterProxy, tool string, runErr error, stderr string) error {
+func failure(src sourceguard.Source, px *sourceguard.Proxy, tool string, runErr error, stderr string) error {
 	if px != nil {
 		if r := px.Refusal(); r != nil {
 			return r
 		}
 	}
-	return classifyFailure(src, tool, runErr, src.scrub(stderr))
+	return classifyFailure(src, tool, runErr, src.Scrub(stderr))
 }
 
-func proxyURL(px *filterProxy) string {
+func proxyURL(px *sourceguard.Proxy) string {
 	if px == nil {
 		return ""
 	}
@@ -168,12 +169,12 @@ func proxyURL(px *filterProxy) string {
 // the fps filter, as raw RGB24 on stdout. The final scale to the probed size
 // is a no-op for well-formed input and guarantees the frame size the reader
 // relies on even if the probe and the decoder disagree.
-func (d *Decoder) ffmpegArgs(src source, px *filterProxy, p probed) []string {
+func (d *Decoder) ffmpegArgs(src sourceguard.Source, px *sourceguard.Proxy, p probed) []string {
 	out := ffmpeg.KwArgs{"format": "rawvideo", "pix_fmt": "rgb24"}
 	if d.opts.Mode == ModeWhole && d.opts.Selection == SelectHead {
 		out["frames:v"] = strconv.Itoa(d.opts.MaxFrames) // nothing after them is used
 	}
-	stream := ffmpeg.Input(src.input, src.inputArgs(d.rwTimeout, proxyURL(px))).
+	stream := ffmpeg.Input(src.Input, inputArgs(src, d.rwTimeout, proxyURL(px))).
 		Get("v:"+strconv.Itoa(p.videoOrdinal)).
 		Filter("fps", ffmpeg.Args{strconv.FormatFloat(d.opts.FPS, 'f', -1, 64)}).
 		Filter("scale", ffmpeg.Args{fmt.Sprintf("%d:%d", p.Width, p.Height)}).
@@ -181,22 +182,22 @@ func (d *Decoder) ffmpegArgs(src source, px *filterProxy, p probed) []string {
 	return append([]string{"-hide_banner", "-nostdin", "-v", "error"}, stream.GetArgs()...)
 }
 
-func (d *Decoder) decode(ctx context.Context, src source, px *filterProxy, p probed, fn func(Clip) error) error {
+func (d *Decoder) decode(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy, p probed, fn func(Clip) error) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	args := d.ffmpegArgs(src, px, p)
 	cmd := command(runCtx, d.opts.FFmpegPath, args)
-	src.prepare(cmd)
+	src.Prepare(cmd)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return fmt.Errorf("%s: ffmpeg stdout: %w", src.uri, err)
+		return fmt.Errorf("%s: ffmpeg stdout: %w", src.URI, err)
 	}
 	stderr := newTailBuffer(stderrLimit)
 	cmd.Stderr = stderr
-	log := d.opts.Logger.With("uri", src.uri)
-	log.DebugContext(ctx, "sample: exec", "cmd", d.opts.FFmpegPath, "args", src.scrub(strings.Join(args, " ")))
+	log := d.opts.Logger.With("uri", src.URI)
+	log.DebugContext(ctx, "sample: exec", "cmd", d.opts.FFmpegPath, "args", src.Scrub(strings.Join(args, " ")))
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%s: %w", src.uri, &execStartError{tool: d.opts.FFmpegPath, err: err})
+		return fmt.Errorf("%s: %w", src.URI, &execStartError{tool: d.opts.FFmpegPath, err: err})
 	}
 
 	s := newSampler(d.opts, p)
@@ -243,7 +244,7 @@ func (d *Decoder) decode(ctx context.Context, src source, px *filterProxy, p pro
 		log.WarnContext(ctx, "sample: ignoring partial frame at end of ffmpeg output", "err", readErr, "frames", s.count)
 	}
 	if s.count == 0 {
-		return pipeline.Poisonf("%s: no video frames decoded (probed duration %.3fs)", src.uri, p.DurationS)
+		return pipeline.Poisonf("%s: no video frames decoded (probed duration %.3fs)", src.URI, p.DurationS)
 	}
 	return s.finish(ctx, fn, log)
 }

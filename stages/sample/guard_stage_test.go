@@ -15,6 +15,7 @@ import (
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/pipeline/embedded"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sourceguard"
 )
 
 func startTestBroker(t *testing.T) pipeline.KafkaConfig {
@@ -94,7 +95,7 @@ func TestJobsRefusedAreDeadLettered(t *testing.T) {
 	tlsSrv := httptest.NewTLSServer(mux)
 	defer tlsSrv.Close()
 
-	g := loopbackGuard(t, SourcePolicy{FileRoots: []string{root}, IOTimeout: 5 * time.Second,
+	g := loopbackGuard(t, sourceguard.SourcePolicy{FileRoots: []string{root}, IOTimeout: 5 * time.Second,
 		Resolver: fakeResolver{"metadata.test": {"169.254.169.254"}}})
 	handler, err := NewStage(StageConfig{Options: Options{Guard: g, Logger: testLog(t)}, OutputTopic: "clips"})
 	if err != nil {

@@ -3,6 +3,8 @@ package sample
 import (
 	"bytes"
 	"context"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,22 @@ import (
 
 	"github.com/vidx/vidx/internal/testenv"
 )
+
+// fakeResolver answers from a table, like a DNS server an attacker
+// controls.
+type fakeResolver map[string][]string
+
+func (r fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	addrs, ok := r[host]
+	if !ok {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		out = append(out, netip.MustParseAddr(a))
+	}
+	return out, nil
+}
 
 // requireFFmpeg skips tests that need the real tools (fails them under
 // make test, which installs the tools).

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vidx/vidx/encoders/preprocess"
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/sourceguard"
 )
 
 // ErrStalled is wrapped by a stream run that the watchdog stopped because
@@ -40,7 +41,7 @@ type StreamOptions struct {
 
 	FFmpegPath string
 	// Guard checks the source; required.
-	Guard *Guard
+	Guard *sourceguard.Guard
 	// StallTimeout is how long the watchdog waits for a frame before it
 	// kills ffmpeg; default 30s.
 	StallTimeout time.Duration
@@ -64,7 +65,7 @@ func (o StreamOptions) options() Options {
 type StreamDecoder struct {
 	o     StreamOptions
 	win   Options
-	guard *Guard
+	guard *sourceguard.Guard
 	log   *slog.Logger
 }
 
@@ -122,16 +123,16 @@ const seekMargin = 5.0
 // sources that keep their clock), or for files and VOD from resume's end,
 // calling emit with each window as soon as it is complete. It returns when
 // the source ends, fails, stalls, emit fails or ctx ends. Errors wrapping a
-// *RefusedError are the source policy's verdict.
+// *sourceguard.RefusedError are the source policy's verdict.
 func (d *StreamDecoder) Run(ctx context.Context, uri string, resume *Resume, emit func(Window) error) (res RunResult, err error) {
-	src, err := d.guard.source(ctx, uri, d.win.Size)
-	defer src.close()
+	src, err := d.guard.Open(ctx, uri, d.win.Size)
+	defer src.Close()
 	if err != nil {
 		return res, err
 	}
-	var px *filterProxy
-	if src.proxied {
-		if px, err = d.guard.startProxy(src.uri, d.log); err != nil {
+	var px *sourceguard.Proxy
+	if src.Proxied {
+		if px, err = d.guard.StartProxy(src.URI, d.log); err != nil {
 			return res, err
 		}
 		defer px.Close()
@@ -149,7 +150,7 @@ func (d *StreamDecoder) Run(ctx context.Context, uri string, resume *Resume, emi
 		if !errors.Is(err, errOvershot) {
 			return res, err
 		}
-		d.log.DebugContext(ctx, "sample: seek landed after the resume point; seeking from further back", "uri", src.uri, "seek", seek)
+		d.log.DebugContext(ctx, "sample: seek landed after the resume point; seeking from further back", "uri", src.URI, "seek", seek)
 	}
 }
 
@@ -167,24 +168,24 @@ var errOvershot = errors.New("seek landed after the resume point")
 
 // run runs ffmpeg once over an opened source. seek > 0 starts a file
 // there; from is the stream time the run must not start after.
-func (d *StreamDecoder) run(ctx context.Context, src source, px *filterProxy, resume *Resume, seek, from float64, emit func(Window) error) (res RunResult, err error) {
+func (d *StreamDecoder) run(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy, resume *Resume, seek, from float64, emit func(Window) error) (res RunResult, err error) {
 	args := d.args(src, px, resume, seek)
 	runCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	cmd := command(runCtx, d.win.FFmpegPath, args)
-	src.prepare(cmd)
+	src.Prepare(cmd)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return res, fmt.Errorf("%s: ffmpeg stdout: %w", src.uri, err)
+		return res, fmt.Errorf("%s: ffmpeg stdout: %w", src.URI, err)
 	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		return res, fmt.Errorf("%s: ffmpeg stderr: %w", src.uri, err)
+		return res, fmt.Errorf("%s: ffmpeg stderr: %w", src.URI, err)
 	}
-	log := d.log.With("uri", src.uri)
-	log.DebugContext(ctx, "sample: exec stream", "cmd", d.win.FFmpegPath, "args", src.scrub(strings.Join(args, " ")))
+	log := d.log.With("uri", src.URI)
+	log.DebugContext(ctx, "sample: exec stream", "cmd", d.win.FFmpegPath, "args", src.Scrub(strings.Join(args, " ")))
 	if err := cmd.Start(); err != nil {
-		return res, fmt.Errorf("%s: %w", src.uri, &execStartError{tool: d.win.FFmpegPath, err: err})
+		return res, fmt.Errorf("%s: %w", src.URI, &execStartError{tool: d.win.FFmpegPath, err: err})
 	}
 	diag := newTailBuffer(stderrLimit)
 	events := make(chan logEvent, 256)
@@ -207,9 +208,9 @@ func (d *StreamDecoder) run(ctx context.Context, src source, px *filterProxy, re
 	case runErr != nil:
 		return res, runErr
 	case ctx.Err() != nil:
-		return res, fmt.Errorf("%s: %w", src.uri, context.Cause(ctx))
+		return res, fmt.Errorf("%s: %w", src.URI, context.Cause(ctx))
 	case errors.Is(context.Cause(runCtx), ErrStalled):
-		return res, pipeline.Retryable(fmt.Errorf("%s: %w (%v)", src.uri, ErrStalled, d.o.StallTimeout))
+		return res, pipeline.Retryable(fmt.Errorf("%s: %w (%v)", src.URI, ErrStalled, d.o.StallTimeout))
 	}
 	if waitErr != nil {
 		err := failure(src, px, "ffmpeg", waitErr, diag.String())
@@ -219,10 +220,10 @@ func (d *StreamDecoder) run(ctx context.Context, src source, px *filterProxy, re
 		return res, err
 	}
 	if r.frames == 0 && !r.live {
-		return res, pipeline.Poisonf("%s: no video frames decoded", src.uri)
+		return res, pipeline.Poisonf("%s: no video frames decoded", src.URI)
 	}
-	if r.live && (src.hls == nil || src.hls.live) {
-		return res, pipeline.Retryable(fmt.Errorf("%s: %w", src.uri, ErrSourceEnded))
+	if r.live && (src.HLS == nil || src.HLS.Live) {
+		return res, pipeline.Retryable(fmt.Errorf("%s: %w", src.URI, ErrSourceEnded))
 	}
 	// The end of a file or VOD playlist, or of a live playlist that ended:
 	// the open windows are all there will be.
@@ -244,31 +245,31 @@ func (d *StreamDecoder) run(ctx context.Context, src source, px *filterProxy, re
 // second by keeping the first frame of each 1/FPS interval (real frames:
 // a gap in the source stays a gap, where the fps filter would repeat the
 // last frame), and showinfo logging each frame's time and size.
-func (d *StreamDecoder) args(src source, px *filterProxy, resume *Resume, seek float64) []string {
-	rw := strconv.FormatInt(d.guard.p.IOTimeout.Microseconds(), 10)
+func (d *StreamDecoder) args(src sourceguard.Source, px *sourceguard.Proxy, resume *Resume, seek float64) []string {
+	rw := strconv.FormatInt(d.guard.Policy().IOTimeout.Microseconds(), 10)
 	args := []string{"-hide_banner", "-nostdin", "-nostats", "-v", "info"}
-	switch src.scheme {
-	case SchemeFile:
+	switch src.Scheme {
+	case sourceguard.SchemeFile:
 		args = append(args, "-protocol_whitelist", "file")
-	case SchemeHTTP, SchemeHTTPS:
+	case sourceguard.SchemeHTTP, sourceguard.SchemeHTTPS:
 		args = append(args, "-protocol_whitelist", "http,https,tcp,tls,crypto,httpproxy", "-http_proxy", px.URL(),
 			"-rw_timeout", rw, "-reconnect", "1", "-reconnect_streamed", "1", "-reconnect_on_network_error", "1",
 			"-reconnect_delay_max", "5")
-		if h := src.hls; h != nil && h.live && resume != nil && resume.Live && !resume.WallEnd.IsZero() {
+		if h := src.HLS; h != nil && h.Live && resume != nil && resume.Live && !resume.WallEnd.IsZero() {
 			// Go back far enough in the playlist to cover the time since the
 			// last window, plus slack for the time until ffmpeg fetches the
 			// playlist (seconds on a busy machine, while segments keep
 			// coming); windows already emitted are skipped.
-			target := max(h.target, 1)
+			target := max(h.Target, 1)
 			back := int(math.Ceil((time.Since(resume.WallEnd)+resumeSlack).Seconds()/target)) + 2
-			args = append(args, "-live_start_index", strconv.Itoa(-min(max(back, 3), max(h.count, 1))))
+			args = append(args, "-live_start_index", strconv.Itoa(-min(max(back, 3), max(h.Count, 1))))
 		}
-	case SchemeRTSP:
+	case sourceguard.SchemeRTSP:
 		args = append(args, "-protocol_whitelist", "rtsp,rtp,srtp,udp,tcp,tls", "-rtsp_transport", "tcp", "-timeout", rw)
-	case SchemeRTMP, SchemeRTMPS:
+	case sourceguard.SchemeRTMP, sourceguard.SchemeRTMPS:
 		// Not -timeout: for RTMP it means "listen for a publisher".
 		args = append(args, "-protocol_whitelist", "rtmp,rtmps,tcp,tls", "-rw_timeout", rw)
-	case SchemeSRT:
+	case sourceguard.SchemeSRT:
 		args = append(args, "-protocol_whitelist", "srt,udp", "-rw_timeout", rw)
 	}
 	if seek > 0 {
@@ -276,15 +277,15 @@ func (d *StreamDecoder) args(src source, px *filterProxy, resume *Resume, seek f
 	}
 	fps := strconv.FormatFloat(d.win.FPS, 'f', -1, 64)
 	sel := fmt.Sprintf(`select='isnan(prev_selected_t)+gte(floor(t*%s)-floor(prev_selected_t*%s)\,1)'`, fps, fps)
-	return append(args, "-i", src.input, "-map", "0:v:0", "-vf", sel+",showinfo=checksum=0",
+	return append(args, "-i", src.Input, "-map", "0:v:0", "-vf", sel+",showinfo=checksum=0",
 		"-fps_mode", "passthrough", "-flush_packets", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:")
 }
 
 // streamRun is the state of one Run.
 type streamRun struct {
 	d       *StreamDecoder
-	src     source
-	px      *filterProxy
+	src     sourceguard.Source
+	px      *sourceguard.Proxy
 	resume  *Resume
 	seek    float64
 	from    float64
@@ -327,7 +328,7 @@ func (r *streamRun) loop(ctx context.Context, stdout io.Reader, events <-chan lo
 			continue
 		}
 		f := ev.frame
-		if err := r.d.guard.checkFrame(r.src.uri, f.w, f.h); err != nil {
+		if err := r.d.guard.CheckFrame(r.src.URI, f.w, f.h); err != nil {
 			return err
 		}
 		if n := 3 * f.w * f.h; cap(r.buf) < n {
@@ -356,13 +357,13 @@ func (r *streamRun) start(h inputHeader) error {
 	case r.resume != nil:
 		r.live = r.resume.Live
 	default:
-		r.live = h.durationS == 0 || r.src.live()
+		r.live = h.durationS == 0 || r.src.Live()
 	}
 	if !r.live {
-		if err := r.d.guard.checkDuration(r.src.uri, h.durationS); err != nil {
+		if err := r.d.guard.CheckDuration(r.src.URI, h.durationS); err != nil {
 			return err
 		}
-		if err := r.d.guard.checkBitrate(r.src.uri, h.bitrate); err != nil {
+		if err := r.d.guard.CheckBitrate(r.src.URI, h.bitrate); err != nil {
 			return err
 		}
 	}
@@ -440,7 +441,7 @@ func (r *streamRun) checkRate(t float64) error {
 	if covered < 20 {
 		return nil
 	}
-	return r.d.guard.checkBitrate(r.src.uri, float64(r.px.Received())*8/covered)
+	return r.d.guard.CheckBitrate(r.src.URI, float64(r.px.Received())*8/covered)
 }
 
 func (r *streamRun) send(w Window) error {

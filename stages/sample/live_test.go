@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/sourceguard"
 )
 
 // tsStart is where ffmpeg's MPEG-TS muxer starts its clock: stream time of
@@ -22,7 +22,7 @@ func newTestStreamDecoder(t testing.TB, o StreamOptions) *StreamDecoder {
 	t.Helper()
 	requireFFmpeg(t)
 	if o.Guard == nil {
-		o.Guard = loopbackGuard(t, SourcePolicy{IOTimeout: 2 * time.Second})
+		o.Guard = loopbackGuard(t, sourceguard.SourcePolicy{IOTimeout: 2 * time.Second})
 	}
 	if o.Logger == nil {
 		o.Logger = testLog(t)
@@ -209,7 +209,7 @@ func TestStreamDecoderStall(t *testing.T) {
 	t.Parallel()
 	live := newLiveHLS(t, 3*time.Second)
 	d := newTestStreamDecoder(t, StreamOptions{WindowS: 2, StallTimeout: 2 * time.Second,
-		Guard: loopbackGuard(t, SourcePolicy{IOTimeout: 30 * time.Second})})
+		Guard: loopbackGuard(t, sourceguard.SourcePolicy{IOTimeout: 30 * time.Second})})
 	var sink windowSink
 	done := make(chan error, 1)
 	go func() {
@@ -283,45 +283,43 @@ func TestStreamDecoderFileResume(t *testing.T) {
 // args passes each protocol its whitelist and I/O timeout, and never
 // RTMP's -timeout, which would make ffmpeg listen instead of connect.
 func TestStreamArgs(t *testing.T) {
-	g := loopbackGuard(t, SourcePolicy{IOTimeout: 7 * time.Second})
+	g := loopbackGuard(t, sourceguard.SourcePolicy{IOTimeout: 7 * time.Second})
 	d := &StreamDecoder{o: StreamOptions{}, win: StreamOptions{}.options(), guard: g}
-	px := &filterProxy{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	px, err := g.StartProxy("http://h/v.ts", testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	px.ln = ln
-	live := &hlsInfo{live: true, target: 2, count: 30}
+	defer px.Close()
+	live := &sourceguard.HLSInfo{Live: true, Target: 2, Count: 30}
 	resume := &Resume{Live: true, Index: 9, EndS: 100, WallEnd: time.Now().Add(-20 * time.Second)}
 	cases := []struct {
 		name   string
-		src    source
+		src    sourceguard.Source
 		resume *Resume
 		seek   float64
 		want   []string
 		absent []string
 	}{
-		{"file", source{scheme: SchemeFile, input: "file:/dev/fd/3"}, nil, 0,
+		{"file", sourceguard.Source{Scheme: sourceguard.SchemeFile, Input: "file:/dev/fd/3"}, nil, 0,
 			[]string{"-protocol_whitelist file", "-i file:/dev/fd/3"}, []string{"-rw_timeout", "-ss"}},
-		{"file resumed", source{scheme: SchemeFile, input: "file:/v.mp4"}, &Resume{Index: 3}, 35,
+		{"file resumed", sourceguard.Source{Scheme: sourceguard.SchemeFile, Input: "file:/v.mp4"}, &Resume{Index: 3}, 35,
 			[]string{"-ss 35.000 -i file:/v.mp4"}, nil},
-		{"http", source{scheme: SchemeHTTP, input: "http://h/v.ts", proxied: true}, nil, 0,
+		{"http", sourceguard.Source{Scheme: sourceguard.SchemeHTTP, Input: "http://h/v.ts", Proxied: true}, nil, 0,
 			[]string{"-protocol_whitelist http,https,tcp,tls,crypto,httpproxy", "-http_proxy " + px.URL(), "-rw_timeout 7000000", "-reconnect 1"},
 			[]string{"-live_start_index"}},
-		{"live HLS resumed", source{scheme: SchemeHTTPS, input: "https://h/l.m3u8", proxied: true, hls: live}, resume, 0,
+		{"live HLS resumed", sourceguard.Source{Scheme: sourceguard.SchemeHTTPS, Input: "https://h/l.m3u8", Proxied: true, HLS: live}, resume, 0,
 			[]string{"-live_start_index -18"}, nil}, // 20 s behind and 10 s of slack at 2 s a segment (ceil gives 16), plus 2
-		{"rtsp", source{scheme: SchemeRTSP, input: "rtsp://10.0.0.7/s"}, nil, 0,
+		{"rtsp", sourceguard.Source{Scheme: sourceguard.SchemeRTSP, Input: "rtsp://10.0.0.7/s"}, nil, 0,
 			[]string{"-protocol_whitelist rtsp,rtp,srtp,udp,tcp,tls", "-rtsp_transport tcp", "-timeout 7000000"}, []string{"-http_proxy"}},
-		{"rtmp", source{scheme: SchemeRTMP, input: "rtmp://10.0.0.7/live/k"}, nil, 0,
+		{"rtmp", sourceguard.Source{Scheme: sourceguard.SchemeRTMP, Input: "rtmp://10.0.0.7/live/k"}, nil, 0,
 			[]string{"-protocol_whitelist rtmp,rtmps,tcp,tls", "-rw_timeout 7000000"}, []string{"-timeout "}},
-		{"srt", source{scheme: SchemeSRT, input: "srt://10.0.0.7:9000"}, nil, 0,
+		{"srt", sourceguard.Source{Scheme: sourceguard.SchemeSRT, Input: "srt://10.0.0.7:9000"}, nil, 0,
 			[]string{"-protocol_whitelist srt,udp"}, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var p *filterProxy
-			if c.src.proxied {
+			var p *sourceguard.Proxy
+			if c.src.Proxied {
 				p = px
 			}
 			args := strings.Join(d.args(c.src, p, c.resume, c.seek), " ")

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vidx/vidx/sourceguard"
 )
 
 // hlsFixture is a VOD HLS rendition of a video whose red channel says which
@@ -211,10 +213,10 @@ func (l *liveHLS) serve(w http.ResponseWriter, r *http.Request) {
 
 // loopbackGuard allows the test servers on 127.0.0.1 and nothing else
 // private.
-func loopbackGuard(t testing.TB, p SourcePolicy) *Guard {
+func loopbackGuard(t testing.TB, p sourceguard.SourcePolicy) *sourceguard.Guard {
 	t.Helper()
 	p.AllowNetworks = append(p.AllowNetworks, "127.0.0.1/32")
-	g, err := NewGuard(p)
+	g, err := sourceguard.NewGuard(p)
 	if err != nil {
 		t.Fatal(err)
 	}

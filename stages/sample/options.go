@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"math"
 	"time"
+
+	"github.com/vidx/vidx/sourceguard"
 )
 
 // Frame selections, applied when a clip has more than MaxFrames frames.
@@ -56,9 +58,9 @@ type Options struct {
 	// with the decoded frame count; nil means slog.Default().
 	Logger *slog.Logger
 
-	// Guard checks every source against a SourcePolicy; nil reads any
+	// Guard checks every source against a sourceguard.SourcePolicy; nil reads any
 	// path or http(s) URL (for tools and tests, not for jobs from a topic).
-	Guard *Guard
+	Guard *sourceguard.Guard
 }
 
 // WithDefaults returns o with zero fields replaced by their defaults.

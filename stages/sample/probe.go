@@ -18,6 +18,7 @@ import (
 	ffmpeg "github.com/u2takey/ffmpeg-go"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/sourceguard"
 )
 
 // Info describes the video stream that Clips decodes.
@@ -29,40 +30,11 @@ type Info struct {
 	BitRate       float64 // bits per second of the whole file; 0 when unknown
 }
 
-// source is a validated input: what ffmpeg should open and how.
-type source struct {
-	uri    string // as given (password redacted), for messages
-	input  string // argument to -i
-	local  string // file path for local inputs, "" for remote ones
-	remote bool
-
-	// Set for sources checked by a Guard (see Guard.source).
-	guarded bool
-	scheme  string
-	file    *os.File // the opened local file ffmpeg reads as descriptor 3
-	proxied bool     // http(s): ffmpeg connects through a filterProxy
-	hls     *hlsInfo // the source is an HLS playlist
-	secret  string   // the URI's password, kept out of messages
-}
-
-// scrub removes the source's password from ffmpeg's diagnostics, which
-// quote the input URL.
-func (s source) scrub(text string) string {
-	if s.secret == "" {
-		return text
-	}
-	return strings.ReplaceAll(text, s.secret, "xxxxx")
-}
-
-// netTimeout bounds one network read or write of ffmpeg/ffprobe so a stalled
-// HTTP server fails the call instead of hanging until Options.Timeout.
-const netTimeout = 30 * time.Second
-
 // inputArgs are the per-input options: a protocol whitelist so a crafted
 // playlist or URI cannot make ffmpeg open other protocols or local files,
 // and for a guarded source the proxy every HTTP connection goes through.
-func (s source) inputArgs(rwTimeout time.Duration, proxyURL string) ffmpeg.KwArgs {
-	if !s.remote {
+func inputArgs(s sourceguard.Source, rwTimeout time.Duration, proxyURL string) ffmpeg.KwArgs {
+	if !s.Remote {
 		return ffmpeg.KwArgs{"protocol_whitelist": "file"}
 	}
 	args := ffmpeg.KwArgs{
@@ -79,8 +51,8 @@ func (s source) inputArgs(rwTimeout time.Duration, proxyURL string) ffmpeg.KwArg
 // parseSource accepts a plain path, a file:// URI or an http(s) URL. Local
 // inputs are checked here so the common bad inputs get a precise reason
 // instead of an ffmpeg message.
-func parseSource(uri string) (source, error) {
-	s := source{uri: uri}
+func parseSource(uri string) (sourceguard.Source, error) {
+	s := sourceguard.Source{URI: uri}
 	if uri == "" {
 		return s, pipeline.Poisonf("empty video URI")
 	}
@@ -92,7 +64,7 @@ func parseSource(uri string) (source, error) {
 		}
 		switch strings.ToLower(u.Scheme) {
 		case "http", "https":
-			s.input, s.remote = uri, true
+			s.Input, s.Remote = uri, true
 			return s, nil
 		case "file":
 			if u.Host != "" && u.Host != "localhost" {
@@ -121,7 +93,7 @@ func parseSource(uri string) (source, error) {
 	}
 	// The file: prefix stops ffmpeg from reading a name such as "concat:x"
 	// or "subfile:..." as a protocol.
-	s.local, s.input = abs, "file:"+abs
+	s.Local, s.Input = abs, "file:"+abs
 	return s, nil
 }
 
@@ -172,13 +144,13 @@ func (d *Decoder) Probe(ctx context.Context, uri string) (Info, error) {
 	return p.Info, nil
 }
 
-func (d *Decoder) probe(ctx context.Context, src source, px *filterProxy) (probed, error) {
+func (d *Decoder) probe(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy) (probed, error) {
 	args := []string{"-hide_banner", "-v", "error"}
-	args = append(args, ffmpeg.ConvertKwargsToCmdLineArgs(src.inputArgs(d.rwTimeout, proxyURL(px)))...)
+	args = append(args, ffmpeg.ConvertKwargsToCmdLineArgs(inputArgs(src, d.rwTimeout, proxyURL(px)))...)
 	args = append(args,
 		"-show_entries", "stream=codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,duration"+
 			":stream_disposition=attached_pic:stream_tags=rotate:stream_side_data=rotation:format=duration,bit_rate",
-		"-of", "json", "-i", src.input)
+		"-of", "json", "-i", src.Input)
 	var stdout bytes.Buffer
 	stderr := newTailBuffer(stderrLimit)
 	if err := d.run(ctx, src, d.opts.FFprobePath, args, &stdout, stderr); err != nil {
@@ -189,7 +161,7 @@ func (d *Decoder) probe(ctx context.Context, src source, px *filterProxy) (probe
 	}
 	var out probeOutput
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
-		return probed{}, fmt.Errorf("parse ffprobe output for %s: %w", src.uri, err)
+		return probed{}, fmt.Errorf("parse ffprobe output for %s: %w", src.URI, err)
 	}
 	ordinal := 0
 	for _, s := range out.Streams {
@@ -201,7 +173,7 @@ func (d *Decoder) probe(ctx context.Context, src source, px *filterProxy) (probe
 			continue
 		}
 		if s.Width <= 0 || s.Height <= 0 {
-			return probed{}, pipeline.Poisonf("%s: video stream has no frame size (%dx%d)", src.uri, s.Width, s.Height)
+			return probed{}, pipeline.Poisonf("%s: video stream has no frame size (%dx%d)", src.URI, s.Width, s.Height)
 		}
 		p := probed{videoOrdinal: ordinal, Info: Info{
 			Width: s.Width, Height: s.Height, Codec: s.CodecName,
@@ -231,19 +203,19 @@ func (d *Decoder) probe(ctx context.Context, src source, px *filterProxy) (probe
 		}
 		p.BitRate = parseSeconds(out.Format.BitRate) // same parsing: a non-negative number
 		if g := d.opts.Guard; g != nil {
-			if err := g.checkFrame(src.uri, p.Width, p.Height); err != nil {
+			if err := g.CheckFrame(src.URI, p.Width, p.Height); err != nil {
 				return probed{}, err
 			}
-			if err := g.checkDuration(src.uri, p.DurationS); err != nil {
+			if err := g.CheckDuration(src.URI, p.DurationS); err != nil {
 				return probed{}, err
 			}
-			if err := g.checkBitrate(src.uri, p.BitRate); err != nil {
+			if err := g.CheckBitrate(src.URI, p.BitRate); err != nil {
 				return probed{}, err
 			}
 		}
 		return p, nil
 	}
-	return probed{}, pipeline.Poisonf("%s has no video stream", src.uri)
+	return probed{}, pipeline.Poisonf("%s has no video stream", src.URI)
 }
 
 func parseRate(s string) float64 {
@@ -277,24 +249,24 @@ func parseSeconds(s string) float64 {
 // why and carries the pipeline class: input problems are poison, network
 // trouble with a remote source is retryable, anything else is left
 // unclassified for the runtime's bounded retries.
-func classifyFailure(src source, tool string, runErr error, stderr string) error {
+func classifyFailure(src sourceguard.Source, tool string, runErr error, stderr string) error {
 	msg := lastLines(stderr, 3)
 	lower := strings.ToLower(stderr)
 	wrap := func(reason string) error {
 		if msg == "" {
-			return fmt.Errorf("%s: %s (%s: %w)", src.uri, reason, tool, runErr)
+			return fmt.Errorf("%s: %s (%s: %w)", src.URI, reason, tool, runErr)
 		}
-		return fmt.Errorf("%s: %s (%s: %w: %s)", src.uri, reason, tool, runErr, msg)
+		return fmt.Errorf("%s: %s (%s: %w: %s)", src.URI, reason, tool, runErr, msg)
 	}
 	var execErr *execStartError
 	if errors.As(runErr, &execErr) {
-		return fmt.Errorf("%s: %w", src.uri, runErr) // our installation, not the input
+		return fmt.Errorf("%s: %w", src.URI, runErr) // our installation, not the input
 	}
-	if src.remote {
+	if src.Remote {
 		kind := "HTTP source"
-		switch src.scheme {
-		case SchemeRTSP, SchemeRTMP, SchemeRTMPS, SchemeSRT:
-			kind = strings.ToUpper(src.scheme) + " source"
+		switch src.Scheme {
+		case sourceguard.SchemeRTSP, sourceguard.SchemeRTMP, sourceguard.SchemeRTMPS, sourceguard.SchemeSRT:
+			kind = strings.ToUpper(src.Scheme) + " source"
 		}
 		switch {
 		case strings.Contains(lower, "server returned 4"):
@@ -306,7 +278,7 @@ func classifyFailure(src source, tool string, runErr error, stderr string) error
 	}
 	switch {
 	case strings.Contains(lower, "moov atom not found"):
-		if src.local != "" && !looksLikeMP4(src.local) {
+		if src.Local != "" && !looksLikeMP4(src.Local) {
 			return pipeline.Poison(wrap("not a video file"))
 		}
 		return pipeline.Poison(wrap("truncated or corrupt MP4 (moov atom not found)"))
@@ -314,7 +286,7 @@ func classifyFailure(src source, tool string, runErr error, stderr string) error
 		"does not contain any stream", "no such file or directory"):
 		return pipeline.Poison(wrap("not a decodable video"))
 	}
-	if src.local != "" && tool == "ffprobe" {
+	if src.Local != "" && tool == "ffprobe" {
 		// ffprobe failing on an existing regular file is about its content.
 		return pipeline.Poison(wrap("not a decodable video"))
 	}

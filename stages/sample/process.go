@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vidx/vidx/sourceguard"
 )
 
 // stderrLimit bounds the ffmpeg/ffprobe diagnostics kept per call; a corrupt
@@ -38,11 +40,11 @@ func command(ctx context.Context, bin string, args []string) *exec.Cmd {
 }
 
 // run executes bin to completion, writing its output to stdout and stderr.
-func (d *Decoder) run(ctx context.Context, src source, bin string, args []string, stdout, stderr io.Writer) error {
+func (d *Decoder) run(ctx context.Context, src sourceguard.Source, bin string, args []string, stdout, stderr io.Writer) error {
 	cmd := command(ctx, bin, args)
-	src.prepare(cmd)
+	src.Prepare(cmd)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	d.opts.Logger.DebugContext(ctx, "sample: exec", "cmd", bin, "args", src.scrub(strings.Join(args, " ")))
+	d.opts.Logger.DebugContext(ctx, "sample: exec", "cmd", bin, "args", src.Scrub(strings.Join(args, " ")))
 	if err := cmd.Start(); err != nil {
 		return &execStartError{tool: bin, err: err}
 	}

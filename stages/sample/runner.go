@@ -11,6 +11,7 @@ import (
 
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sourceguard"
 	"github.com/vidx/vidx/telemetry"
 )
 
@@ -30,14 +31,14 @@ func (s *Streams) runStream(ctx context.Context, spec schemas.StreamSpec, st sch
 	drain := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.WithoutCancel(ctx), stopGrace)
 	}
-	sameSpec := st.URI == redact(spec.URI) && st.SpecVersion == spec.Version
-	if !st.Live && (st.URI != redact(spec.URI) || (st.State == schemas.StreamEnded && !sameSpec)) {
+	sameSpec := st.URI == sourceguard.Redact(spec.URI) && st.SpecVersion == spec.Version
+	if !st.Live && (st.URI != sourceguard.Redact(spec.URI) || (st.State == schemas.StreamEnded && !sameSpec)) {
 		// A file stream pointed at another file starts over: its old
 		// positions mean nothing in the new file. A new version of a
 		// finished one indexes it again.
 		st.LastWindow = nil
 	}
-	st.StreamID, st.URI, st.SpecVersion = spec.StreamID, redact(spec.URI), spec.Version
+	st.StreamID, st.URI, st.SpecVersion = spec.StreamID, sourceguard.Redact(spec.URI), spec.Version
 	log := s.log.With("stream", spec.StreamID, "uri", st.URI)
 
 	dec, err := s.decoder(spec, func() {
@@ -70,7 +71,7 @@ func (s *Streams) runStream(ctx context.Context, spec schemas.StreamSpec, st sch
 			cancel()
 			return st
 		}
-		var refused *RefusedError
+		var refused *sourceguard.RefusedError
 		switch {
 		case err == nil && res.Ended:
 			s.setState(ctx, &st, schemas.StreamEnded, nil)

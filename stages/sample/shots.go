@@ -13,6 +13,7 @@ import (
 	ffmpeg "github.com/u2takey/ffmpeg-go"
 
 	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/sourceguard"
 )
 
 // Shot detection defaults.
@@ -58,23 +59,23 @@ func shotSegments(cuts []float64, duration, minS, maxS float64) []segment {
 // detectCuts runs ffmpeg's scene-change score over the chosen video stream
 // and returns the times (seconds from the start) of frames scoring above
 // the threshold: the first frame of each new shot.
-func (d *Decoder) detectCuts(ctx context.Context, src source, px *filterProxy, p probed) ([]float64, error) {
+func (d *Decoder) detectCuts(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy, p probed) ([]float64, error) {
 	// The comma inside the expression is escaped for the filter graph.
 	expr := "gt(scene\\," + strconv.FormatFloat(d.opts.SceneThreshold, 'f', -1, 64) + ")"
-	stream := ffmpeg.Input(src.input, src.inputArgs(d.rwTimeout, proxyURL(px))).
+	stream := ffmpeg.Input(src.Input, inputArgs(src, d.rwTimeout, proxyURL(px))).
 		Get("v:"+strconv.Itoa(p.videoOrdinal)).
 		Filter("select", ffmpeg.Args{expr}).
 		Filter("showinfo", ffmpeg.Args{}).
 		Output("-", ffmpeg.KwArgs{"f": "null"})
 	args := append([]string{"-hide_banner", "-nostdin", "-v", "info"}, stream.GetArgs()...)
 	cmd := command(ctx, d.opts.FFmpegPath, args)
-	src.prepare(cmd)
+	src.Prepare(cmd)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		return nil, fmt.Errorf("%s: ffmpeg stderr: %w", src.uri, err)
+		return nil, fmt.Errorf("%s: ffmpeg stderr: %w", src.URI, err)
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("%s: %w", src.uri, &execStartError{tool: d.opts.FFmpegPath, err: err})
+		return nil, fmt.Errorf("%s: %w", src.URI, &execStartError{tool: d.opts.FFmpegPath, err: err})
 	}
 	cuts, diag := parseCuts(stderr)
 	if err := cmd.Wait(); err != nil {
@@ -108,15 +109,15 @@ func parseCuts(r io.Reader) ([]float64, string) {
 }
 
 // shotsFor detects the shots of a probed source and returns its clip spans.
-func (d *Decoder) shotsFor(ctx context.Context, src source, px *filterProxy, p probed) ([]segment, error) {
+func (d *Decoder) shotsFor(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy, p probed) ([]segment, error) {
 	if !(p.DurationS > 0) {
-		return nil, pipeline.Poisonf("%s: shots mode needs the video's duration, which the container does not give", src.uri)
+		return nil, pipeline.Poisonf("%s: shots mode needs the video's duration, which the container does not give", src.URI)
 	}
 	cuts, err := d.detectCuts(ctx, src, px, p)
 	if err != nil {
 		return nil, err
 	}
 	segs := shotSegments(cuts, p.DurationS, d.opts.MinShotS, d.opts.MaxShotS)
-	d.opts.Logger.DebugContext(ctx, "sample: shots", "uri", src.uri, "cuts", len(cuts), "clips", len(segs))
+	d.opts.Logger.DebugContext(ctx, "sample: shots", "uri", src.URI, "cuts", len(cuts), "clips", len(segs))
 	return segs, nil
 }

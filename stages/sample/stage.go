@@ -10,6 +10,7 @@ import (
 
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sourceguard"
 	"github.com/vidx/vidx/telemetry"
 )
 
@@ -63,7 +64,7 @@ func NewStage(cfg StageConfig) (*Stage, error) {
 	if cfg.OutputTopic == "" {
 		cfg.OutputTopic = "clips"
 	}
-	if g := cfg.Options.Guard; g != nil && len(g.roots) == 0 && g.schemes[SchemeFile] {
+	if g := cfg.Options.Guard; g != nil && len(g.Policy().FileRoots) == 0 && g.Allows(sourceguard.SchemeFile) {
 		cfg.Options.Logger.Warn("sample: jobs and streams may read any local file; set stages.sample.sources.file_roots to confine them")
 	}
 	return &Stage{cfg: cfg, now: time.Now}, nil

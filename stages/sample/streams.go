@@ -20,6 +20,7 @@ import (
 
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sourceguard"
 	"github.com/vidx/vidx/telemetry"
 )
 
@@ -141,7 +142,7 @@ type StreamsEnv struct {
 	// ThumbnailTopic, when set, receives each window's thumbnail.
 	ThumbnailTopic string
 	// Guard checks every stream's source; required.
-	Guard *Guard
+	Guard *sourceguard.Guard
 	// Codec and Quality encode the frames as for video jobs; Size is the
 	// crop side (default 224).
 	Codec   string

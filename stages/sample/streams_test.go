@@ -10,13 +10,14 @@ import (
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/pipeline/kafkatest"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sourceguard"
 )
 
 // streamsHarness runs stream managers against one broker.
 type streamsHarness struct {
 	t     *testing.T
 	kc    pipeline.KafkaConfig
-	guard *Guard
+	guard *sourceguard.Guard
 	cfg   StreamsConfig
 	root  string // the only file root
 	// The topics, named for this test on a shared broker.
@@ -37,7 +38,7 @@ func newStreamsHarnessOn(t *testing.T, b *kafkatest.Broker, cfg StreamsConfig) *
 		cfg.Group = b.Name("vidx-sample-streams")
 	}
 	h := &streamsHarness{t: t, kc: b.Config(), cfg: cfg, root: root,
-		guard: loopbackGuard(t, SourcePolicy{IOTimeout: 3 * time.Second, FileRoots: []string{root},
+		guard: loopbackGuard(t, sourceguard.SourcePolicy{IOTimeout: 3 * time.Second, FileRoots: []string{root},
 			Resolver: fakeResolver{"metadata.test": {"169.254.169.254"}}}),
 		registryTopic: b.Name("streams"), stateTopic: b.Name("stream-state"), clipsTopic: b.Name("clips")}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

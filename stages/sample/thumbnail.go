@@ -2,11 +2,8 @@ package sample
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"image/jpeg"
-	"net/url"
-	"os"
 	"strconv"
 	"strings"
 
@@ -50,34 +47,4 @@ func thumbnail(topic, videoID string, index int, frames []Frame) (*pipeline.Outp
 		return nil, fmt.Errorf("thumbnail of clip %d: %w", index, err)
 	}
 	return &pipeline.Output{Topic: topic, Key: []byte(ThumbnailKey(videoID, index)), Value: buf.Bytes()}, nil
-}
-
-// ErrNotLocal is returned by OpenLocal for a URI that is not a local file.
-var ErrNotLocal = errors.New("not a local file")
-
-// OpenLocal opens the local video a job's uri names (a path or a file://
-// URI) with the checks the stage applies before decoding: symbolic links
-// resolved, a non-empty regular file under a file root. Unlike the stage,
-// it refuses every file when the policy names no file roots, because what
-// it opens is served to whoever asks.
-func (g *Guard) OpenLocal(uri string) (*os.File, error) {
-	path := uri
-	if strings.Contains(uri, "://") {
-		u, err := url.Parse(uri)
-		if err != nil || !strings.EqualFold(u.Scheme, SchemeFile) {
-			return nil, ErrNotLocal
-		}
-		if u.Host != "" && u.Host != "localhost" {
-			return nil, ErrNotLocal
-		}
-		path = u.Path
-	}
-	if !g.schemes[SchemeFile] {
-		return nil, refuse(uri, "local files are not allowed")
-	}
-	if len(g.roots) == 0 {
-		return nil, refuse(uri, "no file roots are configured")
-	}
-	f, _, err := g.openFile(uri, path)
-	return f, err
 }

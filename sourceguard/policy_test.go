@@ -1,4 +1,4 @@
-package sample
+package sourceguard
 
 import (
 	"context"
@@ -31,6 +31,14 @@ func (r fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Ad
 		out = append(out, netip.MustParseAddr(a))
 	}
 	return out, nil
+}
+
+func writeFile(tb testing.TB, path string, data []byte) string {
+	tb.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }
 
 // refusedBecause fails the test unless err is a poison refusal whose
@@ -190,13 +198,13 @@ func TestGuardLocalFiles(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.uri, func(t *testing.T) {
-			src, err := g.source(context.Background(), c.uri, 224)
-			defer src.close()
+			src, err := g.Open(context.Background(), c.uri, 224)
+			defer src.Close()
 			if c.want == "" {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if src.file == nil || src.local != video {
+				if src.file == nil || src.Local != video {
 					t.Fatalf("source %+v, want the opened %s", src, video)
 				}
 				return
@@ -211,12 +219,12 @@ func TestGuardLocalFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := open.source(context.Background(), outside, 224)
-	src.close()
+	src, err := open.Open(context.Background(), outside, 224)
+	src.Close()
 	if err != nil {
 		t.Errorf("no roots: %v", err)
 	}
-	_, err = open.source(context.Background(), fifo, 224)
+	_, err = open.Open(context.Background(), fifo, 224)
 	refusedBecause(t, err, "not a regular file")
 	if _, err := NewGuard(SourcePolicy{FileRoots: []string{filepath.Join(dir, "nope")}}); err == nil {
 		t.Error("a missing file root was accepted")
@@ -356,8 +364,8 @@ func TestRedact(t *testing.T) {
 		"https://cdn.test/a.m3u8":                  "https://cdn.test/a.m3u8",
 		"/videos/a@b.mp4":                          "/videos/a@b.mp4",
 	} {
-		if got := redact(in); got != want {
-			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}
 	}
 	err := refuse("rtsp://admin:hunter2@10.0.0.1/s", "private")
@@ -378,15 +386,15 @@ func TestGuardPinsStreamHosts(t *testing.T) {
 		"rtmp://cam.test/live/key":                       "rtmp://10.0.0.7/live/key",
 		"srt://v6cam.test:9000?streamid=cam":             "srt://[2001:db8::7]:9000?streamid=cam",
 	} {
-		src, err := g.source(context.Background(), in, 224)
+		src, err := g.Open(context.Background(), in, 224)
 		if err != nil {
 			t.Errorf("%s: %v", in, err)
 			continue
 		}
-		if src.input != want || !src.remote || !src.live() || strings.Contains(src.uri, "pw@") {
-			t.Errorf("%s: input %q (uri %q, live %v), want %q", in, src.input, src.uri, src.live(), want)
+		if src.Input != want || !src.Remote || !src.Live() || strings.Contains(src.URI, "pw@") {
+			t.Errorf("%s: input %q (uri %q, live %v), want %q", in, src.Input, src.URI, src.Live(), want)
 		}
 	}
-	_, err = g.source(context.Background(), "rtsp://10.0.1.7/stream", 224)
+	_, err = g.Open(context.Background(), "rtsp://10.0.1.7/stream", 224)
 	refusedBecause(t, err, "private")
 }

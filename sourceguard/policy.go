@@ -1,4 +1,13 @@
-package sample
+// Package sourceguard decides which video sources vidx may read and holds
+// it to that while ffmpeg reads them: the SourcePolicy and its Guard
+// (schemes, hosts, networks checked at dial time, file roots, size,
+// duration and bitrate limits), the checked Source handed to ffmpeg, HLS
+// playlist checks and the filtering proxy every HTTP(S) connection of a
+// source goes through.
+//
+// It imports no Kafka client and of vidx only pipeline, for the Poison and
+// Retryable error classes its refusals and failures carry.
+package sourceguard
 
 import (
 	"context"
@@ -74,6 +83,10 @@ type SourcePolicy struct {
 	Resolver Resolver `yaml:"-"`
 }
 
+// DefaultIOTimeout bounds one network read or write of ffmpeg/ffprobe when
+// nothing else does, so a stalled server fails the call instead of hanging.
+const DefaultIOTimeout = 30 * time.Second
+
 // Resolver resolves host names to addresses (*net.Resolver is one).
 type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
@@ -97,7 +110,7 @@ func (p SourcePolicy) WithDefaults() SourcePolicy {
 		p.MaxBitrate = 100_000_000
 	}
 	if p.IOTimeout == 0 {
-		p.IOTimeout = netTimeout
+		p.IOTimeout = DefaultIOTimeout
 	}
 	return p
 }
@@ -112,11 +125,11 @@ type RefusedError struct {
 func (e *RefusedError) Error() string { return fmt.Sprintf("source %s refused: %s", e.URI, e.Reason) }
 
 func refuse(uri, format string, args ...any) error {
-	return pipeline.Poison(&RefusedError{URI: redact(uri), Reason: fmt.Sprintf(format, args...)})
+	return pipeline.Poison(&RefusedError{URI: Redact(uri), Reason: fmt.Sprintf(format, args...)})
 }
 
 // redact hides the password of a URI for messages, logs and status.
-func redact(uri string) string {
+func Redact(uri string) string {
 	if !strings.Contains(uri, "@") {
 		return uri
 	}
@@ -240,6 +253,10 @@ func NewGuard(p SourcePolicy) (*Guard, error) {
 // Policy returns the policy in effect, defaults applied.
 func (g *Guard) Policy() SourcePolicy { return g.p }
 
+// Allows reports whether the policy allows scheme (SchemeFile for local
+// files).
+func (g *Guard) Allows(scheme string) bool { return g.schemes[strings.ToLower(scheme)] }
+
 // checkURL checks a network URL's scheme and host name without resolving
 // it. The scheme must be allowed and also one of only, when given.
 func (g *Guard) checkURL(raw string, u *url.URL, only ...string) error {
@@ -311,9 +328,9 @@ func (g *Guard) resolve(ctx context.Context, raw, host string) ([]netip.Addr, er
 	if err != nil {
 		var dnsErr *net.DNSError
 		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-			return nil, pipeline.Poison(fmt.Errorf("%s: host %q does not exist: %w", redact(raw), host, err))
+			return nil, pipeline.Poison(fmt.Errorf("%s: host %q does not exist: %w", Redact(raw), host, err))
 		}
-		return nil, pipeline.Retryable(fmt.Errorf("%s: resolve %q: %w", redact(raw), host, err))
+		return nil, pipeline.Retryable(fmt.Errorf("%s: resolve %q: %w", Redact(raw), host, err))
 	}
 	var ok []netip.Addr
 	var why error
@@ -442,26 +459,26 @@ func (g *Guard) underRoots(path string) bool {
 	return false
 }
 
-// checkFrame refuses frames larger than the policy allows.
-func (g *Guard) checkFrame(raw string, w, h int) error {
+// CheckFrame refuses frames larger than the policy allows.
+func (g *Guard) CheckFrame(raw string, w, h int) error {
 	if (g.p.MaxWidth > 0 && w > g.p.MaxWidth) || (g.p.MaxHeight > 0 && h > g.p.MaxHeight) {
 		return refuse(raw, "frames of %dx%d exceed the %dx%d limit", w, h, g.p.MaxWidth, g.p.MaxHeight)
 	}
 	return nil
 }
 
-// checkDuration refuses files and VOD playlists longer than the policy
+// CheckDuration refuses files and VOD playlists longer than the policy
 // allows.
-func (g *Guard) checkDuration(raw string, seconds float64) error {
+func (g *Guard) CheckDuration(raw string, seconds float64) error {
 	if g.p.MaxDuration > 0 && seconds > g.p.MaxDuration.Seconds() {
 		return refuse(raw, "duration %s exceeds the %s limit", time.Duration(seconds*float64(time.Second)).Round(time.Second), g.p.MaxDuration)
 	}
 	return nil
 }
 
-// checkBitrate refuses a source whose data rate (bits per second) exceeds
+// CheckBitrate refuses a source whose data rate (bits per second) exceeds
 // the policy.
-func (g *Guard) checkBitrate(raw string, bps float64) error {
+func (g *Guard) CheckBitrate(raw string, bps float64) error {
 	if g.p.MaxBitrate > 0 && bps > float64(g.p.MaxBitrate) {
 		return refuse(raw, "bitrate %s exceeds the %s limit", formatBitrate(bps), formatBitrate(float64(g.p.MaxBitrate)))
 	}

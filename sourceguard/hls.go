@@ -1,4 +1,4 @@
-package sample
+package sourceguard
 
 import (
 	"bufio"
@@ -41,13 +41,13 @@ type variant struct {
 	width, height int
 }
 
-// hlsInfo describes the HLS media playlist a source resolved to.
-type hlsInfo struct {
-	url     *url.URL // the media playlist ffmpeg reads
-	live    bool
-	seconds float64
-	target  float64
-	count   int
+// HLSInfo describes the HLS media playlist a source resolved to.
+type HLSInfo struct {
+	URL     *url.URL // the media playlist ffmpeg reads
+	Live    bool
+	Seconds float64 // sum of EXTINF
+	Target  float64 // EXT-X-TARGETDURATION
+	Count   int     // media segments
 }
 
 // parsePlaylist reads an m3u8 playlist fetched from base.
@@ -167,7 +167,7 @@ func (g *Guard) checkPlaylist(ctx context.Context, raw string, pl *playlist) err
 		if _, err := g.resolve(ctx, u.String(), host); err != nil {
 			var re *RefusedError
 			if errors.As(err, &re) {
-				return refuse(raw, "playlist %s names %s: %s", pl.url.Redacted(), redact(u.String()), re.Reason)
+				return refuse(raw, "playlist %s names %s: %s", pl.url.Redacted(), Redact(u.String()), re.Reason)
 			}
 			return err
 		}
@@ -187,7 +187,7 @@ func (g *Guard) chooseVariant(raw string, vs []variant, size int) (variant, erro
 		if g.p.MaxBitrate > 0 && v.bandwidth > g.p.MaxBitrate {
 			continue
 		}
-		if v.width > 0 && g.checkFrame(raw, v.width, v.height) != nil {
+		if v.width > 0 && g.CheckFrame(raw, v.width, v.height) != nil {
 			continue
 		}
 		ok = append(ok, v)
@@ -228,7 +228,7 @@ func (g *Guard) chooseVariant(raw string, vs []variant, size int) (variant, erro
 // checked entry by entry (a master playlist's chosen variant too) and
 // described; anything else returns nil. Redirects are checked hop by hop
 // and every connection goes through DialContext.
-func (g *Guard) preflight(ctx context.Context, raw string, u *url.URL, size int) (*hlsInfo, error) {
+func (g *Guard) preflight(ctx context.Context, raw string, u *url.URL, size int) (*HLSInfo, error) {
 	client := g.httpClient(raw)
 	pl, err := g.fetchPlaylist(ctx, client, raw, u)
 	if err != nil || pl == nil {
@@ -255,11 +255,11 @@ func (g *Guard) preflight(ctx context.Context, raw string, u *url.URL, size int)
 		pl = media
 	}
 	if !pl.live {
-		if err := g.checkDuration(raw, pl.seconds); err != nil {
+		if err := g.CheckDuration(raw, pl.seconds); err != nil {
 			return nil, err
 		}
 	}
-	return &hlsInfo{url: pl.url, live: pl.live, seconds: pl.seconds, target: pl.target, count: pl.count}, nil
+	return &HLSInfo{URL: pl.url, Live: pl.live, Seconds: pl.seconds, Target: pl.target, Count: pl.count}, nil
 }
 
 func (g *Guard) httpClient(raw string) *http.Client {
@@ -278,7 +278,7 @@ func (g *Guard) httpClient(raw string) *http.Client {
 		},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 5 {
-				return pipeline.Poisonf("%s: more than 5 redirects", redact(raw))
+				return pipeline.Poisonf("%s: more than 5 redirects", Redact(raw))
 			}
 			if err := g.checkURL(raw, req.URL, SchemeHTTP, SchemeHTTPS); err != nil {
 				var re *RefusedError
@@ -297,7 +297,7 @@ func (g *Guard) httpClient(raw string) *http.Client {
 func (g *Guard) fetchPlaylist(ctx context.Context, client *http.Client, raw string, u *url.URL) (*playlist, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, pipeline.Poison(fmt.Errorf("%s: %w", redact(raw), err))
+		return nil, pipeline.Poison(fmt.Errorf("%s: %w", Redact(raw), err))
 	}
 	req.Header.Set("User-Agent", "vidx")
 	resp, err := client.Do(req)
@@ -311,16 +311,16 @@ func (g *Guard) fetchPlaylist(ctx context.Context, client *http.Client, raw stri
 		}
 		var ne net.Error
 		if errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, pipeline.Retryable(fmt.Errorf("%s: HTTP source unavailable: %w", redact(raw), err))
+			return nil, pipeline.Retryable(fmt.Errorf("%s: HTTP source unavailable: %w", Redact(raw), err))
 		}
-		return nil, pipeline.Retryable(fmt.Errorf("%s: %w", redact(raw), err))
+		return nil, pipeline.Retryable(fmt.Errorf("%s: %w", Redact(raw), err))
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode >= 500:
-		return nil, pipeline.Retryable(fmt.Errorf("%s: HTTP source unavailable: server returned %s", redact(raw), resp.Status))
+		return nil, pipeline.Retryable(fmt.Errorf("%s: HTTP source unavailable: server returned %s", Redact(raw), resp.Status))
 	case resp.StatusCode >= 400:
-		return nil, pipeline.Poison(fmt.Errorf("%s: HTTP source rejected the request: server returned %s", redact(raw), resp.Status))
+		return nil, pipeline.Poison(fmt.Errorf("%s: HTTP source rejected the request: server returned %s", Redact(raw), resp.Status))
 	}
 	br := bufio.NewReaderSize(resp.Body, 512)
 	head, _ := br.Peek(10)
@@ -329,14 +329,14 @@ func (g *Guard) fetchPlaylist(ctx context.Context, client *http.Client, raw stri
 	}
 	body, err := io.ReadAll(io.LimitReader(br, maxPlaylistBytes+1))
 	if err != nil {
-		return nil, pipeline.Retryable(fmt.Errorf("%s: read playlist: %w", redact(raw), err))
+		return nil, pipeline.Retryable(fmt.Errorf("%s: read playlist: %w", Redact(raw), err))
 	}
 	if len(body) > maxPlaylistBytes {
 		return nil, refuse(raw, "playlist larger than %d bytes", maxPlaylistBytes)
 	}
 	pl, err := parsePlaylist(resp.Request.URL, body)
 	if err != nil {
-		return nil, pipeline.Poison(fmt.Errorf("%s: %w", redact(raw), err))
+		return nil, pipeline.Poison(fmt.Errorf("%s: %w", Redact(raw), err))
 	}
 	return pl, nil
 }

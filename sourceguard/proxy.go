@@ -1,4 +1,4 @@
-package sample
+package sourceguard
 
 import (
 	"bufio"
@@ -17,13 +17,13 @@ import (
 	"time"
 )
 
-// filterProxy is a forward HTTP proxy on loopback that ffmpeg is pointed at
+// Proxy is a forward HTTP proxy on loopback that ffmpeg is pointed at
 // (-http_proxy) for an HTTP or HLS source, so that every connection ffmpeg
 // makes for it (redirects, variant playlists, segments, keys) is checked
 // against the policy and dialled by vidx itself. Plain-HTTP playlists are
 // checked again on every refresh; HTTPS is tunnelled (CONNECT), its target
 // checked. It also counts the bytes the source sends, for the bitrate limit.
-type filterProxy struct {
+type Proxy struct {
 	g   *Guard
 	raw string
 	log *slog.Logger
@@ -43,12 +43,12 @@ type filterProxy struct {
 var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
-func (g *Guard) startProxy(raw string, log *slog.Logger) (*filterProxy, error) {
+func (g *Guard) StartProxy(raw string, log *slog.Logger) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("source proxy: %w", err)
 	}
-	p := &filterProxy{
+	p := &Proxy{
 		g: g, raw: raw, log: log, ln: ln, tunnels: map[net.Conn]struct{}{},
 		tr: &http.Transport{
 			Proxy:                 nil,
@@ -65,20 +65,20 @@ func (g *Guard) startProxy(raw string, log *slog.Logger) (*filterProxy, error) {
 }
 
 // URL is the address to give ffmpeg's http_proxy option.
-func (p *filterProxy) URL() string { return "http://" + p.ln.Addr().String() }
+func (p *Proxy) URL() string { return "http://" + p.ln.Addr().String() }
 
 // Received returns the bytes the source has sent so far.
-func (p *filterProxy) Received() int64 { return p.received.Load() }
+func (p *Proxy) Received() int64 { return p.received.Load() }
 
 // Refusal returns the first request the proxy refused, or nil.
-func (p *filterProxy) Refusal() error {
+func (p *Proxy) Refusal() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.refusal
 }
 
 // Close stops the proxy and every tunnel through it.
-func (p *filterProxy) Close() {
+func (p *Proxy) Close() {
 	p.mu.Lock()
 	p.closed = true
 	for c := range p.tunnels {
@@ -92,7 +92,7 @@ func (p *filterProxy) Close() {
 	p.tr.CloseIdleConnections()
 }
 
-func (p *filterProxy) refuse(w http.ResponseWriter, err error) {
+func (p *Proxy) refuse(w http.ResponseWriter, err error) {
 	p.mu.Lock()
 	if p.refusal == nil {
 		p.refusal = err
@@ -104,7 +104,7 @@ func (p *filterProxy) refuse(w http.ResponseWriter, err error) {
 
 // fail answers an upstream failure: a refusal from the dialer is recorded,
 // anything else is the network's and reported as a bad gateway.
-func (p *filterProxy) fail(w http.ResponseWriter, err error) {
+func (p *Proxy) fail(w http.ResponseWriter, err error) {
 	var re *RefusedError
 	if errors.As(err, &re) {
 		p.refuse(w, err)
@@ -113,7 +113,7 @@ func (p *filterProxy) fail(w http.ResponseWriter, err error) {
 	http.Error(w, err.Error(), http.StatusBadGateway)
 }
 
-func (p *filterProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodConnect {
 		p.tunnel(w, r)
 		return
@@ -202,7 +202,7 @@ func (g *Guard) checkPlaylistRefs(raw string, pl *playlist) error {
 		if err := g.checkURL(u.String(), u, SchemeHTTP, SchemeHTTPS); err != nil {
 			var re *RefusedError
 			if errors.As(err, &re) {
-				return refuse(raw, "playlist %s names %s: %s", pl.url.Redacted(), redact(u.String()), re.Reason)
+				return refuse(raw, "playlist %s names %s: %s", pl.url.Redacted(), Redact(u.String()), re.Reason)
 			}
 			return err
 		}
@@ -210,7 +210,7 @@ func (g *Guard) checkPlaylistRefs(raw string, pl *playlist) error {
 	return nil
 }
 
-func (p *filterProxy) tunnel(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) tunnel(w http.ResponseWriter, r *http.Request) {
 	target := &url.URL{Scheme: SchemeHTTPS, Host: r.Host}
 	if err := p.g.checkURL(target.String(), target, SchemeHTTPS); err != nil {
 		p.refuse(w, err)
@@ -254,7 +254,7 @@ func (p *filterProxy) tunnel(w http.ResponseWriter, r *http.Request) {
 	<-done
 }
 
-func (p *filterProxy) track(conns ...net.Conn) bool {
+func (p *Proxy) track(conns ...net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -269,7 +269,7 @@ func (p *filterProxy) track(conns ...net.Conn) bool {
 	return true
 }
 
-func (p *filterProxy) untrack(conns ...net.Conn) {
+func (p *Proxy) untrack(conns ...net.Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range conns {

@@ -15,6 +15,7 @@ import (
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/encoders/bundle"
 	"github.com/vidx/vidx/encoders/onnx"
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/pipeline/embedded"
 	"github.com/vidx/vidx/sinks"
@@ -289,7 +290,7 @@ func (a *App) buildStage(ctx context.Context, name string) (*pipeline.Stage, err
 			return nil, err
 		}
 		handler, err := sample.NewStage(sample.StageConfig{
-			Options: sample.Options{
+			Options: media.Options{
 				FPS: s.FPS, MaxFrames: s.MaxFrames, Selection: s.Selection, Mode: s.Mode,
 				WindowS: s.WindowS, StrideS: s.StrideS, Timeout: s.Timeout,
 				SceneThreshold: s.SceneThreshold, MinShotS: s.MinShotS, MaxShotS: s.MaxShotS,

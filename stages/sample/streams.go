@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sourceguard"
@@ -89,7 +90,7 @@ func (c StreamsConfig) WithDefaults() StreamsConfig {
 		c.MaxFrames = 12
 	}
 	if c.Selection == "" {
-		c.Selection = SelectUniform
+		c.Selection = media.SelectUniform
 	}
 	if c.StallTimeout == 0 {
 		c.StallTimeout = 30 * time.Second
@@ -106,8 +107,8 @@ func (c StreamsConfig) WithDefaults() StreamsConfig {
 // Validate checks the configuration, static streams included.
 func (c StreamsConfig) Validate() error {
 	var errs []error
-	o := StreamOptions{FPS: c.FPS, MaxFrames: c.MaxFrames, Selection: c.Selection, WindowS: c.WindowS, StrideS: c.StrideS}
-	if err := o.options().Validate(); err != nil {
+	o := media.StreamOptions{FPS: c.FPS, MaxFrames: c.MaxFrames, Selection: c.Selection, WindowS: c.WindowS, StrideS: c.StrideS}
+	if err := o.WindowOptions().Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.StallTimeout < 0 || c.BackoffMin < 0 || c.BackoffMax < c.BackoffMin {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/pipeline"
 )
 
@@ -38,7 +39,7 @@ func ParseThumbnailKey(key string) (videoID string, clipIndex int, err error) {
 // encoder sees), produced next to the clip on a compacted topic, so every
 // replica of the search API can serve it without a shared disk. It returns
 // no output when topic is empty or the clip has no frames.
-func thumbnail(topic, videoID string, index int, frames []Frame) (*pipeline.Output, error) {
+func thumbnail(topic, videoID string, index int, frames []media.Frame) (*pipeline.Output, error) {
 	if topic == "" || len(frames) == 0 {
 		return nil, nil
 	}

@@ -6,6 +6,8 @@ import (
 	"image/jpeg"
 	"testing"
 
+	"github.com/vidx/vidx/media"
+	"github.com/vidx/vidx/media/mediatest"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
 )
@@ -14,8 +16,8 @@ import (
 // middle frame on the thumbnail topic: the step video's red level says
 // which second a frame is from.
 func TestStageThumbnails(t *testing.T) {
-	requireFFmpeg(t)
-	video := stepVideo(t, t.TempDir(), 6)
+	mediatest.RequireFFmpeg(t)
+	video := mediatest.StepVideo(t, t.TempDir(), 6)
 	cases := []struct {
 		name   string
 		topic  string
@@ -26,7 +28,7 @@ func TestStageThumbnails(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := NewStage(StageConfig{Options: Options{Mode: schemas.ModeWindow, WindowS: 2, StrideS: 2}, ThumbnailTopic: tc.topic})
+			s, err := NewStage(StageConfig{Options: media.Options{Mode: schemas.ModeWindow, WindowS: 2, StrideS: 2}, ThumbnailTopic: tc.topic})
 			if err != nil {
 				t.Fatal(err)
 			}

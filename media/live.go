@@ -1,4 +1,4 @@
-package sample
+package media
 
 import (
 	"bufio"
@@ -50,8 +50,9 @@ type StreamOptions struct {
 	Logger  *slog.Logger
 }
 
-// options returns the window settings as decoder Options.
-func (o StreamOptions) options() Options {
+// WindowOptions returns the window settings as decoder Options, defaults
+// applied: what Validate checks of a stream's segment settings.
+func (o StreamOptions) WindowOptions() Options {
 	w := o.WindowS
 	if w == 0 {
 		w = 10
@@ -71,7 +72,7 @@ type StreamDecoder struct {
 
 // NewStreamDecoder validates the options.
 func NewStreamDecoder(o StreamOptions) (*StreamDecoder, error) {
-	win := o.options()
+	win := o.WindowOptions()
 	if err := win.Validate(); err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package sample
+package media
 
 import (
 	"context"
@@ -9,12 +9,13 @@ import (
 	"testing"
 
 	"github.com/vidx/vidx/encoders/preprocess"
+	"github.com/vidx/vidx/media/mediatest"
 )
 
 // benchVideo is a 60 s 640x360 clip: 60 frames at 1 fps.
 func benchVideo(b *testing.B) string {
 	b.Helper()
-	return makeVideo(b, b.TempDir(), "bench.mp4", "testsrc=size=640x360:rate=25:duration=60")
+	return mediatest.MakeVideo(b, b.TempDir(), "bench.mp4", "testsrc=size=640x360:rate=25:duration=60")
 }
 
 // BenchmarkSample measures Decoder.Clips end to end (ffprobe, ffmpeg decode

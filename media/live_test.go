@@ -1,4 +1,4 @@
-package sample
+package media
 
 import (
 	"context"
@@ -10,19 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vidx/vidx/media/mediatest"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/sourceguard"
 )
 
-// tsStart is where ffmpeg's MPEG-TS muxer starts its clock: stream time of
-// the fixture's live HLS is content time + tsStart.
-const tsStart = 1.4
-
 func newTestStreamDecoder(t testing.TB, o StreamOptions) *StreamDecoder {
 	t.Helper()
-	requireFFmpeg(t)
+	mediatest.RequireFFmpeg(t)
 	if o.Guard == nil {
-		o.Guard = loopbackGuard(t, sourceguard.SourcePolicy{IOTimeout: 2 * time.Second})
+		o.Guard = mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{IOTimeout: 2 * time.Second})
 	}
 	if o.Logger == nil {
 		o.Logger = testLog(t)
@@ -121,8 +118,8 @@ func contiguous(wins []Window) bool {
 
 func TestStreamDecoderLiveHLS(t *testing.T) {
 	t.Parallel()
-	live := newLiveHLS(t, 6*time.Second)
-	edge := float64(live.published()) + tsStart
+	live := mediatest.NewLiveHLS(t, 6*time.Second)
+	edge := float64(live.Published()) + mediatest.TSStart
 	o := StreamOptions{WindowS: 2, MaxFrames: 4, StallTimeout: 10 * time.Second}
 	d := newTestStreamDecoder(t, o)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -143,7 +140,7 @@ func TestStreamDecoderLiveHLS(t *testing.T) {
 	if !res.Live || res.Windows < 4 {
 		t.Errorf("result %+v, want a live run with at least 4 windows", res)
 	}
-	checkWindows(t, wins, d.win, tsStart)
+	checkWindows(t, wins, d.win, mediatest.TSStart)
 	if !contiguous(wins) {
 		t.Errorf("windows not contiguous: %v", indices(wins))
 	}
@@ -174,7 +171,7 @@ func indices(wins []Window) []int {
 // repeated, none missing, though the source moved on meanwhile.
 func TestStreamDecoderResumeLive(t *testing.T) {
 	t.Parallel()
-	live := newLiveHLS(t, 4*time.Second)
+	live := mediatest.NewLiveHLS(t, 4*time.Second)
 	d := newTestStreamDecoder(t, StreamOptions{WindowS: 2, MaxFrames: 4})
 	run := func(resume *Resume, n int) []Window {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -198,7 +195,7 @@ func TestStreamDecoderResumeLive(t *testing.T) {
 		t.Errorf("resumed at window %d after window %d", second[0].Index, last.Index)
 	}
 	all := append(first, second...)
-	checkWindows(t, all, d.win, tsStart)
+	checkWindows(t, all, d.win, mediatest.TSStart)
 	if !contiguous(all) {
 		t.Errorf("windows %v are not contiguous", indices(all))
 	}
@@ -207,14 +204,14 @@ func TestStreamDecoderResumeLive(t *testing.T) {
 // A stalled source is stopped by the watchdog with a retryable error.
 func TestStreamDecoderStall(t *testing.T) {
 	t.Parallel()
-	live := newLiveHLS(t, 3*time.Second)
+	live := mediatest.NewLiveHLS(t, 3*time.Second)
 	d := newTestStreamDecoder(t, StreamOptions{WindowS: 2, StallTimeout: 2 * time.Second,
-		Guard: loopbackGuard(t, sourceguard.SourcePolicy{IOTimeout: 30 * time.Second})})
+		Guard: mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{IOTimeout: 30 * time.Second})})
 	var sink windowSink
 	done := make(chan error, 1)
 	go func() {
 		_, err := d.Run(context.Background(), live.URL(), nil, func(w Window) error {
-			live.stall() // the source hangs once it has delivered a window
+			live.Stall() // the source hangs once it has delivered a window
 			return sink.emit(w)
 		})
 		done <- err
@@ -233,7 +230,7 @@ func TestStreamDecoderStall(t *testing.T) {
 // resumed run seeks and cuts exactly the windows that were left.
 func TestStreamDecoderFileResume(t *testing.T) {
 	dir := t.TempDir()
-	path := makeVideo(t, dir, "steps.ts", "color=c=black:s=96x64:r=10:d=13,format=gbrp,geq=r='4*floor(T)':g=0:b=0",
+	path := mediatest.MakeVideo(t, dir, "steps.ts", "color=c=black:s=96x64:r=10:d=13,format=gbrp,geq=r='4*floor(T)':g=0:b=0",
 		"-g", "100", "-f", "mpegts")
 	d := newTestStreamDecoder(t, StreamOptions{WindowS: 4, StrideS: 3, MaxFrames: 8})
 	run := func(resume *Resume) (RunResult, []Window) {
@@ -283,8 +280,8 @@ func TestStreamDecoderFileResume(t *testing.T) {
 // args passes each protocol its whitelist and I/O timeout, and never
 // RTMP's -timeout, which would make ffmpeg listen instead of connect.
 func TestStreamArgs(t *testing.T) {
-	g := loopbackGuard(t, sourceguard.SourcePolicy{IOTimeout: 7 * time.Second})
-	d := &StreamDecoder{o: StreamOptions{}, win: StreamOptions{}.options(), guard: g}
+	g := mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{IOTimeout: 7 * time.Second})
+	d := &StreamDecoder{o: StreamOptions{}, win: StreamOptions{}.WindowOptions(), guard: g}
 	px, err := g.StartProxy("http://h/v.ts", testLog(t))
 	if err != nil {
 		t.Fatal(err)

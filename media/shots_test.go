@@ -1,9 +1,11 @@
-package sample
+package media
 
 import (
 	"context"
 	"math"
 	"testing"
+
+	"github.com/vidx/vidx/media/mediatest"
 )
 
 func TestShotSegments(t *testing.T) {
@@ -46,7 +48,7 @@ func TestShotsModeFindsKnownCuts(t *testing.T) {
 	dir := t.TempDir()
 	const rate = 25
 	graph := "color=c=black:s=160x120:r=25:d=2[a];testsrc=s=160x120:r=25:d=3[b];color=c=white:s=160x120:r=25:d=4[c];[a][b][c]concat=n=3:v=1:a=0"
-	path := makeVideo(t, dir, "shots.mp4", graph)
+	path := mediatest.MakeVideo(t, dir, "shots.mp4", graph)
 	d := newTestDecoder(t, Options{Mode: ModeShots, FPS: 5, MaxFrames: 4, MinShotS: 1, MaxShotS: 3, Size: 32})
 
 	src, err := parseSource(path)

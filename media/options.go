@@ -1,8 +1,16 @@
-// Package sample decodes videos with ffmpeg and picks the frames a CLIP-style
+// Package media decodes videos with ffmpeg and picks the frames a CLIP-style
 // video encoder sees: frames sampled at a fixed rate, thinned to at most
 // MaxFrames per clip the way CLIP4Clip does, each resized and center-cropped
-// with encoders/preprocess.
-package sample
+// with encoders/preprocess. It holds probing (ffprobe, ffmpeg's showinfo
+// log), decoding of files and URLs into clips (whole video, windows or
+// shots), frame selection, the windowing that cuts clips, and the
+// StreamDecoder that decodes a live source continuously into windows of
+// stream time.
+//
+// It imports of vidx only sourceguard (every source is checked and read
+// through it), encoders/preprocess and pipeline, for the Poison and
+// Retryable error classes; no Kafka client.
+package media
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package sample
+package media
 
 import (
 	"context"
@@ -15,13 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vidx/vidx/media/mediatest"
 	"github.com/vidx/vidx/pipeline"
 )
 
 func TestProbe(t *testing.T) {
 	dir := t.TempDir()
 	d := newTestDecoder(t, Options{})
-	path := makeVideo(t, dir, "a.mp4", "testsrc=size=320x240:rate=25:duration=5")
+	path := mediatest.MakeVideo(t, dir, "a.mp4", "testsrc=size=320x240:rate=25:duration=5")
 	info, err := d.Probe(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +36,7 @@ func TestProbe(t *testing.T) {
 // each decoded frame really is the one from that second.
 func TestWholeSelections(t *testing.T) {
 	dir := t.TempDir()
-	path := stepVideo(t, dir, 15)
+	path := mediatest.StepVideo(t, dir, 15)
 	for _, tc := range []struct {
 		sel  string
 		want []int
@@ -83,7 +84,7 @@ func checkSteps(t *testing.T, frames []Frame, wantSeconds []int, size int) {
 
 func TestWindowMode(t *testing.T) {
 	dir := t.TempDir()
-	path := stepVideo(t, dir, 15)
+	path := mediatest.StepVideo(t, dir, 15)
 	d := newTestDecoder(t, Options{Mode: ModeWindow, WindowS: 5, StrideS: 3, MaxFrames: 3, Size: 16})
 	clips := collect(t, d, path)
 	want := []struct {
@@ -111,7 +112,7 @@ func TestWindowMode(t *testing.T) {
 // the callback stops the decode and comes back unchanged.
 func TestWindowStreamingAndEarlyStop(t *testing.T) {
 	dir := t.TempDir()
-	path := stepVideo(t, dir, 15)
+	path := mediatest.StepVideo(t, dir, 15)
 	d := newTestDecoder(t, Options{Mode: ModeWindow, WindowS: 2, Size: 16})
 	stopErr := errors.New("enough")
 	var got []int
@@ -129,7 +130,7 @@ func TestWindowStreamingAndEarlyStop(t *testing.T) {
 
 func TestRedVideo(t *testing.T) {
 	dir := t.TempDir()
-	path := makeVideo(t, dir, "red.mp4", "color=c=red:size=320x240:rate=25:duration=3")
+	path := mediatest.MakeVideo(t, dir, "red.mp4", "color=c=red:size=320x240:rate=25:duration=3")
 	d := newTestDecoder(t, Options{})
 	clips := collect(t, d, "file://"+path)
 	if len(clips) != 1 || len(clips[0].Frames) != 3 {
@@ -147,7 +148,7 @@ func TestRedVideo(t *testing.T) {
 
 func TestFrameSizes(t *testing.T) {
 	dir := t.TempDir()
-	landscape := makeVideo(t, dir, "l.mp4", "testsrc=size=320x240:rate=25:duration=2")
+	landscape := mediatest.MakeVideo(t, dir, "l.mp4", "testsrc=size=320x240:rate=25:duration=2")
 	rotated := filepath.Join(dir, "r.mp4")
 	if out, err := execFFmpeg("-i", landscape, "-c", "copy", "-metadata:s:v:0", "rotate=90", rotated); err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -157,8 +158,8 @@ func TestFrameSizes(t *testing.T) {
 		w, h       int
 	}{
 		{"320x240", landscape, 320, 240},
-		{"240x320", makeVideo(t, dir, "p.mp4", "testsrc=size=240x320:rate=25:duration=2"), 240, 320},
-		{"1280x720", makeVideo(t, dir, "hd.mp4", "testsrc=size=1280x720:rate=25:duration=2"), 1280, 720},
+		{"240x320", mediatest.MakeVideo(t, dir, "p.mp4", "testsrc=size=240x320:rate=25:duration=2"), 240, 320},
+		{"1280x720", mediatest.MakeVideo(t, dir, "hd.mp4", "testsrc=size=1280x720:rate=25:duration=2"), 1280, 720},
 		{"rotated", rotated, 240, 320},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -191,7 +192,7 @@ func execFFmpeg(args ...string) ([]byte, error) {
 
 func TestBadInputsArePoison(t *testing.T) {
 	dir := t.TempDir()
-	good := makeVideo(t, dir, "good.mp4", "testsrc=size=320x240:rate=25:duration=3")
+	good := mediatest.MakeVideo(t, dir, "good.mp4", "testsrc=size=320x240:rate=25:duration=3")
 	data, err := os.ReadFile(good)
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +239,7 @@ func TestBadInputsArePoison(t *testing.T) {
 
 func TestHTTPSource(t *testing.T) {
 	dir := t.TempDir()
-	path := makeVideo(t, dir, "v.mp4", "testsrc=size=320x240:rate=25:duration=3")
+	path := mediatest.MakeVideo(t, dir, "v.mp4", "testsrc=size=320x240:rate=25:duration=3")
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v.mp4", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, path) })
 	mux.HandleFunc("/busy.mp4", func(w http.ResponseWriter, r *http.Request) {
@@ -285,7 +286,7 @@ func stallingServer(t *testing.T, path string) (url string, gone <-chan struct{}
 
 func TestCancelStopsFFmpeg(t *testing.T) {
 	dir := t.TempDir()
-	path := makeVideo(t, dir, "fs.mp4", "testsrc=size=320x240:rate=25:duration=20", "-movflags", "+faststart")
+	path := mediatest.MakeVideo(t, dir, "fs.mp4", "testsrc=size=320x240:rate=25:duration=20", "-movflags", "+faststart")
 	url, gone := stallingServer(t, path)
 	d := newTestDecoder(t, Options{})
 
@@ -310,7 +311,7 @@ func TestCancelStopsFFmpeg(t *testing.T) {
 // Options.Timeout bounds a decode; a remote source that stalls is retryable.
 func TestTimeoutIsRetryableForHTTP(t *testing.T) {
 	dir := t.TempDir()
-	path := makeVideo(t, dir, "fs.mp4", "testsrc=size=320x240:rate=25:duration=20", "-movflags", "+faststart")
+	path := mediatest.MakeVideo(t, dir, "fs.mp4", "testsrc=size=320x240:rate=25:duration=20", "-movflags", "+faststart")
 	url, _ := stallingServer(t, path)
 	d := newTestDecoder(t, Options{Timeout: 700 * time.Millisecond})
 	start := time.Now()

@@ -1,4 +1,4 @@
-package sample
+package media
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vidx/vidx/media/mediatest"
 )
 
 func freePort(t *testing.T, network string) int {
@@ -33,8 +35,8 @@ func freePort(t *testing.T, network string) int {
 // itself as the server, through the whitelists and timeouts the decoder
 // passes for them.
 func TestStreamDecoderProtocols(t *testing.T) {
-	requireFFmpeg(t)
-	realTime(t)
+	mediatest.RequireFFmpeg(t)
+	mediatest.RealTime(t)
 	protocols, err := exec.Command("ffmpeg", "-hide_banner", "-protocols").Output()
 	if err != nil {
 		t.Fatal(err)

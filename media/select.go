@@ -1,4 +1,4 @@
-package sample
+package media
 
 // SelectIndices returns, in increasing order, the indices of the frames kept
 // from a clip of n sampled frames: all of them when n <= max, otherwise the

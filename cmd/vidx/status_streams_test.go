@@ -1,4 +1,4 @@
-package sample
+package main
 
 import (
 	"strings"
@@ -19,7 +19,7 @@ func TestWriteStreamTable(t *testing.T) {
 		"cam-a": {StreamID: "cam-a", State: schemas.StreamStarting, Live: true},
 	}
 	var b strings.Builder
-	if err := WriteStreamTable(&b, states, now); err != nil {
+	if err := writeStreamTable(&b, states, now); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")

@@ -1,4 +1,4 @@
-package sample
+package main
 
 import (
 	"fmt"
@@ -11,10 +11,10 @@ import (
 	"github.com/vidx/vidx/schemas"
 )
 
-// WriteStreamTable prints stream states (from ReadStreamStates) as a table,
-// one stream a line in stream id order: what `vidx status` shows. now
-// dates the last window.
-func WriteStreamTable(w io.Writer, states map[string]schemas.StreamState, now time.Time) error {
+// writeStreamTable prints stream states (from sample.ReadStreamStates) as
+// a table, one stream a line in stream id order: what `vidx status` shows.
+// now dates the last window.
+func writeStreamTable(w io.Writer, states map[string]schemas.StreamState, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STREAM\tSTATE\tCLOCK\tWINDOWS\tLAST WINDOW\tSEEN\tRESTARTS\tOWNER\tERROR")
 	for _, id := range slices.Sorted(func(yield func(string) bool) {

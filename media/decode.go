@@ -200,12 +200,13 @@ func (d *Decoder) decode(ctx context.Context, src sourceguard.Source, px *source
 		return fmt.Errorf("%s: %w", src.URI, &execStartError{tool: d.opts.FFmpegPath, err: err})
 	}
 
-	s := newSampler(d.opts, p)
+	var segs []segment
 	if d.opts.Mode == ModeShots {
-		if s.segs, err = d.shotsFor(ctx, src, px, p); err != nil {
+		if segs, err = d.shotsFor(ctx, src, px, p); err != nil {
 			return err
 		}
 	}
+	s := newSampler(ctx, d.opts, p, segs, log)
 	// Frames are large, so ReadFull mostly bypasses the buffer and reads
 	// straight into the frame; the buffer only absorbs pipe-sized pieces.
 	br := bufio.NewReaderSize(stdout, 64<<10)
@@ -218,7 +219,7 @@ func (d *Decoder) decode(ctx context.Context, src sourceguard.Source, px *source
 			}
 			break
 		}
-		if err := s.push(ctx, buf, fn, log); err != nil {
+		if err := s.push(buf, fn); err != nil {
 			stop()
 			_ = cmd.Wait() // killed on purpose: its exit status says nothing
 			return err
@@ -246,30 +247,16 @@ func (d *Decoder) decode(ctx context.Context, src sourceguard.Source, px *source
 	if s.count == 0 {
 		return pipeline.Poisonf("%s: no video frames decoded (probed duration %.3fs)", src.URI, p.DurationS)
 	}
-	return s.finish(ctx, fn, log)
+	return s.finish(fn)
 }
-
-// countSlack is how far the decoded frame count may be from the estimate
-// (round(duration * fps)) and still get the exact selection; beyond it the
-// nearest kept frames stand in. Each unit of slack costs up to MaxFrames
-// extra crops per clip.
-const countSlack = 1
 
 // lateFrames is how many of the most recent raw frames stay available after
 // decoding ends, for a selection that needs frames past the probed length.
 const lateFrames = 2
 
-// window is a clip being collected.
-type window struct {
-	clip  Clip
-	first int // index of its first frame in the video
-	full  int // frames in the complete window; -1: until the end (whole mode)
-	n     int // frames seen so far
-	pick  *picker
-}
-
-// sampler assigns decoded frames to clips and crops only the frames some
-// clip may select.
+// sampler feeds the frames ffmpeg decodes to the windowing engine, keeping
+// the last few raw frames so that a selection needing a frame no clip kept
+// can still crop it.
 type sampler struct {
 	o       Options
 	p       probed
@@ -277,12 +264,12 @@ type sampler struct {
 	ring    [lateFrames + 1][]byte // raw frames, the newest at count-1
 	est     int                    // expected frame count from the probe; -1 unknown
 	count   int                    // frames decoded so far
-	open    []*window              // in start order, which is also end order
-	next    int                    // window and shots modes: next window number to open
-	segs    []segment              // shots mode: the clips' spans
+	w       *windower
 }
 
-func newSampler(o Options, p probed) *sampler {
+// newSampler plans the clips of a probed video; segs are the clips' spans
+// in shots mode. A clip whose selection is approximated is logged to log.
+func newSampler(ctx context.Context, o Options, p probed, segs []segment, log *slog.Logger) *sampler {
 	s := &sampler{o: o, p: p, resizer: preprocess.NewResizer(o.Size), est: -1}
 	for i := range s.ring {
 		s.ring[i] = make([]byte, 3*p.Width*p.Height)
@@ -291,13 +278,18 @@ func newSampler(o Options, p probed) *sampler {
 		// The fps filter emits round(duration * fps) frames.
 		s.est = max(1, int(math.Round(p.DurationS*o.FPS)))
 	}
-	if o.Mode == ModeWhole {
-		s.open = []*window{{
-			clip:  Clip{Index: 0, StartS: 0},
-			full:  -1,
-			pick:  newPicker(o.MaxFrames, o.Selection, s.est, countSlack),
-			first: 0,
-		}}
+	s.w = newWindower(o, &frameSpans{o: o, est: s.est, segs: segs})
+	// Frames the picker skipped may still be in the ring: the selection
+	// always includes the clip's last frame, which the estimate can miss.
+	s.w.late = func(g int) (Frame, bool) {
+		if g >= s.count || g < s.count-lateFrames {
+			return Frame{}, false
+		}
+		return Frame{TimeS: float64(g) / s.o.FPS, Image: s.crop(s.ring[g%len(s.ring)])}, true
+	}
+	s.w.approx = func(c Clip, n int) {
+		log.WarnContext(ctx, "sample: decoded frame count far from the probed duration; frame selection approximated",
+			"clip", c.Index, "frames", n, "expected", s.est, "duration_s", s.p.DurationS)
 	}
 	return s
 }
@@ -305,117 +297,32 @@ func newSampler(o Options, p probed) *sampler {
 // buffer is where the next frame should be read.
 func (s *sampler) buffer() []byte { return s.ring[s.count%len(s.ring)] }
 
-// frameIndex is the first sampled-frame index at or after t seconds. The
-// epsilon keeps k*StrideS*FPS that is an integer in exact arithmetic from
-// rounding up to the next frame.
-func (s *sampler) frameIndex(t float64) int {
-	return int(math.Ceil(t*s.o.FPS - 1e-9))
+func (s *sampler) crop(raw []byte) *image.RGBA {
+	return s.resizer.ResizeCrop(preprocess.NewRGB24(raw, s.p.Width, s.p.Height))
 }
 
-// span is window k's bounds; ok is false past the last shot.
-func (s *sampler) span(k int) (start, end float64, ok bool) {
-	if s.o.Mode == ModeShots {
-		if k >= len(s.segs) {
-			return 0, 0, false
-		}
-		return s.segs[k].start, s.segs[k].end, true
-	}
-	start = float64(k) * s.o.StrideS
-	return start, start + s.o.WindowS, true
-}
-
-func (s *sampler) openWindows(g int) {
-	for {
-		start, stop, ok := s.span(s.next)
-		if !ok {
-			return
-		}
-		first := s.frameIndex(start)
-		if first > g {
-			return
-		}
-		end := s.frameIndex(stop)
-		if end > first { // a window shorter than a frame interval may hold none
-			w := &window{
-				clip:  Clip{Index: s.next, StartS: start, EndS: stop},
-				first: first,
-				full:  end - first,
-			}
-			est, slack := w.full, 0
-			if s.est >= 0 && end > s.est-countSlack {
-				// May be cut short by the end of the video.
-				est, slack = min(max(s.est-first, 1), w.full), countSlack
-			}
-			w.pick = newPicker(s.o.MaxFrames, s.o.Selection, est, slack)
-			s.open = append(s.open, w)
-		}
-		s.next++
-	}
-}
-
-// push files the frame just read into buf, emitting windows it completes.
-func (s *sampler) push(ctx context.Context, buf []byte, fn func(Clip) error, log *slog.Logger) error {
+// push files the frame just read into buf, emitting the clips it completes.
+func (s *sampler) push(buf []byte, fn func(Clip) error) error {
 	g := s.count
 	s.count++
-	if s.o.Mode == ModeWindow || s.o.Mode == ModeShots {
-		s.openWindows(g)
-	}
-	var crop *image.RGBA
-	for _, w := range s.open {
-		local := g - w.first
-		w.n++
-		if !w.pick.wants(local) {
-			continue
-		}
-		if crop == nil {
-			crop = s.resizer.ResizeCrop(preprocess.NewRGB24(buf, s.p.Width, s.p.Height))
-		}
-		w.pick.add(local, Frame{TimeS: float64(g) / s.o.FPS, Image: crop})
-	}
-	for len(s.open) > 0 && s.open[0].full > 0 && s.open[0].n == s.open[0].full {
-		w := s.open[0]
-		s.open = s.open[1:]
-		if err := s.emit(ctx, w, fn, log); err != nil {
-			return err
-		}
-	}
-	return nil
+	t, next := float64(g)/s.o.FPS, float64(g+1)/s.o.FPS
+	return s.emit(s.w.add(t, next, time.Time{}, func() *image.RGBA { return s.crop(buf) }), fn)
 }
 
 // finish emits the clips still open when the video ends.
-func (s *sampler) finish(ctx context.Context, fn func(Clip) error, log *slog.Logger) error {
+func (s *sampler) finish(fn func(Clip) error) error {
 	end := float64(s.count) / s.o.FPS
 	if s.p.DurationS > 0 {
 		end = s.p.DurationS
 	}
-	for _, w := range s.open {
-		if s.o.Mode == ModeWhole || w.clip.EndS > end {
-			w.clip.EndS = end
-		}
-		if err := s.emit(ctx, w, fn, log); err != nil {
+	return s.emit(s.w.flush(end), fn)
+}
+
+func (s *sampler) emit(wins []Window, fn func(Clip) error) error {
+	for _, w := range wins {
+		if err := fn(w.Clip); err != nil {
 			return err
 		}
 	}
-	s.open = nil
 	return nil
-}
-
-func (s *sampler) emit(ctx context.Context, w *window, fn func(Clip) error, log *slog.Logger) error {
-	// Frames the picker skipped may still be in the ring: the selection
-	// always includes the clip's last frame, which the estimate can miss.
-	late := func(i int) (Frame, bool) {
-		g := w.first + i
-		if g >= s.count || g < s.count-lateFrames {
-			return Frame{}, false
-		}
-		img := s.resizer.ResizeCrop(preprocess.NewRGB24(s.ring[g%len(s.ring)], s.p.Width, s.p.Height))
-		return Frame{TimeS: float64(g) / s.o.FPS, Image: img}, true
-	}
-	var exact bool
-	w.clip.Frames, exact = w.pick.finish(w.n, late)
-	if !exact {
-		log.WarnContext(ctx, "sample: decoded frame count far from the probed duration; frame selection approximated",
-			"clip", w.clip.Index, "frames", w.n, "expected", s.est, "duration_s", s.p.DurationS)
-	}
-	return fn(w.clip)
 }

@@ -372,7 +372,7 @@ func (r *streamRun) start(h inputHeader) error {
 	if r.resume != nil {
 		skip = r.resume.EndS
 	}
-	r.w = newWindower(r.d.win, skip)
+	r.w = newWindower(r.d.win, newTimeGrid(r.d.win, skip))
 	return nil
 }
 

@@ -169,7 +169,7 @@ func TestWindower(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			w := newWindower(c.o, c.skip)
+			w := newWindower(c.o, newTimeGrid(c.o, c.skip))
 			got := feed(w, c.o.FPS, c.times...)
 			if c.flush > 0 {
 				got = append(got, w.flush(c.flush)...)

@@ -55,7 +55,7 @@ bench: setup-test build
 
 # Go micro-benchmarks on the tiny test models.
 bench-go: setup
-	$(GO) test -run '^$$' -bench . -benchtime 20x ./encoders/onnx/ ./stages/sample/ ./stages/encode/ ./stages/pool/ ./sinks/storetest/
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./encoders/onnx/ ./media/ ./stages/encode/ ./stages/pool/ ./sinks/storetest/
 
 chaos: setup
 	$(GO) vet -tags chaos ./chaos/

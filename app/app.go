@@ -15,12 +15,14 @@ import (
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/encoders/bundle"
 	"github.com/vidx/vidx/encoders/onnx"
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/pipeline/kafka/embedded"
 	"github.com/vidx/vidx/sinks"
 	embeddedstore "github.com/vidx/vidx/sinks/embedded"
 	"github.com/vidx/vidx/sinks/qdrant"
+	"github.com/vidx/vidx/sourceguard"
 	"github.com/vidx/vidx/stages/encode"
 	"github.com/vidx/vidx/stages/index"
 	"github.com/vidx/vidx/stages/pool"
@@ -293,12 +295,12 @@ func (a *App) buildStage(ctx context.Context, name string) (*kafka.Stage, error)
 func (a *App) buildSample(ctx context.Context) (pipeline.Handler, []string, []kafka.Option, error) {
 	cfg, t := a.Config, a.Config.Topics
 	s := cfg.Stages.Sample
-	guard, err := sample.NewGuard(s.Sources)
+	guard, err := sourceguard.NewGuard(s.Sources)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	handler, err := sample.NewStage(sample.StageConfig{
-		Options: sample.Options{
+		Options: media.Options{
 			FPS: s.FPS, MaxFrames: s.MaxFrames, Selection: s.Selection, Mode: s.Mode,
 			WindowS: s.WindowS, StrideS: s.StrideS, Timeout: s.Timeout,
 			SceneThreshold: s.SceneThreshold, MinShotS: s.MinShotS, MaxShotS: s.MaxShotS,

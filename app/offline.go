@@ -7,10 +7,10 @@ import (
 
 	"github.com/vidx/vidx/encoders/bundle"
 	"github.com/vidx/vidx/encoders/onnx"
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/stages/encode"
 	"github.com/vidx/vidx/stages/pool"
-	"github.com/vidx/vidx/stages/sample"
 )
 
 // CodecNone keeps frames as decoded: no clip message codec in between.
@@ -53,7 +53,7 @@ type EmbedOptions struct {
 
 // VideoEmbedding is what the stages would compute for one video.
 type VideoEmbedding struct {
-	Clips []sample.Clip
+	Clips []media.Clip
 	// Frames[i][j] is the embedding of clip i's frame j; Pooled[i] clip i's.
 	Frames  [][][]float32
 	Pooled  [][]float32
@@ -64,7 +64,7 @@ type VideoEmbedding struct {
 // in process, without Kafka: every kept frame is embedded in one batch, as
 // the encode stage batches across clips, and each clip pooled as the pool
 // stage pools it.
-func EmbedVideo(ctx context.Context, m *bundle.Manifest, rt *onnx.Runtime, so onnx.SessionOptions, d *sample.Decoder, uri string, o EmbedOptions) (VideoEmbedding, error) {
+func EmbedVideo(ctx context.Context, m *bundle.Manifest, rt *onnx.Runtime, so onnx.SessionOptions, d *media.Decoder, uri string, o EmbedOptions) (VideoEmbedding, error) {
 	switch o.Codec {
 	case CodecNone, schemas.CodecJPEG, schemas.CodecPNG:
 	default:
@@ -88,7 +88,7 @@ func EmbedVideo(ctx context.Context, m *bundle.Manifest, rt *onnx.Runtime, so on
 		out  = VideoEmbedding{Pooling: pooler.Mode()}
 		imgs []*image.RGBA
 	)
-	err = d.Clips(ctx, uri, func(c sample.Clip) error {
+	err = d.Clips(ctx, uri, func(c media.Clip) error {
 		for _, f := range c.Frames {
 			img, err := viaCodec(f.Image, o.Codec, o.Quality, imgEnc.ImageSize())
 			if err != nil {

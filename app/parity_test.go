@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
 	"github.com/vidx/vidx/stages/pool"
-	"github.com/vidx/vidx/stages/sample"
 )
 
 // TestKafkaPathParity indexes a 15 s patterned video (12 frames after 1 fps
@@ -50,12 +50,12 @@ func TestKafkaPathParity(t *testing.T) {
 	}
 	t.Logf("clip message: %d frames, %d bytes (%.1f KiB per frame, %s)", len(clip.Frames), len(m.Value), float64(len(m.Value))/1024/float64(len(clip.Frames)), clip.Header.Codec)
 
-	dec, err := sample.NewDecoder(sample.Options{})
+	dec, err := media.NewDecoder(media.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var direct []float32
-	err = dec.Clips(ctx, video, func(c sample.Clip) error {
+	err = dec.Clips(ctx, video, func(c media.Clip) error {
 		imgs := make([]*image.RGBA, len(c.Frames))
 		for i, fr := range c.Frames {
 			imgs[i] = fr.Image

@@ -13,9 +13,9 @@ import (
 	"github.com/vidx/vidx/app"
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/encoders/onnx"
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/sinks"
 	"github.com/vidx/vidx/stages/pool"
-	"github.com/vidx/vidx/stages/sample"
 )
 
 // poolingConfig is an all-embedded configuration on dataDir with the given
@@ -173,12 +173,12 @@ func TestSeqTransfPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec, err := sample.NewDecoder(sample.Options{})
+	dec, err := media.NewDecoder(media.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var direct, meanP []float32
-	err = dec.Clips(ctx, f.videos["blue"], func(c sample.Clip) error {
+	err = dec.Clips(ctx, f.videos["blue"], func(c media.Clip) error {
 		imgs := make([]*image.RGBA, len(c.Frames))
 		for i, fr := range c.Frames {
 			imgs[i] = fr.Image

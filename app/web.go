@@ -11,7 +11,7 @@ import (
 
 	"github.com/vidx/vidx/httpapi"
 	"github.com/vidx/vidx/httpapi/kafkasrc"
-	"github.com/vidx/vidx/stages/sample"
+	"github.com/vidx/vidx/sourceguard"
 )
 
 // webServer serves the HTTP API and the search page next to the query
@@ -35,7 +35,7 @@ func (a *App) startWeb() error {
 	}
 	// Media is served under the same source policy the sample stage reads
 	// files with; with no file roots, no file is served.
-	guard, err := sample.NewGuard(cfg.Stages.Sample.Sources)
+	guard, err := sourceguard.NewGuard(cfg.Stages.Sample.Sources)
 	if err != nil {
 		return err
 	}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/vidx/vidx/encoders/bundle"
 	"github.com/vidx/vidx/encoders/onnx"
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/stages/encode"
-	"github.com/vidx/vidx/stages/sample"
 )
 
 // batch is the encode stage's image-encoder batch (config model.max_batch).
@@ -151,12 +151,12 @@ func rate(ctx context.Context, n, per int, fn func() error) (float64, error) {
 // default selection: 12 frames at 1 fps) with both bundles, as the encode
 // stage does, and reports the lowest frame-embedding cosine.
 func (c *Config) cosineFigure(ctx context.Context, rt *onnx.Runtime, fp32, int8 *bundle.Manifest, video string) (Figure, error) {
-	d, err := sample.NewDecoder(sample.Options{Size: fp32.Image.Size})
+	d, err := media.NewDecoder(media.Options{Size: fp32.Image.Size})
 	if err != nil {
 		return Figure{}, err
 	}
 	var imgs []*image.RGBA
-	if err := d.Clips(ctx, video, func(cl sample.Clip) error {
+	if err := d.Clips(ctx, video, func(cl media.Clip) error {
 		for _, f := range cl.Frames {
 			imgs = append(imgs, f.Image)
 		}
@@ -212,7 +212,7 @@ func (c *Config) spinFigures(ctx context.Context, rt *onnx.Runtime, m *bundle.Ma
 		if _, err := enc.EncodeImages(ctx, px, batch); err != nil {
 			return 0, 0, err
 		}
-		d, err := sample.NewDecoder(sample.Options{MaxFrames: 1 << 20, Size: m.Image.Size})
+		d, err := media.NewDecoder(media.Options{MaxFrames: 1 << 20, Size: m.Image.Size})
 		if err != nil {
 			return 0, 0, err
 		}
@@ -229,7 +229,7 @@ func (c *Config) spinFigures(ctx context.Context, rt *onnx.Runtime, m *bundle.Ma
 			defer wg.Done()
 			defer close(samplerRunning)
 			for range passes {
-				if errS = d.Clips(ctx, video, func(cl sample.Clip) error { nFrames += len(cl.Frames); return nil }); errS != nil {
+				if errS = d.Clips(ctx, video, func(cl media.Clip) error { nFrames += len(cl.Frames); return nil }); errS != nil {
 					return
 				}
 			}

@@ -9,7 +9,7 @@ import (
 	"slices"
 
 	"github.com/vidx/vidx/encoders/bundle"
-	"github.com/vidx/vidx/stages/sample"
+	"github.com/vidx/vidx/media"
 )
 
 // PipelineRun asks Config.Pipeline to index Videos (whole mode, the
@@ -41,7 +41,7 @@ func (c *Config) pipelineFigures(ctx context.Context, fp32, int8 *bundle.Manifes
 	if err != nil {
 		return nil, err
 	}
-	d, err := sample.NewDecoder(sample.Options{})
+	d, err := media.NewDecoder(media.Options{})
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,7 @@ import (
 	"io"
 	"os/exec"
 
-	"github.com/vidx/vidx/stages/sample"
+	"github.com/vidx/vidx/media"
 )
 
 // sampleFigures time vidx's sampler (ffprobe, ffmpeg at 1 fps, PIL-exact
@@ -18,7 +18,7 @@ func (c *Config) sampleFigures(ctx context.Context, video string) ([]Figure, err
 	if c.Quick {
 		rounds = 1
 	}
-	probe, err := sample.NewDecoder(sample.Options{})
+	probe, err := media.NewDecoder(media.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -45,12 +45,12 @@ func (c *Config) sampleFigures(ctx context.Context, video string) ([]Figure, err
 	var figs []Figure
 	for _, tc := range []struct {
 		name, note string
-		opts       sample.Options
+		opts       media.Options
 	}{
-		{"sample_dense_1fps", "every 1 fps frame resized and cropped to 224", sample.Options{MaxFrames: 1 << 20}},
-		{"sample_whole_12", "whole mode, 12 frames kept (the default job)", sample.Options{}},
+		{"sample_dense_1fps", "every 1 fps frame resized and cropped to 224", media.Options{MaxFrames: 1 << 20}},
+		{"sample_whole_12", "whole mode, 12 frames kept (the default job)", media.Options{}},
 	} {
-		d, err := sample.NewDecoder(tc.opts)
+		d, err := media.NewDecoder(tc.opts)
 		if err != nil {
 			return nil, err
 		}
@@ -67,7 +67,7 @@ func (c *Config) sampleFigures(ctx context.Context, video string) ([]Figure, err
 			}
 			br = append(br, r*float64(frames))
 			r, err = rate(ctx, 1, 1, func() error {
-				return d.Clips(ctx, video, func(sample.Clip) error { return nil })
+				return d.Clips(ctx, video, func(media.Clip) error { return nil })
 			})
 			if err != nil {
 				return nil, err

@@ -18,6 +18,7 @@ import (
 	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks/qdrant"
+	"github.com/vidx/vidx/sourceguard"
 	"github.com/vidx/vidx/stages/pool"
 	"github.com/vidx/vidx/stages/query"
 	"github.com/vidx/vidx/stages/sample"
@@ -159,7 +160,7 @@ type Sample struct {
 	FFprobe        string        `yaml:"ffprobe"`
 	// Sources is the allow-list every video job and stream is checked
 	// against: schemes, hosts, networks, file roots and size limits.
-	Sources sample.SourcePolicy `yaml:"sources"`
+	Sources sourceguard.SourcePolicy `yaml:"sources"`
 	// Streams configures continuous indexing of registered streams.
 	Streams sample.StreamsConfig `yaml:"streams"`
 }
@@ -378,7 +379,7 @@ func (c Config) Validate() error {
 	if s.Quality < 1 || s.Quality > 100 {
 		add("stages.sample.quality %d out of range [1, 100]", s.Quality)
 	}
-	if _, err := sample.NewGuard(s.Sources); err != nil {
+	if _, err := sourceguard.NewGuard(s.Sources); err != nil {
 		errs = append(errs, fmt.Errorf("stages.sample.sources: %w", err))
 	}
 	if err := s.Streams.WithDefaults().Validate(); err != nil {

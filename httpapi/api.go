@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/vidx/vidx/schemas"
-	"github.com/vidx/vidx/stages/sample"
+	"github.com/vidx/vidx/sourceguard"
 )
 
 // Video states reported by GET /v1/videos/{id}.
@@ -90,7 +90,7 @@ type Thumbnails interface {
 }
 
 // MediaFiles opens a local video file when the source policy allows it
-// (*sample.Guard).
+// (*sourceguard.Guard).
 type MediaFiles interface {
 	OpenLocal(uri string) (*os.File, error)
 }
@@ -635,7 +635,7 @@ func (a *API) media(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := a.d.Media.OpenLocal(v.URI)
 	if err != nil {
-		var refused *sample.RefusedError
+		var refused *sourceguard.RefusedError
 		if errors.As(err, &refused) {
 			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("video %q is not served: %s", v.ID, refused.Reason))
 			return

@@ -26,6 +26,7 @@ import (
 
 	"github.com/vidx/vidx/httpapi"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sourceguard"
 	"github.com/vidx/vidx/stages/sample"
 )
 
@@ -149,7 +150,7 @@ func newEnv(t *testing.T, cfg httpapi.Config) *env {
 	if err := os.WriteFile(secret, []byte("secret"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	guard, err := sample.NewGuard(sample.SourcePolicy{FileRoots: []string{root}})
+	guard, err := sourceguard.NewGuard(sourceguard.SourcePolicy{FileRoots: []string{root}})
 	if err != nil {
 		t.Fatal(err)
 	}

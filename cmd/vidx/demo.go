@@ -16,6 +16,7 @@ import (
 	"github.com/vidx/vidx/app"
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/encoders/testmodels"
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
 	"github.com/vidx/vidx/stages/pool"
@@ -176,7 +177,7 @@ func waitIndexed(ctx context.Context, store sinks.Store, collection string, want
 // frames) with the vector computed straight from the decoded frames.
 func reportParity(ctx context.Context, w io.Writer, a *app.App, cfg config.Config, videos string) error {
 	s := cfg.Stages.Sample
-	dec, err := sample.NewDecoder(sample.Options{FPS: s.FPS, MaxFrames: s.MaxFrames, Selection: s.Selection, Mode: s.Mode})
+	dec, err := media.NewDecoder(media.Options{FPS: s.FPS, MaxFrames: s.MaxFrames, Selection: s.Selection, Mode: s.Mode})
 	if err != nil {
 		return err
 	}
@@ -187,7 +188,7 @@ func reportParity(ctx context.Context, w io.Writer, a *app.App, cfg config.Confi
 	worst, total, clips := 1.0, 0, 0
 	for _, v := range demoVideos {
 		job := schemas.VideoJob{VideoID: v.id, URI: filepath.Join(videos, v.id+".mp4")}
-		err := dec.Clips(ctx, job.URI, func(c sample.Clip) error {
+		err := dec.Clips(ctx, job.URI, func(c media.Clip) error {
 			msg, err := stage.EncodeClip(&job, c)
 			if err != nil {
 				return err

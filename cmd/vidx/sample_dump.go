@@ -12,7 +12,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/vidx/vidx/stages/sample"
+	"github.com/vidx/vidx/media"
 )
 
 // samplingFlags are the sample stage's settings as flags, shared by
@@ -36,8 +36,8 @@ func (s *samplingFlags) register(fs *flag.FlagSet) {
 }
 
 // decoder builds the decoder; size 0 means the stage's 224.
-func (s *samplingFlags) decoder(size int) (*sample.Decoder, error) {
-	return sample.NewDecoder(sample.Options{
+func (s *samplingFlags) decoder(size int) (*media.Decoder, error) {
+	return media.NewDecoder(media.Options{
 		FPS: s.fps, MaxFrames: s.maxFrames, Selection: s.selection, Mode: s.mode,
 		WindowS: s.window, StrideS: s.stride, Size: size,
 	})
@@ -54,7 +54,7 @@ type samplingJSON struct {
 	Size      int     `json:"size"`
 }
 
-func samplingOf(o sample.Options) samplingJSON {
+func samplingOf(o media.Options) samplingJSON {
 	return samplingJSON{FPS: o.FPS, MaxFrames: o.MaxFrames, Selection: o.Selection, Mode: o.Mode,
 		WindowS: o.WindowS, StrideS: o.StrideS, Size: o.Size}
 }
@@ -128,7 +128,7 @@ func cmdSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("sample: --dump: %w", err)
 		}
 	}
-	err = d.Clips(ctx, uri, func(c sample.Clip) error {
+	err = d.Clips(ctx, uri, func(c media.Clip) error {
 		for pos, f := range c.Frames {
 			df := dumpFrame{
 				Clip: c.Index, ClipStartS: c.StartS, ClipEndS: c.EndS, Position: pos,
@@ -174,7 +174,7 @@ func cmdSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return w.Flush()
 }
 
-func writePNG(path string, f sample.Frame) error {
+func writePNG(path string, f media.Frame) error {
 	file, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("sample: %w", err)

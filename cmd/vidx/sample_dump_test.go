@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vidx/vidx/stages/sample"
+	"github.com/vidx/vidx/media"
 )
 
 func requireFFmpeg(t *testing.T) {
@@ -48,14 +48,14 @@ func runCmd(t *testing.T, args ...string) (string, string, error) {
 
 // decodedCrops is what the sample stage's decoder gives for the same
 // settings, keyed by clip and frame time.
-func decodedCrops(t *testing.T, uri string, o sample.Options) map[string]*image.RGBA {
+func decodedCrops(t *testing.T, uri string, o media.Options) map[string]*image.RGBA {
 	t.Helper()
-	d, err := sample.NewDecoder(o)
+	d, err := media.NewDecoder(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	crops := map[string]*image.RGBA{}
-	err = d.Clips(context.Background(), uri, func(c sample.Clip) error {
+	err = d.Clips(context.Background(), uri, func(c media.Clip) error {
 		for _, f := range c.Frames {
 			crops[fmt.Sprintf("%d@%g", c.Index, f.TimeS)] = f.Image
 		}
@@ -72,12 +72,12 @@ func TestSampleDump(t *testing.T) {
 	cases := []struct {
 		name   string
 		args   []string
-		opts   sample.Options
+		opts   media.Options
 		frames []string // clip@time_s of each dumped frame, in order
 	}{
-		{"whole", nil, sample.Options{}, []string{"0@0", "0@1", "0@2", "0@3", "0@4"}},
+		{"whole", nil, media.Options{}, []string{"0@0", "0@1", "0@2", "0@3", "0@4"}},
 		{"windows at 2 fps", []string{"--mode", "window", "--window", "2", "--stride", "2", "--fps", "2", "--max-frames", "2", "--selection", "tail"},
-			sample.Options{Mode: "window", WindowS: 2, StrideS: 2, FPS: 2, MaxFrames: 2, Selection: "tail"},
+			media.Options{Mode: "window", WindowS: 2, StrideS: 2, FPS: 2, MaxFrames: 2, Selection: "tail"},
 			[]string{"0@1", "0@1.5", "1@3", "1@3.5", "2@4", "2@4.5"}},
 	}
 	for _, c := range cases {

@@ -76,7 +76,7 @@ func printPipeline(w io.Writer, st pipelineStatus) {
 	}
 	if len(st.Streams) > 0 {
 		fmt.Fprintln(w)
-		_ = sample.WriteStreamTable(w, st.Streams, time.Now())
+		_ = writeStreamTable(w, st.Streams, time.Now())
 	}
 	if st.Note != "" {
 		fmt.Fprintf(w, "\nnote: %s\n", st.Note)

@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vidx/vidx/media"
+	"github.com/vidx/vidx/media/mediatest"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sourceguard"
 )
 
 func cpuSeconds(who int) float64 {
@@ -39,12 +42,16 @@ func TestStreamCapacity(t *testing.T) {
 	}
 	seconds := 30
 	if s, _ := strconv.Atoi(os.Getenv("VIDX_STREAM_SECONDS")); s > 0 {
-		seconds = min(s, fixtureSeconds-10)
+		seconds = min(s, mediatest.FixtureSeconds-10)
 	}
-	fix := hlsSegmentsOf(t, size, 25)
-	live := newLiveHLSOf(t, fix, 5*time.Second)
+	fix := mediatest.HLSSegmentsOf(t, size, 25)
+	live := mediatest.NewLiveHLSOf(t, fix, 5*time.Second)
 	const window = 10.0
-	d := newTestStreamDecoder(t, StreamOptions{WindowS: window, StallTimeout: 20 * time.Second})
+	d, err := media.NewStreamDecoder(media.StreamOptions{WindowS: window, StallTimeout: 20 * time.Second,
+		Guard: mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{IOTimeout: 2 * time.Second}), Logger: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var mu sync.Mutex
@@ -57,7 +64,7 @@ func TestStreamCapacity(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := d.Run(ctx, live.URL()+"?cam="+strconv.Itoa(i), nil, func(w Window) error {
+			_, err := d.Run(ctx, live.URL()+"?cam="+strconv.Itoa(i), nil, func(w media.Window) error {
 				if _, err := encodeClip(schemas.ClipHeader{VideoID: "cam", ClipIndex: w.Index, StartS: w.StartS, EndS: w.EndS}, w.Frames, schemas.CodecJPEG, 95); err != nil {
 					return err
 				}
@@ -72,7 +79,7 @@ func TestStreamCapacity(t *testing.T) {
 		}()
 	}
 	time.Sleep(time.Duration(seconds) * time.Second)
-	edge := float64(live.published()) + tsStart
+	edge := float64(live.Published()) + mediatest.TSStart
 	cancel()
 	wg.Wait()
 	wall := time.Since(start).Seconds()

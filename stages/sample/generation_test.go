@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vidx/vidx/media"
+	"github.com/vidx/vidx/media/mediatest"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
 )
@@ -14,18 +16,18 @@ import (
 // microseconds, so a later run has a larger one), and only the run's last clip carries the number of clips.
 func TestJobClipsCarryTheirGeneration(t *testing.T) {
 	dir := t.TempDir()
-	path := stepVideo(t, dir, 7)
+	path := mediatest.StepVideo(t, dir, 7)
 	tests := []struct {
 		name    string
 		segment *schemas.Segment
 		clips   int
 	}{
 		{"whole", nil, 1},
-		{"windows", &schemas.Segment{Mode: ModeWindow, WindowS: 2, StrideS: 2}, 4},
+		{"windows", &schemas.Segment{Mode: media.ModeWindow, WindowS: 2, StrideS: 2}, 4},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st, err := NewStage(StageConfig{Options: Options{Size: 16, MaxFrames: 2, Logger: testLog(t)}})
+			st, err := NewStage(StageConfig{Options: media.Options{Size: 16, MaxFrames: 2, Logger: testLog(t)}})
 			if err != nil {
 				t.Fatal(err)
 			}

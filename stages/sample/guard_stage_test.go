@@ -12,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vidx/vidx/media"
+	"github.com/vidx/vidx/media/mediatest"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/pipeline/kafka/embedded"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sourceguard"
 )
 
 func startTestBroker(t *testing.T) kafka.Config {
@@ -47,16 +50,16 @@ func runTestStage(t *testing.T, run func(context.Context) error) {
 // and redirects, and checks each is dead-lettered with the reason while
 // legitimate jobs are sampled.
 func TestJobsRefusedAreDeadLettered(t *testing.T) {
-	requireFFmpeg(t)
+	mediatest.RequireFFmpeg(t)
 	t.Parallel()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "videos")
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	good := makeVideo(t, root, "good.mp4", "testsrc=size=96x64:rate=10:duration=2")
-	outside := makeVideo(t, dir, "private.mp4", "testsrc=size=96x64:rate=10:duration=2")
-	fix := hlsSegments(t)
+	good := mediatest.MakeVideo(t, root, "good.mp4", "testsrc=size=96x64:rate=10:duration=2")
+	outside := mediatest.MakeVideo(t, dir, "private.mp4", "testsrc=size=96x64:rate=10:duration=2")
+	fix := mediatest.HLSSegments(t)
 
 	var playlistFetches atomic.Int32
 	mux := http.NewServeMux()
@@ -82,11 +85,11 @@ func TestJobsRefusedAreDeadLettered(t *testing.T) {
 			fmt.Fprint(w, "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n")
 			return
 		}
-		fmt.Fprintf(w, "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n/seg/%s\n#EXT-X-ENDLIST\n", fix.segments[0])
+		fmt.Fprintf(w, "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n/seg/%s\n#EXT-X-ENDLIST\n", fix.Segments[0])
 	})
-	mux.Handle("/fixture/", http.StripPrefix("/fixture/", http.FileServer(http.Dir(fix.dir))))
+	mux.Handle("/fixture/", http.StripPrefix("/fixture/", http.FileServer(http.Dir(fix.Dir))))
 	mux.HandleFunc("/seg/", func(w http.ResponseWriter, r *http.Request) {
-		http.ServeFile(w, r, filepath.Join(fix.dir, filepath.Base(r.URL.Path)))
+		http.ServeFile(w, r, filepath.Join(fix.Dir, filepath.Base(r.URL.Path)))
 	})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
@@ -95,9 +98,9 @@ func TestJobsRefusedAreDeadLettered(t *testing.T) {
 	tlsSrv := httptest.NewTLSServer(mux)
 	defer tlsSrv.Close()
 
-	g := loopbackGuard(t, SourcePolicy{FileRoots: []string{root}, IOTimeout: 5 * time.Second,
+	g := mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{FileRoots: []string{root}, IOTimeout: 5 * time.Second,
 		Resolver: fakeResolver{"metadata.test": {"169.254.169.254"}}})
-	handler, err := NewStage(StageConfig{Options: Options{Guard: g, Logger: testLog(t)}, OutputTopic: "clips"})
+	handler, err := NewStage(StageConfig{Options: media.Options{Guard: g, Logger: testLog(t)}, OutputTopic: "clips"})
 	if err != nil {
 		t.Fatal(err)
 	}

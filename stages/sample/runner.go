@@ -7,8 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sourceguard"
 	"github.com/vidx/vidx/telemetry"
 )
 
@@ -28,14 +30,14 @@ func (s *Streams) runStream(ctx context.Context, spec schemas.StreamSpec, st sch
 	drain := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.WithoutCancel(ctx), stopGrace)
 	}
-	sameSpec := st.URI == redact(spec.URI) && st.SpecVersion == spec.Version
-	if !st.Live && (st.URI != redact(spec.URI) || (st.State == schemas.StreamEnded && !sameSpec)) {
+	sameSpec := st.URI == sourceguard.Redact(spec.URI) && st.SpecVersion == spec.Version
+	if !st.Live && (st.URI != sourceguard.Redact(spec.URI) || (st.State == schemas.StreamEnded && !sameSpec)) {
 		// A file stream pointed at another file starts over: its old
 		// positions mean nothing in the new file. A new version of a
 		// finished one indexes it again.
 		st.LastWindow = nil
 	}
-	st.StreamID, st.URI, st.SpecVersion = spec.StreamID, redact(spec.URI), spec.Version
+	st.StreamID, st.URI, st.SpecVersion = spec.StreamID, sourceguard.Redact(spec.URI), spec.Version
 	log := s.log.With("stream", spec.StreamID, "uri", st.URI)
 
 	dec, err := s.decoder(spec, func() {
@@ -57,7 +59,7 @@ func (s *Streams) runStream(ctx context.Context, spec schemas.StreamSpec, st sch
 	s.setState(ctx, &st, schemas.StreamStarting, nil)
 	for attempt := 0; ; {
 		began := s.now()
-		res, err := dec.Run(ctx, spec.URI, resumeOf(st), func(w Window) error {
+		res, err := dec.Run(ctx, spec.URI, resumeOf(st), func(w media.Window) error {
 			wctx, cancel := drain()
 			defer cancel()
 			return s.emitWindow(wctx, spec, &st, w)
@@ -68,7 +70,7 @@ func (s *Streams) runStream(ctx context.Context, spec schemas.StreamSpec, st sch
 			cancel()
 			return st
 		}
-		var refused *RefusedError
+		var refused *sourceguard.RefusedError
 		switch {
 		case err == nil && res.Ended:
 			s.setState(ctx, &st, schemas.StreamEnded, nil)
@@ -108,17 +110,17 @@ func isLocal(uri string) bool {
 	return !strings.Contains(uri, "://") || strings.HasPrefix(strings.ToLower(uri), "file://")
 }
 
-func resumeOf(st schemas.StreamState) *Resume {
+func resumeOf(st schemas.StreamState) *media.Resume {
 	w := st.LastWindow
 	if w == nil {
 		return nil
 	}
-	return &Resume{Live: st.Live, Index: w.Index, StartS: w.StartS, EndS: w.EndS, WallEnd: w.WallEnd}
+	return &media.Resume{Live: st.Live, Index: w.Index, StartS: w.StartS, EndS: w.EndS, WallEnd: w.WallEnd}
 }
 
 // decoder builds the stream's decoder from the spec over the defaults.
-func (s *Streams) decoder(spec schemas.StreamSpec, started func()) (*StreamDecoder, error) {
-	o := StreamOptions{
+func (s *Streams) decoder(spec schemas.StreamSpec, started func()) (*media.StreamDecoder, error) {
+	o := media.StreamOptions{
 		FPS: s.cfg.FPS, MaxFrames: s.cfg.MaxFrames, Selection: s.cfg.Selection,
 		WindowS: s.cfg.WindowS, StrideS: s.cfg.StrideS, Size: s.env.Size,
 		FFmpegPath: s.env.FFmpegPath, Guard: s.env.Guard, StallTimeout: s.cfg.StallTimeout,
@@ -144,7 +146,7 @@ func (s *Streams) decoder(spec schemas.StreamSpec, started func()) (*StreamDecod
 			o.StrideS = seg.StrideS
 		}
 	}
-	dec, err := NewStreamDecoder(o)
+	dec, err := media.NewStreamDecoder(o)
 	if err != nil {
 		return nil, pipeline.Poison(fmt.Errorf("stream %s: %w", spec.StreamID, err))
 	}
@@ -153,7 +155,7 @@ func (s *Streams) decoder(spec schemas.StreamSpec, started func()) (*StreamDecod
 
 // emitWindow produces a window's clip and, once it is acknowledged, the
 // stream's state naming it: the resume point never runs ahead of the clips.
-func (s *Streams) emitWindow(ctx context.Context, spec schemas.StreamSpec, st *schemas.StreamState, w Window) error {
+func (s *Streams) emitWindow(ctx context.Context, spec schemas.StreamSpec, st *schemas.StreamState, w media.Window) error {
 	h := schemas.ClipHeader{
 		VideoID:   spec.StreamID,
 		StreamID:  spec.StreamID,

@@ -1,3 +1,9 @@
+// Package sample is the sample stage: it turns video jobs into clip
+// messages (and clip thumbnails) with media's decoder, every source checked
+// by sourceguard, and runs the live streams registered on the streams
+// topic, cutting each into windows that travel as clips.
+//
+// It imports of vidx media, sourceguard, pipeline, schemas and telemetry.
 package sample
 
 import (
@@ -8,8 +14,10 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sourceguard"
 	"github.com/vidx/vidx/telemetry"
 )
 
@@ -25,7 +33,7 @@ const MaxMessageBytes = 1000 * 1024
 // StageConfig configures the sample stage.
 type StageConfig struct {
 	// Options are the defaults; a job's segment settings override them.
-	Options Options
+	Options media.Options
 	// Codec and Quality say how frames travel: JPEG at Quality, or PNG when
 	// lossless frames are wanted.
 	Codec       string
@@ -63,7 +71,7 @@ func NewStage(cfg StageConfig) (*Stage, error) {
 	if cfg.OutputTopic == "" {
 		cfg.OutputTopic = "clips"
 	}
-	if g := cfg.Options.Guard; g != nil && len(g.roots) == 0 && g.schemes[SchemeFile] {
+	if g := cfg.Options.Guard; g != nil && len(g.Policy().FileRoots) == 0 && g.Allows(sourceguard.SchemeFile) {
 		cfg.Options.Logger.Warn("sample: jobs and streams may read any local file; set stages.sample.sources.file_roots to confine them")
 	}
 	return &Stage{cfg: cfg, now: time.Now}, nil
@@ -80,7 +88,7 @@ func (s *Stage) Handle(ctx context.Context, batch []pipeline.Message) []pipeline
 }
 
 // JobOptions merges a job's segment settings over the stage defaults.
-func (s *Stage) JobOptions(job *schemas.VideoJob) (Options, error) {
+func (s *Stage) JobOptions(job *schemas.VideoJob) (media.Options, error) {
 	o := s.cfg.Options
 	if seg := job.Segment; seg != nil {
 		if seg.Mode != "" {
@@ -131,7 +139,7 @@ func (s *Stage) handle(ctx context.Context, m pipeline.Message) (_ []pipeline.Ou
 	if err != nil {
 		return nil, err
 	}
-	dec, err := NewDecoder(opts)
+	dec, err := media.NewDecoder(opts)
 	if err != nil {
 		return nil, pipeline.Poison(err)
 	}
@@ -152,9 +160,9 @@ func (s *Stage) handle(ctx context.Context, m pipeline.Message) (_ []pipeline.Ou
 	// clip is only known when the decoder is done, so each clip is held
 	// back until the next one arrives.
 	gen := s.now().UTC().UnixMicro()
-	var held *Clip
+	var held *media.Clip
 	produced := 0
-	send := func(c *Clip, total int) error {
+	send := func(c *media.Clip, total int) error {
 		value, err := s.encodeJobClip(&job, *c, gen, total)
 		if err != nil {
 			return err
@@ -176,7 +184,7 @@ func (s *Stage) handle(ctx context.Context, m pipeline.Message) (_ []pipeline.Ou
 		}
 		return nil
 	}
-	err = dec.Clips(dctx, job.URI, func(c Clip) error {
+	err = dec.Clips(dctx, job.URI, func(c media.Clip) error {
 		produced++
 		if held != nil {
 			if err := send(held, 0); err != nil {
@@ -199,13 +207,13 @@ func (s *Stage) handle(ctx context.Context, m pipeline.Message) (_ []pipeline.Ou
 // replace older ones). When JPEG frames at the configured
 // quality would not fit in MaxMessageBytes, quality is lowered step by step
 // rather than failing the video.
-func (s *Stage) EncodeClip(job *schemas.VideoJob, c Clip) ([]byte, error) {
+func (s *Stage) EncodeClip(job *schemas.VideoJob, c media.Clip) ([]byte, error) {
 	return s.encodeJobClip(job, c, 0, 0)
 }
 
 // encodeJobClip is EncodeClip with the job run's generation and, on the
 // run's last clip, its clip count (0 on the others).
-func (s *Stage) encodeJobClip(job *schemas.VideoJob, c Clip, generation int64, clips int) ([]byte, error) {
+func (s *Stage) encodeJobClip(job *schemas.VideoJob, c media.Clip, generation int64, clips int) ([]byte, error) {
 	h := schemas.ClipHeader{
 		Generation:      generation,
 		GenerationClips: clips,
@@ -225,7 +233,7 @@ func (s *Stage) encodeJobClip(job *schemas.VideoJob, c Clip, generation int64, c
 // encodeClip fills h's frame fields from frames and encodes the message,
 // lowering JPEG quality in steps of 10 (down to 50) until it fits in
 // MaxMessageBytes.
-func encodeClip(h schemas.ClipHeader, frames []Frame, codec string, quality int) ([]byte, error) {
+func encodeClip(h schemas.ClipHeader, frames []media.Frame, codec string, quality int) ([]byte, error) {
 	h.Codec = codec
 	h.FrameTimes = nil
 	for _, f := range frames {

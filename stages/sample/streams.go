@@ -16,9 +16,11 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sourceguard"
 	"github.com/vidx/vidx/telemetry"
 )
 
@@ -87,7 +89,7 @@ func (c StreamsConfig) WithDefaults() StreamsConfig {
 		c.MaxFrames = 12
 	}
 	if c.Selection == "" {
-		c.Selection = SelectUniform
+		c.Selection = media.SelectUniform
 	}
 	if c.StallTimeout == 0 {
 		c.StallTimeout = 30 * time.Second
@@ -104,8 +106,8 @@ func (c StreamsConfig) WithDefaults() StreamsConfig {
 // Validate checks the configuration, static streams included.
 func (c StreamsConfig) Validate() error {
 	var errs []error
-	o := StreamOptions{FPS: c.FPS, MaxFrames: c.MaxFrames, Selection: c.Selection, WindowS: c.WindowS, StrideS: c.StrideS}
-	if err := o.options().Validate(); err != nil {
+	o := media.StreamOptions{FPS: c.FPS, MaxFrames: c.MaxFrames, Selection: c.Selection, WindowS: c.WindowS, StrideS: c.StrideS}
+	if err := o.WindowOptions().Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.StallTimeout < 0 || c.BackoffMin < 0 || c.BackoffMax < c.BackoffMin {
@@ -140,7 +142,7 @@ type StreamsEnv struct {
 	// ThumbnailTopic, when set, receives each window's thumbnail.
 	ThumbnailTopic string
 	// Guard checks every stream's source; required.
-	Guard *Guard
+	Guard *sourceguard.Guard
 	// Codec and Quality encode the frames as for video jobs; Size is the
 	// crop side (default 224).
 	Codec   string

@@ -7,17 +7,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vidx/vidx/media/mediatest"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/pipeline/kafka/kafkatest"
 	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sourceguard"
 )
 
 // streamsHarness runs stream managers against one broker.
 type streamsHarness struct {
 	t     *testing.T
 	kc    kafka.Config
-	guard *Guard
+	guard *sourceguard.Guard
 	cfg   StreamsConfig
 	root  string // the only file root
 	// The topics, named for this test on a shared broker.
@@ -32,13 +34,13 @@ func newStreamsHarness(t *testing.T, cfg StreamsConfig) *streamsHarness {
 
 func newStreamsHarnessOn(t *testing.T, b *kafkatest.Broker, cfg StreamsConfig) *streamsHarness {
 	t.Helper()
-	requireFFmpeg(t)
+	mediatest.RequireFFmpeg(t)
 	root := t.TempDir()
 	if cfg.Group == "" {
 		cfg.Group = b.Name("vidx-sample-streams")
 	}
 	h := &streamsHarness{t: t, kc: b.Config(), cfg: cfg, root: root,
-		guard: loopbackGuard(t, SourcePolicy{IOTimeout: 3 * time.Second, FileRoots: []string{root},
+		guard: mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{IOTimeout: 3 * time.Second, FileRoots: []string{root},
 			Resolver: fakeResolver{"metadata.test": {"169.254.169.254"}}}),
 		registryTopic: b.Name("streams"), stateTopic: b.Name("stream-state"), clipsTopic: b.Name("clips")}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -212,7 +214,7 @@ func TestStreamsRestartMidStream(t *testing.T) {
 }
 
 func testStreamsRestartMidStream(t *testing.T, b *kafkatest.Broker) {
-	live := newLiveHLS(t, 4*time.Second)
+	live := mediatest.NewLiveHLS(t, 4*time.Second)
 	h := newStreamsHarnessOn(t, b, StreamsConfig{WindowS: 2, StallTimeout: 10 * time.Second, BackoffMin: 200 * time.Millisecond})
 	h.register(schemas.StreamSpec{StreamID: "cam-1", URI: live.URL(), Source: "test", Metadata: map[string]string{"site": "lab"}})
 
@@ -246,12 +248,12 @@ func testStreamsRestartMidStream(t *testing.T, b *kafkatest.Broker) {
 // playlist still holds the segments published meanwhile).
 func TestStreamsStallReconnect(t *testing.T) {
 	t.Parallel()
-	live := newLiveHLS(t, 4*time.Second)
+	live := mediatest.NewLiveHLS(t, 4*time.Second)
 	h := newStreamsHarness(t, StreamsConfig{WindowS: 2, StallTimeout: 2 * time.Second, BackoffMin: 300 * time.Millisecond, BackoffMax: time.Second})
 	h.register(schemas.StreamSpec{StreamID: "cam-2", URI: live.URL()})
 	r := h.start("replica-a")
 	h.waitClips("cam-2", 2, 30*time.Second)
-	live.stall()
+	live.Stall()
 	st := h.waitState("cam-2", func(s schemas.StreamState) bool { return s.State == schemas.StreamReconnecting }, 15*time.Second)
 	if !strings.Contains(st.Error, "stalled") && !strings.Contains(st.Error, "timed out") {
 		t.Errorf("reconnecting because %q, want the stall", st.Error)
@@ -262,7 +264,7 @@ func TestStreamsStallReconnect(t *testing.T) {
 	}
 	stalledAt := len(h.clips("cam-2"))
 	time.Sleep(2 * time.Second)
-	live.release()
+	live.Release()
 	clips := h.waitClips("cam-2", stalledAt+3, 30*time.Second)
 	checkContiguous(t, clips, 2)
 	st = h.waitState("cam-2", func(s schemas.StreamState) bool { return s.State == schemas.StreamRunning }, 10*time.Second)
@@ -276,7 +278,7 @@ func TestStreamsStallReconnect(t *testing.T) {
 // a stream stops it.
 func TestStreamsRefusedInvalidRemoved(t *testing.T) {
 	t.Parallel()
-	live := newLiveHLS(t, 4*time.Second)
+	live := mediatest.NewLiveHLS(t, 4*time.Second)
 	h := newStreamsHarness(t, StreamsConfig{WindowS: 2, BackoffMin: 200 * time.Millisecond,
 		Static: []StaticStream{{StreamID: "from-config", URI: live.URL() + "?cfg", WindowS: 2}}})
 	h.register(schemas.StreamSpec{StreamID: "metadata", URI: "http://metadata.test/latest/meta-data/"})
@@ -315,7 +317,7 @@ func TestStreamsRefusedInvalidRemoved(t *testing.T) {
 // of them, and when one replica stops the other takes its streams over.
 func TestStreamsOwnership(t *testing.T) {
 	t.Parallel()
-	live := newLiveHLS(t, 4*time.Second)
+	live := mediatest.NewLiveHLS(t, 4*time.Second)
 	h := newStreamsHarness(t, StreamsConfig{WindowS: 2, BackoffMin: 200 * time.Millisecond})
 	ids := []string{"s1", "s2", "s3", "s4", "s5", "s6"}
 	for _, id := range ids {
@@ -383,7 +385,7 @@ func TestStreamsOwnership(t *testing.T) {
 func TestStreamsFileToEnd(t *testing.T) {
 	t.Parallel()
 	h := newStreamsHarness(t, StreamsConfig{WindowS: 4, BackoffMin: 200 * time.Millisecond})
-	path := makeVideo(t, h.root, "archive.mp4", "testsrc=size=96x64:rate=10:duration=9")
+	path := mediatest.MakeVideo(t, h.root, "archive.mp4", "testsrc=size=96x64:rate=10:duration=9")
 	h.register(schemas.StreamSpec{StreamID: "archive", URI: path, Version: 1})
 	h.start("replica-a")
 	st := h.waitState("archive", func(s schemas.StreamState) bool { return s.State == schemas.StreamEnded }, 30*time.Second)

@@ -2,14 +2,12 @@ package sample
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"image/jpeg"
-	"net/url"
-	"os"
 	"strconv"
 	"strings"
 
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/pipeline"
 )
 
@@ -41,7 +39,7 @@ func ParseThumbnailKey(key string) (videoID string, clipIndex int, err error) {
 // encoder sees), produced next to the clip on a compacted topic, so every
 // replica of the search API can serve it without a shared disk. It returns
 // no output when topic is empty or the clip has no frames.
-func thumbnail(topic, videoID string, index int, frames []Frame) (*pipeline.Output, error) {
+func thumbnail(topic, videoID string, index int, frames []media.Frame) (*pipeline.Output, error) {
 	if topic == "" || len(frames) == 0 {
 		return nil, nil
 	}
@@ -50,34 +48,4 @@ func thumbnail(topic, videoID string, index int, frames []Frame) (*pipeline.Outp
 		return nil, fmt.Errorf("thumbnail of clip %d: %w", index, err)
 	}
 	return &pipeline.Output{Topic: topic, Key: []byte(ThumbnailKey(videoID, index)), Value: buf.Bytes()}, nil
-}
-
-// ErrNotLocal is returned by OpenLocal for a URI that is not a local file.
-var ErrNotLocal = errors.New("not a local file")
-
-// OpenLocal opens the local video a job's uri names (a path or a file://
-// URI) with the checks the stage applies before decoding: symbolic links
-// resolved, a non-empty regular file under a file root. Unlike the stage,
-// it refuses every file when the policy names no file roots, because what
-// it opens is served to whoever asks.
-func (g *Guard) OpenLocal(uri string) (*os.File, error) {
-	path := uri
-	if strings.Contains(uri, "://") {
-		u, err := url.Parse(uri)
-		if err != nil || !strings.EqualFold(u.Scheme, SchemeFile) {
-			return nil, ErrNotLocal
-		}
-		if u.Host != "" && u.Host != "localhost" {
-			return nil, ErrNotLocal
-		}
-		path = u.Path
-	}
-	if !g.schemes[SchemeFile] {
-		return nil, refuse(uri, "local files are not allowed")
-	}
-	if len(g.roots) == 0 {
-		return nil, refuse(uri, "no file roots are configured")
-	}
-	f, _, err := g.openFile(uri, path)
-	return f, err
 }

@@ -3,12 +3,11 @@ package sample
 import (
 	"bytes"
 	"context"
-	"errors"
 	"image/jpeg"
-	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/vidx/vidx/media"
+	"github.com/vidx/vidx/media/mediatest"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
 )
@@ -17,8 +16,8 @@ import (
 // middle frame on the thumbnail topic: the step video's red level says
 // which second a frame is from.
 func TestStageThumbnails(t *testing.T) {
-	requireFFmpeg(t)
-	video := stepVideo(t, t.TempDir(), 6)
+	mediatest.RequireFFmpeg(t)
+	video := mediatest.StepVideo(t, t.TempDir(), 6)
 	cases := []struct {
 		name   string
 		topic  string
@@ -29,7 +28,7 @@ func TestStageThumbnails(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := NewStage(StageConfig{Options: Options{Mode: schemas.ModeWindow, WindowS: 2, StrideS: 2}, ThumbnailTopic: tc.topic})
+			s, err := NewStage(StageConfig{Options: media.Options{Mode: schemas.ModeWindow, WindowS: 2, StrideS: 2}, ThumbnailTopic: tc.topic})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,70 +83,4 @@ func absInt(x int) int {
 		return -x
 	}
 	return x
-}
-
-func TestOpenLocal(t *testing.T) {
-	dir := t.TempDir()
-	root := filepath.Join(dir, "videos")
-	if err := os.Mkdir(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	inside := writeFile(t, filepath.Join(root, "in.mp4"), []byte("video"))
-	outside := writeFile(t, filepath.Join(dir, "secret.mp4"), []byte("secret"))
-	link := filepath.Join(root, "link.mp4")
-	if err := os.Symlink(outside, link); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(root, "empty.mp4"), nil)
-	rooted, err := NewGuard(SourcePolicy{FileRoots: []string{root}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	open, err := NewGuard(SourcePolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var refused *RefusedError
-	cases := []struct {
-		name  string
-		guard *Guard
-		uri   string
-		want  string // file content, or "" for an error
-		check func(error) bool
-	}{
-		{"path inside", rooted, inside, "video", nil},
-		{"file URI inside", rooted, "file://" + inside, "video", nil},
-		{"outside the roots", rooted, outside, "", func(err error) bool { return errors.As(err, &refused) }},
-		{"link out of the roots", rooted, link, "", func(err error) bool { return errors.As(err, &refused) }},
-		{"dot-dot out of the roots", rooted, root + "/../secret.mp4", "", func(err error) bool { return errors.As(err, &refused) }},
-		{"no roots configured", open, inside, "", func(err error) bool { return errors.As(err, &refused) }},
-		{"a directory", rooted, root, "", func(err error) bool { return err != nil }},
-		{"empty file", rooted, filepath.Join(root, "empty.mp4"), "", func(err error) bool { return err != nil }},
-		{"missing file", rooted, filepath.Join(root, "nope.mp4"), "", func(err error) bool { return err != nil }},
-		{"http source", rooted, "https://example.com/v.mp4", "", func(err error) bool { return errors.Is(err, ErrNotLocal) }},
-		{"file URI of another host", rooted, "file://other/v.mp4", "", func(err error) bool { return errors.Is(err, ErrNotLocal) }},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			f, err := tc.guard.OpenLocal(tc.uri)
-			if tc.want == "" {
-				if err == nil {
-					f.Close()
-					t.Fatal("opened")
-				}
-				if !tc.check(err) {
-					t.Fatalf("error %v of the wrong kind", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			data, err := os.ReadFile(f.Name())
-			if err != nil || string(data) != tc.want {
-				t.Fatalf("read %q %v", data, err)
-			}
-		})
-	}
 }

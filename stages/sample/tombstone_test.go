@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
 )
@@ -12,7 +13,7 @@ import (
 // stage skips it, while an empty message without the header (null or
 // empty value alike) is still a bad job.
 func TestTombstoneIsSkipped(t *testing.T) {
-	st, err := NewStage(StageConfig{Options: Options{Logger: testLog(t)}, OutputTopic: "clips"})
+	st, err := NewStage(StageConfig{Options: media.Options{Logger: testLog(t)}, OutputTopic: "clips"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,328 @@
+package media
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"log/slog"
+	"math"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	ffmpeg "github.com/u2takey/ffmpeg-go"
+
+	"github.com/vidx/vidx/encoders/preprocess"
+	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/sourceguard"
+)
+
+// ErrTimeout is wrapped by errors from a Probe or Clips call that ran past
+// Options.Timeout. It is retryable for remote sources (a slow server may
+// recover) and unclassified for local files.
+var ErrTimeout = errors.New("video decode timed out")
+
+// Frame is one sampled frame.
+type Frame struct {
+	TimeS float64 // i / FPS for the i-th sampled frame of the video
+	// Image is the Size x Size CLIP crop (preprocess.ResizeCrop). Overlapping
+	// windows share the same Image, so treat it as read-only.
+	Image *image.RGBA
+}
+
+// Clip is a run of selected frames: the whole video or one window.
+type Clip struct {
+	Index  int     // 0 in whole mode; the window number k in window mode
+	StartS float64 // k * StrideS in window mode
+	EndS   float64 // window end, clamped to the video's end
+	Frames []Frame // in time order, at most MaxFrames
+}
+
+// Decoder samples frames from videos with ffmpeg. It is safe for concurrent
+// use; each call runs its own ffprobe and ffmpeg processes.
+type Decoder struct {
+	opts      Options
+	rwTimeout time.Duration
+}
+
+// NewDecoder applies defaults, validates opts and checks that ffmpeg and
+// ffprobe can be found.
+func NewDecoder(opts Options) (*Decoder, error) {
+	opts = opts.WithDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	for _, bin := range []string{opts.FFmpegPath, opts.FFprobePath} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return nil, fmt.Errorf("sample: %w", err)
+		}
+	}
+	d := &Decoder{opts: opts, rwTimeout: sourceguard.DefaultIOTimeout}
+	if opts.Guard != nil {
+		d.rwTimeout = opts.Guard.Policy().IOTimeout
+	}
+	return d, nil
+}
+
+// Options returns the options in effect, defaults applied.
+func (d *Decoder) Options() Options { return d.opts }
+
+func (d *Decoder) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d.opts.Timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeoutCause(ctx, d.opts.Timeout, ErrTimeout)
+}
+
+// ctxError replaces err by the reason ctx ended, if it did: our own timeout
+// (see ErrTimeout) or the caller giving up, which is not the input's fault.
+func (d *Decoder) ctxError(ctx context.Context, src sourceguard.Source, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	if errors.Is(context.Cause(ctx), ErrTimeout) {
+		e := fmt.Errorf("%s: %w after %v", src.URI, ErrTimeout, d.opts.Timeout)
+		if src.Remote {
+			return pipeline.Retryable(e)
+		}
+		return e
+	}
+	return fmt.Errorf("%s: %w", src.URI, context.Cause(ctx))
+}
+
+// Clips decodes uri and calls fn with each clip as soon as it is complete:
+// in window mode while decoding continues, in whole mode once at the end.
+// It stops decoding and returns fn's error as soon as fn fails. Inputs may be
+// a path, a file:// URI or an http(s):// URL.
+func (d *Decoder) Clips(ctx context.Context, uri string, fn func(Clip) error) error {
+	ctx, cancel := d.withTimeout(ctx)
+	defer cancel()
+	src, px, err := d.open(ctx, uri)
+	if err != nil {
+		return d.ctxError(ctx, src, err)
+	}
+	defer d.release(&src, px)
+	p, err := d.probe(ctx, src, px)
+	if err != nil {
+		return d.ctxError(ctx, src, err)
+	}
+	return d.decode(ctx, src, px, p, fn)
+}
+
+// open checks uri: with Options.Guard against the source policy (live
+// sources are refused: they are streams, not jobs), otherwise as a path or
+// an http(s) URL.
+func (d *Decoder) open(ctx context.Context, uri string) (sourceguard.Source, *sourceguard.Proxy, error) {
+	g := d.opts.Guard
+	if g == nil {
+		src, err := parseSource(uri)
+		return src, nil, err
+	}
+	src, err := g.Open(ctx, uri, d.opts.Size)
+	if err == nil && src.Live() {
+		err = pipeline.Poisonf("%s is a live source: register it on the streams topic instead of sending a video job", src.URI)
+	}
+	if err != nil {
+		src.Close()
+		return src, nil, err
+	}
+	var px *sourceguard.Proxy
+	if src.Proxied {
+		if px, err = g.StartProxy(src.URI, d.opts.Logger); err != nil {
+			src.Close()
+			return src, nil, err
+		}
+	}
+	return src, px, nil
+}
+
+func (d *Decoder) release(src *sourceguard.Source, px *sourceguard.Proxy) {
+	if px != nil {
+		px.Close()
+	}
+	src.Close()
+}
+
+// failure explains a failed ffmpeg or ffprobe run: a request the source
+// proxy refused is the reason when there is one.
+func failure(src sourceguard.Source, px *sourceguard.Proxy, tool string, runErr error, stderr string) error {
+	if px != nil {
+		if r := px.Refusal(); r != nil {
+			return r
+		}
+	}
+	return classifyFailure(src, tool, runErr, src.Scrub(stderr))
+}
+
+func proxyURL(px *sourceguard.Proxy) string {
+	if px == nil {
+		return ""
+	}
+	return px.URL()
+}
+
+// ffmpegArgs builds the decode command: the chosen video stream, sampled by
+// the fps filter, as raw RGB24 on stdout. The final scale to the probed size
+// is a no-op for well-formed input and guarantees the frame size the reader
+// relies on even if the probe and the decoder disagree.
+func (d *Decoder) ffmpegArgs(src sourceguard.Source, px *sourceguard.Proxy, p probed) []string {
+	out := ffmpeg.KwArgs{"format": "rawvideo", "pix_fmt": "rgb24"}
+	if d.opts.Mode == ModeWhole && d.opts.Selection == SelectHead {
+		out["frames:v"] = strconv.Itoa(d.opts.MaxFrames) // nothing after them is used
+	}
+	stream := ffmpeg.Input(src.Input, inputArgs(src, d.rwTimeout, proxyURL(px))).
+		Get("v:"+strconv.Itoa(p.videoOrdinal)).
+		Filter("fps", ffmpeg.Args{strconv.FormatFloat(d.opts.FPS, 'f', -1, 64)}).
+		Filter("scale", ffmpeg.Args{fmt.Sprintf("%d:%d", p.Width, p.Height)}).
+		Output("pipe:", out)
+	return append([]string{"-hide_banner", "-nostdin", "-v", "error"}, stream.GetArgs()...)
+}
+
+func (d *Decoder) decode(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy, p probed, fn func(Clip) error) error {
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	args := d.ffmpegArgs(src, px, p)
+	cmd := command(runCtx, d.opts.FFmpegPath, args)
+	src.Prepare(cmd)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("%s: ffmpeg stdout: %w", src.URI, err)
+	}
+	stderr := newTailBuffer(stderrLimit)
+	cmd.Stderr = stderr
+	log := d.opts.Logger.With("uri", src.URI)
+	log.DebugContext(ctx, "sample: exec", "cmd", d.opts.FFmpegPath, "args", src.Scrub(strings.Join(args, " ")))
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%s: %w", src.URI, &execStartError{tool: d.opts.FFmpegPath, err: err})
+	}
+
+	var segs []segment
+	if d.opts.Mode == ModeShots {
+		if segs, err = d.shotsFor(ctx, src, px, p); err != nil {
+			return err
+		}
+	}
+	s := newSampler(ctx, d.opts, p, segs, log)
+	// Frames are large, so ReadFull mostly bypasses the buffer and reads
+	// straight into the frame; the buffer only absorbs pipe-sized pieces.
+	br := bufio.NewReaderSize(stdout, 64<<10)
+	var readErr error
+	for {
+		buf := s.buffer()
+		if _, err := io.ReadFull(br, buf); err != nil {
+			if !errors.Is(err, io.EOF) {
+				readErr = err
+			}
+			break
+		}
+		if err := s.push(buf, fn); err != nil {
+			stop()
+			_ = cmd.Wait() // killed on purpose: its exit status says nothing
+			return err
+		}
+	}
+	if readErr != nil && !errors.Is(readErr, io.ErrUnexpectedEOF) {
+		stop() // ffmpeg may still be writing to a pipe nobody reads
+	}
+	waitErr := cmd.Wait()
+	if ctx.Err() != nil {
+		return d.ctxError(ctx, src, ctx.Err())
+	}
+	if waitErr != nil {
+		cerr := failure(src, px, "ffmpeg", waitErr, stderr.String())
+		if s.count == 0 && !pipeline.IsRetryable(cerr) {
+			return pipeline.Poison(fmt.Errorf("no video frames decoded: %w", cerr))
+		}
+		return cerr
+	}
+	if readErr != nil {
+		// ffmpeg succeeded but left a partial frame: the output size was not
+		// the one requested. Drop the fragment; the full frames are good.
+		log.WarnContext(ctx, "sample: ignoring partial frame at end of ffmpeg output", "err", readErr, "frames", s.count)
+	}
+	if s.count == 0 {
+		return pipeline.Poisonf("%s: no video frames decoded (probed duration %.3fs)", src.URI, p.DurationS)
+	}
+	return s.finish(fn)
+}
+
+// lateFrames is how many of the most recent raw frames stay available after
+// decoding ends, for a selection that needs frames past the probed length.
+const lateFrames = 2
+
+// sampler feeds the frames ffmpeg decodes to the windowing engine, keeping
+// the last few raw frames so that a selection needing a frame no clip kept
+// can still crop it.
+type sampler struct {
+	o       Options
+	p       probed
+	resizer *preprocess.Resizer
+	ring    [lateFrames + 1][]byte // raw frames, the newest at count-1
+	est     int                    // expected frame count from the probe; -1 unknown
+	count   int                    // frames decoded so far
+	w       *windower
+}
+
+// newSampler plans the clips of a probed video; segs are the clips' spans
+// in shots mode. A clip whose selection is approximated is logged to log.
+func newSampler(ctx context.Context, o Options, p probed, segs []segment, log *slog.Logger) *sampler {
+	s := &sampler{o: o, p: p, resizer: preprocess.NewResizer(o.Size), est: -1}
+	for i := range s.ring {
+		s.ring[i] = make([]byte, 3*p.Width*p.Height)
+	}
+	if p.DurationS > 0 {
+		// The fps filter emits round(duration * fps) frames.
+		s.est = max(1, int(math.Round(p.DurationS*o.FPS)))
+	}
+	s.w = newWindower(o, &frameSpans{o: o, est: s.est, segs: segs})
+	// Frames the picker skipped may still be in the ring: the selection
+	// always includes the clip's last frame, which the estimate can miss.
+	s.w.late = func(g int) (Frame, bool) {
+		if g >= s.count || g < s.count-lateFrames {
+			return Frame{}, false
+		}
+		return Frame{TimeS: float64(g) / s.o.FPS, Image: s.crop(s.ring[g%len(s.ring)])}, true
+	}
+	s.w.approx = func(c Clip, n int) {
+		log.WarnContext(ctx, "sample: decoded frame count far from the probed duration; frame selection approximated",
+			"clip", c.Index, "frames", n, "expected", s.est, "duration_s", s.p.DurationS)
+	}
+	return s
+}
+
+// buffer is where the next frame should be read.
+func (s *sampler) buffer() []byte { return s.ring[s.count%len(s.ring)] }
+
+func (s *sampler) crop(raw []byte) *image.RGBA {
+	return s.resizer.ResizeCrop(preprocess.NewRGB24(raw, s.p.Width, s.p.Height))
+}
+
+// push files the frame just read into buf, emitting the clips it completes.
+func (s *sampler) push(buf []byte, fn func(Clip) error) error {
+	g := s.count
+	s.count++
+	t, next := float64(g)/s.o.FPS, float64(g+1)/s.o.FPS
+	return s.emit(s.w.add(t, next, time.Time{}, func() *image.RGBA { return s.crop(buf) }), fn)
+}
+
+// finish emits the clips still open when the video ends.
+func (s *sampler) finish(fn func(Clip) error) error {
+	end := float64(s.count) / s.o.FPS
+	if s.p.DurationS > 0 {
+		end = s.p.DurationS
+	}
+	return s.emit(s.w.flush(end), fn)
+}
+
+func (s *sampler) emit(wins []Window, fn func(Clip) error) error {
+	for _, w := range wins {
+		if err := fn(w.Clip); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,61 @@
+package media
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/vidx/vidx/media/mediatest"
+)
+
+func newTestDecoder(tb testing.TB, o Options) *Decoder {
+	tb.Helper()
+	mediatest.RequireFFmpeg(tb)
+	d, err := NewDecoder(o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return d
+}
+
+// collect runs Clips and returns every clip it emitted.
+func collect(tb testing.TB, d *Decoder, uri string) []Clip {
+	tb.Helper()
+	var clips []Clip
+	err := d.Clips(context.Background(), uri, func(c Clip) error {
+		clips = append(clips, c)
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("Clips(%s): %v", uri, err)
+	}
+	return clips
+}
+
+func writeFile(tb testing.TB, path string, data []byte) string {
+	tb.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+func commandOutput(ctx context.Context, bin string, args ...string) ([]byte, error) {
+	return exec.CommandContext(ctx, bin, args...).CombinedOutput()
+}
+
+// testLog discards logs unless VIDX_TEST_LOG is set.
+func testLog(t testing.TB) *slog.Logger {
+	if os.Getenv("VIDX_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	mediatest.RemoveFixtures()
+	os.Exit(code)
+}

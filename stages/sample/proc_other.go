@@ -1,8 +1,0 @@
-//go:build !unix
-
-package sample
-
-import "os/exec"
-
-// setProcessGroup keeps exec's default: cancellation kills the process.
-func setProcessGroup(*exec.Cmd) {}

@@ -28,6 +28,7 @@ import (
 	"github.com/vidx/vidx/stages/pool"
 	"github.com/vidx/vidx/stages/query"
 	"github.com/vidx/vidx/stages/sample"
+	"github.com/vidx/vidx/stages/sample/streams"
 	"github.com/vidx/vidx/telemetry"
 )
 
@@ -70,7 +71,7 @@ type App struct {
 	Encode *encode.Handler
 	// Streams runs the registered streams when the sample stage runs here;
 	// its Status is what this replica indexes.
-	Streams *sample.Streams
+	Streams *streams.Service
 	// web is the HTTP API and search page when the query stage runs here
 	// and http.addr is set.
 	web *webServer
@@ -312,7 +313,7 @@ func (a *App) buildSample(ctx context.Context) (pipeline.Handler, []string, []ka
 		return nil, nil, nil, err
 	}
 	// Registered streams run beside the job consumer, on the same policy.
-	if a.Streams, err = sample.NewStreams(s.Streams, sample.StreamsEnv{
+	if a.Streams, err = streams.New(s.Streams, streams.Env{
 		Kafka: cfg.Kafka, RegistryTopic: t.Streams, StateTopic: t.StreamState, ClipsTopic: t.Clips, ThumbnailTopic: t.Thumbnails,
 		Guard: guard, Codec: s.Codec, Quality: s.Quality, FFmpegPath: s.FFmpeg, Logger: a.log,
 	}); err != nil {

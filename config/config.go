@@ -21,7 +21,7 @@ import (
 	"github.com/vidx/vidx/sourceguard"
 	"github.com/vidx/vidx/stages/pool"
 	"github.com/vidx/vidx/stages/query"
-	"github.com/vidx/vidx/stages/sample"
+	"github.com/vidx/vidx/stages/sample/streams"
 )
 
 // Config is the whole configuration of a vidx process.
@@ -162,7 +162,7 @@ type Sample struct {
 	// against: schemes, hosts, networks, file roots and size limits.
 	Sources sourceguard.SourcePolicy `yaml:"sources"`
 	// Streams configures continuous indexing of registered streams.
-	Streams sample.StreamsConfig `yaml:"streams"`
+	Streams streams.Config `yaml:"streams"`
 }
 
 // Pool configures the pool stage.

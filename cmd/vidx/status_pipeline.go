@@ -11,7 +11,7 @@ import (
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
-	"github.com/vidx/vidx/stages/sample"
+	"github.com/vidx/vidx/stages/sample/streams"
 )
 
 // pipelineStatus is the Kafka side of `vidx status`: each stage's consumer
@@ -55,7 +55,7 @@ func collectPipeline(ctx context.Context, cfg config.Config, wait time.Duration)
 		st.Stages = append(st.Stages, sl)
 	}
 	if cfg.Topics.StreamState != "" {
-		states, err := sample.ReadStreamStates(ctx, cfg.Kafka, cfg.Topics.StreamState)
+		states, err := streams.ReadStates(ctx, cfg.Kafka, cfg.Topics.StreamState)
 		if err != nil {
 			st.Note = fmt.Sprintf("stream states: %v", err)
 		}

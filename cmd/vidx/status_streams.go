@@ -11,7 +11,7 @@ import (
 	"github.com/vidx/vidx/schemas"
 )
 
-// writeStreamTable prints stream states (from sample.ReadStreamStates) as
+// writeStreamTable prints stream states (from streams.ReadStates) as
 // a table, one stream a line in stream id order: what `vidx status` shows.
 // now dates the last window.
 func writeStreamTable(w io.Writer, states map[string]schemas.StreamState, now time.Time) error {

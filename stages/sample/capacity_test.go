@@ -65,7 +65,7 @@ func TestStreamCapacity(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			_, err := d.Run(ctx, live.URL()+"?cam="+strconv.Itoa(i), nil, func(w media.Window) error {
-				if _, err := encodeClip(schemas.ClipHeader{VideoID: "cam", ClipIndex: w.Index, StartS: w.StartS, EndS: w.EndS}, w.Frames, schemas.CodecJPEG, 95); err != nil {
+				if _, err := PackClip(schemas.ClipHeader{VideoID: "cam", ClipIndex: w.Index, StartS: w.StartS, EndS: w.EndS}, w.Frames, schemas.CodecJPEG, 95); err != nil {
 					return err
 				}
 				mu.Lock()

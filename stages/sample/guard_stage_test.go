@@ -99,7 +99,7 @@ func TestJobsRefusedAreDeadLettered(t *testing.T) {
 	defer tlsSrv.Close()
 
 	g := mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{FileRoots: []string{root}, IOTimeout: 5 * time.Second,
-		Resolver: fakeResolver{"metadata.test": {"169.254.169.254"}}})
+		Resolver: mediatest.Resolver{"metadata.test": {"169.254.169.254"}}})
 	handler, err := NewStage(StageConfig{Options: media.Options{Guard: g, Logger: testLog(t)}, OutputTopic: "clips"})
 	if err != nil {
 		t.Fatal(err)

@@ -168,7 +168,7 @@ func (s *Stage) handle(ctx context.Context, m pipeline.Message) (_ []pipeline.Ou
 			return err
 		}
 		outs = append(outs, pipeline.Output{Topic: s.cfg.OutputTopic, Key: []byte(job.VideoID), Value: value})
-		thumb, err := thumbnail(s.cfg.ThumbnailTopic, job.VideoID, c.Index, c.Frames)
+		thumb, err := Thumbnail(s.cfg.ThumbnailTopic, job.VideoID, c.Index, c.Frames)
 		if err != nil {
 			return err
 		}
@@ -227,13 +227,13 @@ func (s *Stage) encodeJobClip(job *schemas.VideoJob, c media.Clip, generation in
 		SampledAt:       s.now().UTC(),
 		Codec:           s.cfg.Codec,
 	}
-	return encodeClip(h, c.Frames, s.cfg.Codec, s.cfg.Quality)
+	return PackClip(h, c.Frames, s.cfg.Codec, s.cfg.Quality)
 }
 
-// encodeClip fills h's frame fields from frames and encodes the message,
+// PackClip fills h's frame fields from frames and encodes the message,
 // lowering JPEG quality in steps of 10 (down to 50) until it fits in
 // MaxMessageBytes.
-func encodeClip(h schemas.ClipHeader, frames []media.Frame, codec string, quality int) ([]byte, error) {
+func PackClip(h schemas.ClipHeader, frames []media.Frame, codec string, quality int) ([]byte, error) {
 	h.Codec = codec
 	h.FrameTimes = nil
 	for _, f := range frames {

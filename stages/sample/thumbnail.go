@@ -35,11 +35,11 @@ func ParseThumbnailKey(key string) (videoID string, clipIndex int, err error) {
 	return key[:i], n, nil
 }
 
-// thumbnail is the JPEG of a clip's middle frame (the CLIP crop the
+// Thumbnail is the JPEG of a clip's middle frame (the CLIP crop the
 // encoder sees), produced next to the clip on a compacted topic, so every
 // replica of the search API can serve it without a shared disk. It returns
 // no output when topic is empty or the clip has no frames.
-func thumbnail(topic, videoID string, index int, frames []media.Frame) (*pipeline.Output, error) {
+func Thumbnail(topic, videoID string, index int, frames []media.Frame) (*pipeline.Output, error) {
 	if topic == "" || len(frames) == 0 {
 		return nil, nil
 	}

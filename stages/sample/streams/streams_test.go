@@ -1,4 +1,4 @@
-package sample
+package streams
 
 import (
 	"context"
@@ -20,19 +20,19 @@ type streamsHarness struct {
 	t     *testing.T
 	kc    kafka.Config
 	guard *sourceguard.Guard
-	cfg   StreamsConfig
+	cfg   Config
 	root  string // the only file root
 	// The topics, named for this test on a shared broker.
 	registryTopic, stateTopic, clipsTopic string
 }
 
-// newStreamsHarness runs the harness on an embedded broker of its own.
-func newStreamsHarness(t *testing.T, cfg StreamsConfig) *streamsHarness {
+// newHarness runs the harness on an embedded broker of its own.
+func newHarness(t *testing.T, cfg Config) *streamsHarness {
 	t.Helper()
-	return newStreamsHarnessOn(t, kafkatest.Start(t, kafkatest.Embedded, 2), cfg)
+	return newHarnessOn(t, kafkatest.Start(t, kafkatest.Embedded, 2), cfg)
 }
 
-func newStreamsHarnessOn(t *testing.T, b *kafkatest.Broker, cfg StreamsConfig) *streamsHarness {
+func newHarnessOn(t *testing.T, b *kafkatest.Broker, cfg Config) *streamsHarness {
 	t.Helper()
 	mediatest.RequireFFmpeg(t)
 	root := t.TempDir()
@@ -41,7 +41,7 @@ func newStreamsHarnessOn(t *testing.T, b *kafkatest.Broker, cfg StreamsConfig) *
 	}
 	h := &streamsHarness{t: t, kc: b.Config(), cfg: cfg, root: root,
 		guard: mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{IOTimeout: 3 * time.Second, FileRoots: []string{root},
-			Resolver: fakeResolver{"metadata.test": {"169.254.169.254"}}}),
+			Resolver: mediatest.Resolver{"metadata.test": {"169.254.169.254"}}}),
 		registryTopic: b.Name("streams"), stateTopic: b.Name("stream-state"), clipsTopic: b.Name("clips")}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -53,14 +53,14 @@ func newStreamsHarnessOn(t *testing.T, b *kafkatest.Broker, cfg StreamsConfig) *
 
 // replica is one running stream manager.
 type replica struct {
-	s      *Streams
+	s      *Service
 	cancel context.CancelFunc
 	done   chan error
 }
 
 func (h *streamsHarness) start(owner string) *replica {
 	h.t.Helper()
-	s, err := NewStreams(h.cfg, StreamsEnv{
+	s, err := New(h.cfg, Env{
 		Kafka: h.kc, RegistryTopic: h.registryTopic, StateTopic: h.stateTopic, ClipsTopic: h.clipsTopic,
 		Guard: h.guard, Owner: owner, Logger: testLog(h.t).With("replica", owner),
 	})
@@ -155,7 +155,7 @@ func (h *streamsHarness) states() map[string]schemas.StreamState {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := ReadStreamStates(ctx, h.kc, h.stateTopic)
+	st, err := ReadStates(ctx, h.kc, h.stateTopic)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestStreamsRestartMidStream(t *testing.T) {
 
 func testStreamsRestartMidStream(t *testing.T, b *kafkatest.Broker) {
 	live := mediatest.NewLiveHLS(t, 4*time.Second)
-	h := newStreamsHarnessOn(t, b, StreamsConfig{WindowS: 2, StallTimeout: 10 * time.Second, BackoffMin: 200 * time.Millisecond})
+	h := newHarnessOn(t, b, Config{WindowS: 2, StallTimeout: 10 * time.Second, BackoffMin: 200 * time.Millisecond})
 	h.register(schemas.StreamSpec{StreamID: "cam-1", URI: live.URL(), Source: "test", Metadata: map[string]string{"site": "lab"}})
 
 	a := h.start("replica-a")
@@ -249,7 +249,7 @@ func testStreamsRestartMidStream(t *testing.T, b *kafkatest.Broker) {
 func TestStreamsStallReconnect(t *testing.T) {
 	t.Parallel()
 	live := mediatest.NewLiveHLS(t, 4*time.Second)
-	h := newStreamsHarness(t, StreamsConfig{WindowS: 2, StallTimeout: 2 * time.Second, BackoffMin: 300 * time.Millisecond, BackoffMax: time.Second})
+	h := newHarness(t, Config{WindowS: 2, StallTimeout: 2 * time.Second, BackoffMin: 300 * time.Millisecond, BackoffMax: time.Second})
 	h.register(schemas.StreamSpec{StreamID: "cam-2", URI: live.URL()})
 	r := h.start("replica-a")
 	h.waitClips("cam-2", 2, 30*time.Second)
@@ -279,8 +279,8 @@ func TestStreamsStallReconnect(t *testing.T) {
 func TestStreamsRefusedInvalidRemoved(t *testing.T) {
 	t.Parallel()
 	live := mediatest.NewLiveHLS(t, 4*time.Second)
-	h := newStreamsHarness(t, StreamsConfig{WindowS: 2, BackoffMin: 200 * time.Millisecond,
-		Static: []StaticStream{{StreamID: "from-config", URI: live.URL() + "?cfg", WindowS: 2}}})
+	h := newHarness(t, Config{WindowS: 2, BackoffMin: 200 * time.Millisecond,
+		Static: []Static{{StreamID: "from-config", URI: live.URL() + "?cfg", WindowS: 2}}})
 	h.register(schemas.StreamSpec{StreamID: "metadata", URI: "http://metadata.test/latest/meta-data/"})
 	h.register(schemas.StreamSpec{StreamID: "passwd", URI: "file:///etc/passwd", Segment: &schemas.Segment{WindowS: 5}})
 	h.put("garbled", []byte(`{"schema_version": 1, "stream_id": "garbled", "uri": 7}`))
@@ -318,7 +318,7 @@ func TestStreamsRefusedInvalidRemoved(t *testing.T) {
 func TestStreamsOwnership(t *testing.T) {
 	t.Parallel()
 	live := mediatest.NewLiveHLS(t, 4*time.Second)
-	h := newStreamsHarness(t, StreamsConfig{WindowS: 2, BackoffMin: 200 * time.Millisecond})
+	h := newHarness(t, Config{WindowS: 2, BackoffMin: 200 * time.Millisecond})
 	ids := []string{"s1", "s2", "s3", "s4", "s5", "s6"}
 	for _, id := range ids {
 		h.register(schemas.StreamSpec{StreamID: id, URI: live.URL() + "?" + id})
@@ -384,7 +384,7 @@ func TestStreamsOwnership(t *testing.T) {
 // then again when a new version of the spec is registered.
 func TestStreamsFileToEnd(t *testing.T) {
 	t.Parallel()
-	h := newStreamsHarness(t, StreamsConfig{WindowS: 4, BackoffMin: 200 * time.Millisecond})
+	h := newHarness(t, Config{WindowS: 4, BackoffMin: 200 * time.Millisecond})
 	path := mediatest.MakeVideo(t, h.root, "archive.mp4", "testsrc=size=96x64:rate=10:duration=9")
 	h.register(schemas.StreamSpec{StreamID: "archive", URI: path, Version: 1})
 	h.start("replica-a")

@@ -1,4 +1,4 @@
-package sample
+package streams
 
 import (
 	"context"
@@ -26,7 +26,7 @@ import (
 
 // StreamsConfig configures continuous indexing of registered streams by the
 // sample stage.
-type StreamsConfig struct {
+type Config struct {
 	// Group is the consumer group on the streams topic through which the
 	// sample stage's replicas share the streams; default "vidx-sample-streams".
 	Group string `yaml:"group"`
@@ -49,11 +49,11 @@ type StreamsConfig struct {
 	MaxStreams int `yaml:"max_streams"`
 	// Static streams are registered by configuration. A record on the
 	// streams topic with the same stream_id overrides one.
-	Static []StaticStream `yaml:"static"`
+	Static []Static `yaml:"static"`
 }
 
 // StaticStream is a stream registered in the configuration.
-type StaticStream struct {
+type Static struct {
 	StreamID  string            `yaml:"stream_id"`
 	URI       string            `yaml:"uri"`
 	Source    string            `yaml:"source"`
@@ -66,7 +66,7 @@ type StaticStream struct {
 }
 
 // Spec returns the stream's registry record.
-func (s StaticStream) Spec() schemas.StreamSpec {
+func (s Static) Spec() schemas.StreamSpec {
 	spec := schemas.StreamSpec{SchemaVersion: schemas.Version, StreamID: s.StreamID, URI: s.URI, Source: s.Source, Metadata: s.Metadata}
 	if s.WindowS != 0 || s.StrideS != 0 || s.FPS != 0 || s.MaxFrames != 0 || s.Selection != "" {
 		spec.Segment = &schemas.Segment{WindowS: s.WindowS, StrideS: s.StrideS, FPS: s.FPS, MaxFrames: s.MaxFrames, Selection: s.Selection}
@@ -75,7 +75,7 @@ func (s StaticStream) Spec() schemas.StreamSpec {
 }
 
 // WithDefaults fills unset fields.
-func (c StreamsConfig) WithDefaults() StreamsConfig {
+func (c Config) WithDefaults() Config {
 	if c.Group == "" {
 		c.Group = "vidx-sample-streams"
 	}
@@ -104,7 +104,7 @@ func (c StreamsConfig) WithDefaults() StreamsConfig {
 }
 
 // Validate checks the configuration, static streams included.
-func (c StreamsConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	o := media.StreamOptions{FPS: c.FPS, MaxFrames: c.MaxFrames, Selection: c.Selection, WindowS: c.WindowS, StrideS: c.StrideS}
 	if err := o.WindowOptions().Validate(); err != nil {
@@ -134,7 +134,7 @@ func (c StreamsConfig) Validate() error {
 }
 
 // StreamsEnv is what the stream manager runs against.
-type StreamsEnv struct {
+type Env struct {
 	Kafka kafka.Config
 	// RegistryTopic ("streams") and StateTopic ("stream-state") are
 	// compacted and keyed by stream_id; ClipsTopic receives the windows.
@@ -157,7 +157,7 @@ type StreamsEnv struct {
 }
 
 // StreamStatus is one stream as the replica running it sees it.
-type StreamStatus struct {
+type Status struct {
 	StreamID    string
 	URI         string // password redacted
 	State       string // schemas.StreamRunning, ...
@@ -170,24 +170,24 @@ type StreamStatus struct {
 	SpecVersion int64
 }
 
-// Streams runs the registered streams this replica owns: those whose
+// Service runs the registered streams this replica owns: those whose
 // stream_id hashes to a partition of the registry topic that the consumer
 // group assigned to it. When a group generation ends (a replica joined or
 // left) every stream is stopped, its state flushed, and the new owner
 // resumes it from the state topic.
-type Streams struct {
-	cfg StreamsConfig
-	env StreamsEnv
+type Service struct {
+	cfg Config
+	env Env
 	log *slog.Logger
 	p   *kafka.Producer
 	now func() time.Time
 
 	mu     sync.Mutex
-	status map[string]*StreamStatus
+	status map[string]*Status
 }
 
-// NewStreams validates the configuration.
-func NewStreams(cfg StreamsConfig, env StreamsEnv) (*Streams, error) {
+// New validates the configuration.
+func New(cfg Config, env Env) (*Service, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -221,17 +221,17 @@ func NewStreams(cfg StreamsConfig, env StreamsEnv) (*Streams, error) {
 	if env.Logger == nil {
 		env.Logger = slog.Default()
 	}
-	return &Streams{
+	return &Service{
 		cfg: cfg, env: env, log: env.Logger.With("component", "streams"),
-		p: kafka.NewProducer(env.Kafka, cfg.backoff(), env.Logger.With("component", "streams")), now: time.Now, status: map[string]*StreamStatus{},
+		p: kafka.NewProducer(env.Kafka, cfg.backoff(), env.Logger.With("component", "streams")), now: time.Now, status: map[string]*Status{},
 	}, nil
 }
 
 // Status returns the streams this replica runs, by stream id.
-func (s *Streams) Status() []StreamStatus {
+func (s *Service) Status() []Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]StreamStatus, 0, len(s.status))
+	out := make([]Status, 0, len(s.status))
 	for _, st := range s.status {
 		c := *st
 		if st.LastWindow != nil {
@@ -240,7 +240,7 @@ func (s *Streams) Status() []StreamStatus {
 		}
 		out = append(out, c)
 	}
-	slices.SortFunc(out, func(a, b StreamStatus) int {
+	slices.SortFunc(out, func(a, b Status) int {
 		switch {
 		case a.StreamID < b.StreamID:
 			return -1
@@ -255,7 +255,7 @@ func (s *Streams) Status() []StreamStatus {
 // Run takes part in the registry's consumer group and runs the streams
 // assigned to this replica until ctx ends; then it stops them, writes their
 // state and leaves the group.
-func (s *Streams) Run(ctx context.Context) error {
+func (s *Service) Run(ctx context.Context) error {
 	defer s.p.Close()
 	for {
 		err := kafka.EnsureCompactedTopics(ctx, s.env.Kafka, s.env.RegistryTopic, s.env.StateTopic)
@@ -292,7 +292,7 @@ type runner struct {
 }
 
 // generation runs the streams of the registry partitions this replica got.
-func (s *Streams) generation(ctx context.Context, id int32, parts []int) {
+func (s *Service) generation(ctx context.Context, id int32, parts []int) {
 	log := s.log.With("generation", id, "partitions", parts)
 	log.Info("streams assigned")
 	states, err := s.readStates(ctx)
@@ -444,7 +444,7 @@ func (s *Streams) generation(ctx context.Context, id int32, parts []int) {
 
 // release stops every runner (each writes its state) and forgets every
 // stream: the next generation may give them to another replica.
-func (s *Streams) release(runners map[string]*runner, stop func(string) *schemas.StreamState) {
+func (s *Service) release(runners map[string]*runner, stop func(string) *schemas.StreamState) {
 	for _, r := range runners {
 		r.cancel()
 	}
@@ -456,7 +456,7 @@ func (s *Streams) release(runners map[string]*runner, stop func(string) *schemas
 	s.mu.Unlock()
 }
 
-func (s *Streams) registryPartitions(ctx context.Context) ([]int, error) {
+func (s *Service) registryPartitions(ctx context.Context) ([]int, error) {
 	for {
 		parts, err := kafka.Partitions(ctx, s.env.Kafka, s.env.RegistryTopic)
 		if err == nil || ctx.Err() != nil {
@@ -470,9 +470,9 @@ func (s *Streams) registryPartitions(ctx context.Context) ([]int, error) {
 }
 
 // readStates reads the state topic, retrying until it succeeds or ctx ends.
-func (s *Streams) readStates(ctx context.Context) (map[string]schemas.StreamState, error) {
+func (s *Service) readStates(ctx context.Context) (map[string]schemas.StreamState, error) {
 	for {
-		states, err := ReadStreamStates(ctx, s.env.Kafka, s.env.StateTopic)
+		states, err := ReadStates(ctx, s.env.Kafka, s.env.StateTopic)
 		if err == nil || ctx.Err() != nil {
 			return states, err
 		}
@@ -485,7 +485,7 @@ func (s *Streams) readStates(ctx context.Context) (map[string]schemas.StreamStat
 
 // ReadStreamStates reads the last state record of every stream from the
 // state topic: the resume points, and what `vidx status` shows.
-func ReadStreamStates(ctx context.Context, kc kafka.Config, topic string) (map[string]schemas.StreamState, error) {
+func ReadStates(ctx context.Context, kc kafka.Config, topic string) (map[string]schemas.StreamState, error) {
 	states := map[string]schemas.StreamState{}
 	err := kafka.ReadCompacted(ctx, kc, topic, func(m pipeline.Message) error {
 		if m.Value == nil {
@@ -504,7 +504,7 @@ func ReadStreamStates(ctx context.Context, kc kafka.Config, topic string) (map[s
 }
 
 // failInvalid reports a registry record that could not be decoded.
-func (s *Streams) failInvalid(ctx context.Context, rec registryRecord, st schemas.StreamState) {
+func (s *Service) failInvalid(ctx context.Context, rec registryRecord, st schemas.StreamState) {
 	s.log.Warn("invalid stream spec", "stream", rec.id, "err", rec.err)
 	if rec.id == "" {
 		return
@@ -513,7 +513,7 @@ func (s *Streams) failInvalid(ctx context.Context, rec registryRecord, st schema
 	s.setState(ctx, &st, schemas.StreamFailed, fmt.Errorf("invalid stream spec: %w", rec.err))
 }
 
-func (s *Streams) forget(id string) {
+func (s *Service) forget(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.status, id)
@@ -522,7 +522,7 @@ func (s *Streams) forget(id string) {
 // setState records a transition: in memory for Status, and on the state
 // topic for `vidx status` and the next owner. The window fields are left
 // as they are, so the resume point survives every transition.
-func (s *Streams) setState(ctx context.Context, st *schemas.StreamState, state string, cause error) {
+func (s *Service) setState(ctx context.Context, st *schemas.StreamState, state string, cause error) {
 	if st.State != state {
 		s.log.Info("stream "+state, "stream", st.StreamID, "err", cause)
 		// One series per (stream, state), 1 for the current state.
@@ -543,12 +543,12 @@ func (s *Streams) setState(ctx context.Context, st *schemas.StreamState, state s
 	}
 }
 
-func (s *Streams) publishStatus(st *schemas.StreamState) {
+func (s *Service) publishStatus(st *schemas.StreamState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur := s.status[st.StreamID]
 	if cur == nil || cur.State != st.State {
-		cur = &StreamStatus{StreamID: st.StreamID, Since: st.UpdatedAt}
+		cur = &Status{StreamID: st.StreamID, Since: st.UpdatedAt}
 		s.status[st.StreamID] = cur
 	}
 	cur.URI, cur.State, cur.Live, cur.Windows, cur.Restarts = st.URI, st.State, st.Live, st.Windows, st.Restarts
@@ -562,7 +562,7 @@ func (s *Streams) publishStatus(st *schemas.StreamState) {
 	}
 }
 
-func (s *Streams) writeState(ctx context.Context, st *schemas.StreamState) error {
+func (s *Service) writeState(ctx context.Context, st *schemas.StreamState) error {
 	value, err := schemas.EncodeStream(st)
 	if err != nil {
 		return err
@@ -572,12 +572,12 @@ func (s *Streams) writeState(ctx context.Context, st *schemas.StreamState) error
 
 // produce writes outs, retrying with backoff until they are acknowledged
 // or ctx ends.
-func (s *Streams) produce(ctx context.Context, outs ...pipeline.Output) error {
+func (s *Service) produce(ctx context.Context, outs ...pipeline.Output) error {
 	return s.p.Produce(ctx, outs...)
 }
 
 // backoff paces the streams' retries: restarts of a failed stream, and
 // writes to its topics.
-func (c StreamsConfig) backoff() pipeline.Backoff {
+func (c Config) backoff() pipeline.Backoff {
 	return pipeline.Backoff{Min: c.BackoffMin, Max: c.BackoffMax}
 }

@@ -1,4 +1,4 @@
-package sample
+package streams
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sourceguard"
+	"github.com/vidx/vidx/stages/sample"
 	"github.com/vidx/vidx/telemetry"
 )
 
@@ -26,7 +27,7 @@ const healthyRun = time.Minute
 // runStream keeps one stream running until ctx ends, restarting its
 // decoder with backoff, and returns its final state. st is the stream's
 // last recorded state: where it resumes.
-func (s *Streams) runStream(ctx context.Context, spec schemas.StreamSpec, st schemas.StreamState) schemas.StreamState {
+func (s *Service) runStream(ctx context.Context, spec schemas.StreamSpec, st schemas.StreamState) schemas.StreamState {
 	drain := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.WithoutCancel(ctx), stopGrace)
 	}
@@ -119,7 +120,7 @@ func resumeOf(st schemas.StreamState) *media.Resume {
 }
 
 // decoder builds the stream's decoder from the spec over the defaults.
-func (s *Streams) decoder(spec schemas.StreamSpec, started func()) (*media.StreamDecoder, error) {
+func (s *Service) decoder(spec schemas.StreamSpec, started func()) (*media.StreamDecoder, error) {
 	o := media.StreamOptions{
 		FPS: s.cfg.FPS, MaxFrames: s.cfg.MaxFrames, Selection: s.cfg.Selection,
 		WindowS: s.cfg.WindowS, StrideS: s.cfg.StrideS, Size: s.env.Size,
@@ -155,7 +156,7 @@ func (s *Streams) decoder(spec schemas.StreamSpec, started func()) (*media.Strea
 
 // emitWindow produces a window's clip and, once it is acknowledged, the
 // stream's state naming it: the resume point never runs ahead of the clips.
-func (s *Streams) emitWindow(ctx context.Context, spec schemas.StreamSpec, st *schemas.StreamState, w media.Window) error {
+func (s *Service) emitWindow(ctx context.Context, spec schemas.StreamSpec, st *schemas.StreamState, w media.Window) error {
 	h := schemas.ClipHeader{
 		VideoID:   spec.StreamID,
 		StreamID:  spec.StreamID,
@@ -173,7 +174,7 @@ func (s *Streams) emitWindow(ctx context.Context, spec schemas.StreamSpec, st *s
 	if w.WallStart.IsZero() {
 		h.WallStart, h.WallEnd = time.Time{}, time.Time{}
 	}
-	value, err := encodeClip(h, w.Frames, s.env.Codec, s.env.Quality)
+	value, err := sample.PackClip(h, w.Frames, s.env.Codec, s.env.Quality)
 	if err != nil {
 		return fmt.Errorf("stream %s window %d: %w", spec.StreamID, w.Index, err)
 	}
@@ -181,7 +182,7 @@ func (s *Streams) emitWindow(ctx context.Context, spec schemas.StreamSpec, st *s
 		return fmt.Errorf("stream %s window %d: produce clip: %w", spec.StreamID, w.Index, err)
 	}
 	// A lost thumbnail only costs a picture: it never holds the stream back.
-	if thumb, err := thumbnail(s.env.ThumbnailTopic, spec.StreamID, w.Index, w.Frames); err == nil && thumb != nil {
+	if thumb, err := sample.Thumbnail(s.env.ThumbnailTopic, spec.StreamID, w.Index, w.Frames); err == nil && thumb != nil {
 		if err := s.produce(ctx, *thumb); err != nil {
 			s.log.Warn("stream thumbnail not produced", "stream_id", spec.StreamID, "window", w.Index, "err", err)
 		}

@@ -1,4 +1,4 @@
-package sample_test
+package streams_test
 
 import (
 	"context"
@@ -25,7 +25,7 @@ import (
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks"
 	"github.com/vidx/vidx/stages/query"
-	"github.com/vidx/vidx/stages/sample"
+	"github.com/vidx/vidx/stages/sample/streams"
 )
 
 func appTestLog() *slog.Logger {
@@ -249,7 +249,7 @@ func TestLiveStreamSearchableWhilePlaying(t *testing.T) {
 	if len(status) != 1 || status[0].State != schemas.StreamRunning || !status[0].Live || status[0].Windows < int64(want) {
 		t.Errorf("status %+v", status)
 	}
-	states, err := sample.ReadStreamStates(ctx, kc, topics.StreamState)
+	states, err := streams.ReadStates(ctx, kc, topics.StreamState)
 	if err != nil {
 		t.Fatal(err)
 	}

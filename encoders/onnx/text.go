@@ -126,42 +126,12 @@ func (e *TextEncoder) Tokenize(text string) []int64 {
 func (e *TextEncoder) encodeChunk(ctx context.Context, texts []string) ([][]float32, error) {
 	b := len(texts)
 	_, span := telemetry.Start(ctx, "tokenize", trace.WithAttributes(attribute.Int("vidx.texts", b)))
-	rows := make([][]int64, b)
-	lens := make([]int, b)
-	L := e.ctxLen
-	if e.dynamic {
-		L = 1
-	}
-	for i, text := range texts {
-		row := e.Tokenize(text)
-		if len(row) != e.ctxLen {
-			span.End()
-			return nil, fmt.Errorf("%s: tokenizer returned %d ids for text %d, want context_length %d",
-				e.sess.label, len(row), i, e.ctxLen)
-		}
-		rows[i], lens[i] = row, e.attended(row)
-		if e.dynamic {
-			// Positions after a row's end-of-text never reach its output
-			// (causal mask, pooling at end-of-text), so the batch stops
-			// where its longest text does; shorter rows keep their padding.
-			L = max(L, lens[i])
-		}
-	}
-	ids := make([]int64, b*L)
-	var mask []int64
-	if e.mask {
-		mask = make([]int64, b*L)
-	}
-	for i, row := range rows {
-		copy(ids[i*L:(i+1)*L], row)
-		if mask != nil {
-			for j := range lens[i] {
-				mask[i*L+j] = 1
-			}
-		}
-	}
+	ids, mask, L, err := e.batch(texts)
 	span.SetAttributes(attribute.Int("vidx.text_length", L))
 	span.End()
+	if err != nil {
+		return nil, err
+	}
 
 	if err := e.sess.acquire(); err != nil {
 		return nil, err
@@ -187,6 +157,45 @@ func (e *TextEncoder) encodeChunk(ctx context.Context, texts []string) ([][]floa
 		return nil, err
 	}
 	return e.sess.embeddings(out, b, e.dim)
+}
+
+// batch tokenizes texts into row-major [len(texts), L] ids, and the
+// attention mask when the model takes one. L is ContextLength, or for a
+// dynamic-length model the longest row up to its end-of-text: positions
+// after a row's end-of-text never reach its output (causal mask, pooling at
+// end-of-text), so shorter rows keep their padding and longer ones lose
+// nothing.
+func (e *TextEncoder) batch(texts []string) (ids, mask []int64, L int, err error) {
+	rows := make([][]int64, len(texts))
+	lens := make([]int, len(texts))
+	L = e.ctxLen
+	if e.dynamic {
+		L = 1
+	}
+	for i, text := range texts {
+		row := e.Tokenize(text)
+		if len(row) != e.ctxLen {
+			return nil, nil, 0, fmt.Errorf("%s: tokenizer returned %d ids for text %d, want context_length %d",
+				e.sess.label, len(row), i, e.ctxLen)
+		}
+		rows[i], lens[i] = row, e.attended(row)
+		if e.dynamic {
+			L = max(L, lens[i])
+		}
+	}
+	ids = make([]int64, len(texts)*L)
+	if e.mask {
+		mask = make([]int64, len(texts)*L)
+	}
+	for i, row := range rows {
+		copy(ids[i*L:(i+1)*L], row)
+		if mask != nil {
+			for j := range lens[i] {
+				mask[i*L+j] = 1
+			}
+		}
+	}
+	return ids, mask, L, nil
 }
 
 // attended is how many leading positions of row the model should attend to:

@@ -104,7 +104,7 @@ type TextSpec struct {
 	// mask keeps every position blind to the ones after it, and much cheaper
 	// for short queries. False (bundles exported before it existed, or with
 	// a fixed axis) feeds ContextLength ids.
-	DynamicLength bool          `yaml:"dynamic_length"`
+	DynamicLength bool          `yaml:"dynamic_length,omitempty"`
 	PadID         int64         `yaml:"pad_id"`
 	Tokenizer     TokenizerSpec `yaml:"tokenizer"`
 }

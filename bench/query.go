@@ -44,6 +44,13 @@ func (c *Config) queryFigures(ctx context.Context, rt *onnx.Runtime, m *bundle.M
 		}
 		figs = append(figs, f...)
 	}
+	if m.Text.DynamicLength {
+		f, err := c.textLengthFigures(ctx, rt, m)
+		if err != nil {
+			return nil, err
+		}
+		figs = append(figs, f...)
+	}
 	return figs, nil
 }
 
@@ -124,6 +131,9 @@ func (c *Config) queryAt(ctx context.Context, rt *onnx.Runtime, m *bundle.Manife
 		}
 	}
 	note := fmt.Sprintf("%d clips of %d-d, top %d, %d queries one at a time, in process (no Kafka hop)", n, dim, topK, queries)
+	if m.Text.DynamicLength {
+		note += fmt.Sprintf("; vidx feeds the text tower up to the end token, the baseline all %d positions", m.Text.ContextLength)
+	}
 	p50v, p50b := percentile(vl, 50), percentile(bl, 50)
 	p99v, p99b := percentile(vl, 99), percentile(bl, 99)
 	against := "bare text-tower run + plain scan of a flat array"
@@ -268,4 +278,69 @@ func (b *bareText) close() {
 	if b.out != nil {
 		b.out.Destroy()
 	}
+}
+
+// textLengthFigures time the text encoder alone, one benchmark query at a
+// time, fed only up to the query's end token (text.dynamic_length) against
+// the same model fed all context_length positions, as a fixed-length bundle
+// is. The two alternate query by query, so load drift hits both alike.
+func (c *Config) textLengthFigures(ctx context.Context, rt *onnx.Runtime, m *bundle.Manifest) ([]Figure, error) {
+	o := c.sessionOptions(false)
+	o.MaxBatch = 1
+	dyn, err := rt.NewTextEncoder(m, o)
+	if err != nil {
+		return nil, err
+	}
+	defer dyn.Close()
+	padded := *m
+	padded.Text.DynamicLength = false
+	fixed, err := rt.NewTextEncoder(&padded, o)
+	if err != nil {
+		return nil, err
+	}
+	defer fixed.Close()
+
+	timed := func(e *onnx.TextEncoder, q string) (float64, error) {
+		start := time.Now()
+		_, err := e.EncodeTexts(ctx, []string{q})
+		return time.Since(start).Seconds() * 1000, err
+	}
+	// One untimed pass: ONNX Runtime plans each new input shape on its
+	// first run.
+	minTok, maxTok := m.Text.ContextLength, 0
+	for _, q := range benchQueries {
+		ids := dyn.Tokenize(q)
+		n := slices.Index(ids, slices.Max(ids)) + 1 // end-of-text has the largest id
+		minTok, maxTok = min(minTok, n), max(maxTok, n)
+		for _, e := range []*onnx.TextEncoder{dyn, fixed} {
+			if _, err := timed(e, q); err != nil {
+				return nil, err
+			}
+		}
+	}
+	queries := 40
+	if c.Quick {
+		queries = 4
+	}
+	var dl, fl []float64
+	for i := range queries {
+		q := benchQueries[i%len(benchQueries)]
+		d, err := timed(dyn, q)
+		if err != nil {
+			return nil, err
+		}
+		f, err := timed(fixed, q)
+		if err != nil {
+			return nil, err
+		}
+		dl, fl = append(dl, d), append(fl, f)
+	}
+	note := fmt.Sprintf("text tower alone, %d queries of %d-%d tokens one at a time", queries, minTok, maxTok)
+	against := fmt.Sprintf("the same model fed all %d positions", m.Text.ContextLength)
+	p50d, p50f := percentile(dl, 50), percentile(fl, 50)
+	p99d, p99f := percentile(dl, 99), percentile(fl, 99)
+	return []Figure{
+		{Name: "text_p50_to_end_token", Unit: "ms", Vidx: p50d, Baseline: p50f, Against: against, Ratio: p50f / p50d, Note: note},
+		{Name: "text_p99_to_end_token", Unit: "ms", Vidx: p99d, Baseline: p99f, Against: against, Ratio: p99f / p99d, Note: note},
+	}, nil
 }

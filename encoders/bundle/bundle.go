@@ -88,15 +88,23 @@ type ImageSpec struct {
 }
 
 // TextSpec is the text tower: int64 ids [n, context_length] (plus an optional
-// mask) in, [n, embedding_dim] out.
+// mask) in, [n, embedding_dim] out; [n, L] with L <= context_length when
+// DynamicLength is set.
 type TextSpec struct {
 	ONNX     string `yaml:"onnx"`
 	InputIDs string `yaml:"input_ids"`
 	// AttentionMask is empty for models that take ids only (the original
 	// OpenAI export finds the end of text by argmax over ids instead).
-	AttentionMask string        `yaml:"attention_mask"`
-	Output        string        `yaml:"output"`
-	ContextLength int           `yaml:"context_length"`
+	AttentionMask string `yaml:"attention_mask"`
+	Output        string `yaml:"output"`
+	ContextLength int    `yaml:"context_length"`
+	// DynamicLength says the model's sequence axis is dynamic (any length
+	// up to ContextLength), so that ids may stop at the batch's last
+	// end-of-text token. That is exact for CLIP's text tower, whose causal
+	// mask keeps every position blind to the ones after it, and much cheaper
+	// for short queries. False (bundles exported before it existed, or with
+	// a fixed axis) feeds ContextLength ids.
+	DynamicLength bool          `yaml:"dynamic_length,omitempty"`
 	PadID         int64         `yaml:"pad_id"`
 	Tokenizer     TokenizerSpec `yaml:"tokenizer"`
 }

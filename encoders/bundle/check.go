@@ -95,8 +95,9 @@ func (r *Report) Warnings() []Problem {
 }
 
 // want is what vidx feeds or reads for one tensor. dims holds the expected
-// size of each axis (0: any), and dimFields the manifest field that sets it
-// ("" for axes no field controls, such as the batch).
+// size of each axis (0: any; dynamicAxis: any, and the model must not fix
+// it), and dimFields the manifest field that sets it ("" for axes no field
+// controls, such as the batch).
 type want struct {
 	field     string
 	name      string
@@ -127,9 +128,17 @@ func (m *Manifest) Check(inspect Inspector) *Report {
 
 	tx := m.Text
 	ctxLen := int64(tx.ContextLength)
-	ins := []want{{"text.input_ids", tx.InputIDs, ElemInt64, []int64{0, ctxLen}, []string{"", "text.context_length"}}}
+	seq := want{field: "text.input_ids", name: tx.InputIDs, elem: ElemInt64, dims: []int64{0, ctxLen}, dimFields: []string{"", "text.context_length"}}
+	if tx.DynamicLength {
+		seq.dims[1] = dynamicAxis
+		seq.dimFields[1] = "text.dynamic_length"
+	}
+	ins := []want{seq}
 	if tx.AttentionMask != "" {
-		ins = append(ins, want{"text.attention_mask", tx.AttentionMask, ElemInt64, []int64{0, ctxLen}, []string{"", "text.context_length"}})
+		mask := seq
+		mask.field, mask.name = "text.attention_mask", tx.AttentionMask
+		mask.dims, mask.dimFields = slices.Clone(seq.dims), slices.Clone(seq.dimFields)
+		ins = append(ins, mask)
 	}
 	r.check(inspect, "text", "text.onnx", tx.ONNX, m.Path(tx.ONNX), ins,
 		want{"text.output", tx.Output, ElemFloat, []int64{0, d}, []string{"", "embedding_dim"}})
@@ -208,6 +217,12 @@ func compareTensor(add func(field, msg string, warn bool), file, kind string, w 
 	blamed := map[string]bool{} // one complaint per field: image.size covers H and W
 	for i, exp := range w.dims {
 		got := t.Dims[i]
+		if exp == dynamicAxis && got >= 0 && !blamed[w.dimFields[i]] {
+			blamed[w.dimFields[i]] = true
+			add(w.dimFields[i], fmt.Sprintf("is true but %s %q of %s has the fixed shape %s: export the text tower with a dynamic sequence axis, or leave dynamic_length out",
+				kind, w.name, file, t.ShapeString()), false)
+			continue
+		}
 		if got < 0 || exp <= 0 || got == exp {
 			continue
 		}
@@ -227,6 +242,10 @@ func compareTensor(add func(field, msg string, warn bool), file, kind string, w 
 			kind, w.name, file, b, t.ShapeString(), b), true)
 	}
 }
+
+// dynamicAxis in want.dims marks an axis vidx sizes per run, which the
+// model must therefore leave dynamic.
+const dynamicAxis = -1
 
 func verb(kind string) string {
 	if kind == "input" {

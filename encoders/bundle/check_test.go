@@ -177,6 +177,15 @@ func TestCheck(t *testing.T) {
 		{name: "3-D output", src: color, extra: map[string][]byte{"text.onnx": rawModel(
 			[][]byte{valueInfo("input_ids", elemInt64, "N", 77)}, [][]byte{valueInfo("text_embeds", elemFloat, "N", 77, 64)})},
 			problems: []problem{{"text.output", `has shape [N,77,64] (rank 3), vidx reads rank 2 [N,64]`}}},
+		{name: "dynamic text length agrees", src: color, edit: replace("context_length: 77", "context_length: 77\n  dynamic_length: true"),
+			extra: map[string][]byte{"text.onnx": rawModel(
+				[][]byte{valueInfo("input_ids", elemInt64, "N", "L")}, [][]byte{valueInfo("text_embeds", elemFloat, "N", 64)})}},
+		{name: "dynamic text length on a fixed model", src: tiny, edit: replace("context_length: 77", "context_length: 77\n  dynamic_length: true"),
+			problems: []problem{
+				{"text.dynamic_length", `is true but input "input_ids" of text.onnx has the fixed shape [N,77]`},
+				{"text.dynamic_length", `is true but input "attention_mask" of text.onnx has the fixed shape [N,77]`}}},
+		{name: "dynamic model, fixed manifest", src: color, extra: map[string][]byte{"text.onnx": rawModel(
+			[][]byte{valueInfo("input_ids", elemInt64, "N", "L")}, [][]byte{valueInfo("text_embeds", elemFloat, "N", 64)})}},
 		{name: "channels", src: color, extra: map[string][]byte{"image.onnx": rawModel(
 			[][]byte{valueInfo("pixel_values", elemFloat, "N", 224, 224, 3)}, [][]byte{valueInfo("image_embeds", elemFloat, "N", 64)})},
 			problems: []problem{{"image.input", `has shape [N,224,224,3], vidx feeds [N,3,224,224]`}, {"image.size", "is 224 but"}}},

@@ -491,6 +491,14 @@ func (h *hfInference) contextLength(ids Tensor, cfg *hfConfig, tok *hfTokenizerC
 		m.Text.ContextLength = DefaultContextLength
 		h.assume("text.context_length %d (CLIP's; neither the model nor a config gives one)", DefaultContextLength)
 	}
+	if len(ids.Dims) == 2 && ids.Dims[1] < 0 {
+		// transformers cuts the position ids and the causal mask to the
+		// input's length, so an export with a dynamic sequence axis runs
+		// any length, and CLIP's end-of-text pooling behind the causal
+		// mask gives the same embedding without the padding.
+		m.Text.DynamicLength = true
+		h.assume("text.dynamic_length true (%s has a dynamic sequence axis; CLIP's causal text tower embeds a text alike fed only up to its end token)", ids.Name)
+	}
 }
 
 func (h *hfInference) tokenizer() error {

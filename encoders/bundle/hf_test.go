@@ -59,6 +59,20 @@ func hfExport(t *testing.T, sub string, files map[string][]byte) string {
 	return dir
 }
 
+// dynamicText is the tiny CLIP text tower with a dynamic sequence axis.
+func dynamicText(t *testing.T) []byte {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "dynamic")
+	if err := testmodels.WriteTinyCLIPDynamicBundle(dir); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, testmodels.TextFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 func hasAssumption(m *bundle.Manifest, substr string) bool {
 	for _, a := range m.Assumptions {
 		if strings.Contains(a, substr) {
@@ -149,15 +163,22 @@ func TestInferHuggingFace(t *testing.T) {
 			bundle.HFConfig:             []byte(`{"projection_dim": 768, "text_config": {"max_position_embeddings": 64}}`),
 			bundle.HFPreprocessorConfig: []byte(`{"crop_size": {"height": 336, "width": 336}}`),
 		}, func(t *testing.T, m *bundle.Manifest) {
-			if m.EmbeddingDim != 768 || m.Image.Size != 336 || m.Text.ContextLength != 64 {
-				t.Errorf("dim %d size %d ctx %d", m.EmbeddingDim, m.Image.Size, m.Text.ContextLength)
+			if m.EmbeddingDim != 768 || m.Image.Size != 336 || m.Text.ContextLength != 64 || !m.Text.DynamicLength {
+				t.Errorf("dim %d size %d ctx %d dynamic length %v", m.EmbeddingDim, m.Image.Size, m.Text.ContextLength, m.Text.DynamicLength)
 			}
-			for _, want := range []string{"embedding_dim 768 (config.json projection_dim", "image.size 336 (preprocessor_config.json crop_size", "text.context_length 64 (config.json max_position_embeddings"} {
+			for _, want := range []string{"embedding_dim 768 (config.json projection_dim", "image.size 336 (preprocessor_config.json crop_size",
+				"text.context_length 64 (config.json max_position_embeddings", "text.dynamic_length true (input_ids has a dynamic sequence axis"} {
 				if !hasAssumption(m, want) {
 					t.Errorf("no assumption mentions %q: %q", want, m.Assumptions)
 				}
 			}
 		}},
+		{"dynamic-length text tower", "onnx", map[string][]byte{filepath.Join("onnx", bundle.HFTextModel): dynamicText(t)},
+			func(t *testing.T, m *bundle.Manifest) {
+				if !hasAssumption(m, "text.dynamic_length true") || !hasAssumption(m, "text.context_length 77 (CLIP's") {
+					t.Errorf("assumptions %q", m.Assumptions)
+				}
+			}},
 		{"unusual tensor names", "", map[string][]byte{
 			bundle.HFVisionModel: rawModel([][]byte{valueInfo("image", elemFloat, "batch", 3, 224, 224)},
 				[][]byte{valueInfo("embedding", elemFloat, "batch", 128)}),
@@ -195,6 +216,9 @@ func TestInferHuggingFace(t *testing.T) {
 				}
 				if m.EmbeddingDim != testmodels.TinyDim || m.Image.Size != 224 || m.Text.ContextLength != 77 || m.Text.AttentionMask != "attention_mask" {
 					t.Errorf("dim %d size %d ctx %d mask %q", m.EmbeddingDim, m.Image.Size, m.Text.ContextLength, m.Text.AttentionMask)
+				}
+				if want := c.files[filepath.Join(c.sub, bundle.HFTextModel)] != nil; m.Text.DynamicLength != want {
+					t.Errorf("text.dynamic_length %v, want %v", m.Text.DynamicLength, want)
 				}
 			}
 			c.check(t, m)

@@ -53,16 +53,22 @@ func TestQuantizeTinyBundle(t *testing.T) {
 	if err := testmodels.WriteAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	src := filepath.Join(dir, "tiny-clip")
+	fixed, dynamic := filepath.Join(dir, "tiny-clip"), filepath.Join(dir, "tiny-dynamic")
+	if err := testmodels.WriteTinyCLIPDynamicBundle(dynamic); err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 
 	tests := []struct {
-		name, wantName string
+		src, name, wantName string
 	}{
-		{"", "test-tiny-clip-int8"},
-		{"tiny-q", "tiny-q"},
+		{fixed, "", "test-tiny-clip-int8"},
+		{fixed, "tiny-q", "tiny-q"},
+		// The quantized text tower keeps its dynamic sequence axis.
+		{dynamic, "tiny-dynamic-q", "tiny-dynamic-q"},
 	}
 	for _, tc := range tests {
+		src := tc.src
 		t.Run(tc.wantName, func(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "out")
 			q, err := bundle.Quantize(ctx, src, dst, bundle.QuantizeOptions{Script: quantizeScript, Name: tc.name})
@@ -91,7 +97,8 @@ func TestQuantizeTinyBundle(t *testing.T) {
 					t.Errorf("%s not copied unchanged (err %v)", f, err)
 				}
 			}
-			if q.EmbeddingDim != f32.EmbeddingDim || q.Image.Size != f32.Image.Size || q.Image.Input != f32.Image.Input || q.Text.ContextLength != f32.Text.ContextLength {
+			if q.EmbeddingDim != f32.EmbeddingDim || q.Image.Size != f32.Image.Size || q.Image.Input != f32.Image.Input || q.Text.ContextLength != f32.Text.ContextLength ||
+				q.Text.DynamicLength != f32.Text.DynamicLength {
 				t.Errorf("manifest changed beyond the name: %+v vs %+v", q, f32)
 			}
 
@@ -136,6 +143,9 @@ func TestQuantizeTinyBundle(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer txtB.Close()
+			if err := q.Check(nil).Err(); err != nil {
+				t.Error(err)
+			}
 			texts := []string{"a red square", "a person walking a dog", "blue"}
 			ta, err := txtA.EncodeTexts(ctx, texts)
 			if err != nil {

@@ -240,9 +240,13 @@ type tensorSpec struct {
 	field     string // manifest field holding the name, e.g. "image.input"
 	name      string
 	dtype     ort.TensorElementDataType
-	dims      []int64 // -1 where any size is fine
+	dims      []int64 // -1 where any size is fine, dynamicDim where the model must not fix it
 	dimFields []string
 }
+
+// dynamicDim marks an axis vidx sizes per run (the text tower's sequence
+// under text.dynamic_length), so a model that fixes it cannot be fed.
+const dynamicDim = -2
 
 // diagnose explains a failed probe run in terms of the manifest: a name the
 // model does not have, a model input nobody feeds, or a type or fixed
@@ -273,6 +277,11 @@ func (s *session) diagnose(inputs []tensorSpec, output tensorSpec) error {
 		var blamed []string // one complaint per field (image.size covers H and W)
 		for d, w := range want.dims {
 			g, field := got.Dimensions[d], want.dimFields[d]
+			if w == dynamicDim && g > 0 && !slices.Contains(blamed, field) {
+				blamed = append(blamed, field)
+				problems = append(problems, fmt.Sprintf("%s is true but the model's %q has the fixed shape %v",
+					field, want.name, got.Dimensions))
+			}
 			if g > 0 && w > 0 && g != w && !slices.Contains(blamed, field) {
 				blamed = append(blamed, field)
 				problems = append(problems, fmt.Sprintf("%s is %d but the model's %q has shape %v",

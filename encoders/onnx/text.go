@@ -20,10 +20,13 @@ var _ encoders.TextEncoder = (*TextEncoder)(nil)
 // TextEncoder tokenizes texts with the bundle's tokenizer and runs its text
 // model. It is safe for concurrent use.
 type TextEncoder struct {
-	sess     *session
-	ctxLen   int
-	padID    int64
-	mask     bool
+	sess   *session
+	ctxLen int
+	padID  int64
+	mask   bool
+	// dynamic: the model takes any sequence length up to ctxLen, so a
+	// batch is cut after its last end-of-text (bundle.TextSpec.DynamicLength).
+	dynamic  bool
 	eot      int64 // end-of-text id; -1 in tests of attended without one
 	dim      int
 	maxBatch int
@@ -48,13 +51,16 @@ func (r *Runtime) NewTextEncoder(m *bundle.Manifest, o SessionOptions) (*TextEnc
 		return nil, err
 	}
 	in := []string{spec.InputIDs}
-	ctxLen := int64(spec.ContextLength)
+	seqDim, seqField := int64(spec.ContextLength), "text.context_length"
+	if spec.DynamicLength {
+		seqDim, seqField = dynamicDim, "text.dynamic_length"
+	}
 	specs := []tensorSpec{{"text.input_ids", spec.InputIDs, ort.TensorElementDataTypeInt64,
-		[]int64{-1, ctxLen}, []string{"", "text.context_length"}}}
+		[]int64{-1, seqDim}, []string{"", seqField}}}
 	if spec.AttentionMask != "" {
 		in = append(in, spec.AttentionMask)
 		specs = append(specs, tensorSpec{"text.attention_mask", spec.AttentionMask, ort.TensorElementDataTypeInt64,
-			[]int64{-1, ctxLen}, []string{"", "text.context_length"}})
+			[]int64{-1, seqDim}, []string{"", seqField}})
 	}
 	outSpec := tensorSpec{"text.output", spec.Output, ort.TensorElementDataTypeFloat,
 		[]int64{-1, int64(m.EmbeddingDim)}, []string{"", "embedding_dim"}}
@@ -67,6 +73,7 @@ func (r *Runtime) NewTextEncoder(m *bundle.Manifest, o SessionOptions) (*TextEnc
 		ctxLen:   spec.ContextLength,
 		padID:    spec.PadID,
 		mask:     spec.AttentionMask != "",
+		dynamic:  spec.DynamicLength,
 		dim:      m.EmbeddingDim,
 		maxBatch: maxBatch,
 		tok:      tok,
@@ -85,8 +92,13 @@ func (r *Runtime) NewTextEncoder(m *bundle.Manifest, o SessionOptions) (*TextEnc
 // Dim is the embedding width.
 func (e *TextEncoder) Dim() int { return e.dim }
 
-// ContextLength is the token sequence length fed to the model.
+// ContextLength is the longest token sequence fed to the model: every
+// sequence, unless DynamicLength.
 func (e *TextEncoder) ContextLength() int { return e.ctxLen }
+
+// DynamicLength reports whether a batch is fed only up to its last
+// end-of-text token rather than padded to ContextLength.
+func (e *TextEncoder) DynamicLength() bool { return e.dynamic }
 
 // MaxBatch is the largest number of texts sent through one Run.
 func (e *TextEncoder) MaxBatch() int { return e.maxBatch }
@@ -112,30 +124,14 @@ func (e *TextEncoder) Tokenize(text string) []int64 {
 }
 
 func (e *TextEncoder) encodeChunk(ctx context.Context, texts []string) ([][]float32, error) {
-	b, L := len(texts), e.ctxLen
-	ids := make([]int64, b*L)
-	var mask []int64
-	if e.mask {
-		mask = make([]int64, b*L)
-	}
+	b := len(texts)
 	_, span := telemetry.Start(ctx, "tokenize", trace.WithAttributes(attribute.Int("vidx.texts", b)))
-	for i, text := range texts {
-		row := e.Tokenize(text)
-		if len(row) != L {
-			span.End()
-			return nil, fmt.Errorf("%s: tokenizer returned %d ids for text %d, want context_length %d",
-				e.sess.label, len(row), i, L)
-		}
-		copy(ids[i*L:], row)
-		if mask != nil {
-			n := e.attended(row)
-			for j := range n {
-				mask[i*L+j] = 1
-			}
-		}
-	}
-
+	ids, mask, L, err := e.batch(texts)
+	span.SetAttributes(attribute.Int("vidx.text_length", L))
 	span.End()
+	if err != nil {
+		return nil, err
+	}
 
 	if err := e.sess.acquire(); err != nil {
 		return nil, err
@@ -161,6 +157,45 @@ func (e *TextEncoder) encodeChunk(ctx context.Context, texts []string) ([][]floa
 		return nil, err
 	}
 	return e.sess.embeddings(out, b, e.dim)
+}
+
+// batch tokenizes texts into row-major [len(texts), L] ids, and the
+// attention mask when the model takes one. L is ContextLength, or for a
+// dynamic-length model the longest row up to its end-of-text: positions
+// after a row's end-of-text never reach its output (causal mask, pooling at
+// end-of-text), so shorter rows keep their padding and longer ones lose
+// nothing.
+func (e *TextEncoder) batch(texts []string) (ids, mask []int64, L int, err error) {
+	rows := make([][]int64, len(texts))
+	lens := make([]int, len(texts))
+	L = e.ctxLen
+	if e.dynamic {
+		L = 1
+	}
+	for i, text := range texts {
+		row := e.Tokenize(text)
+		if len(row) != e.ctxLen {
+			return nil, nil, 0, fmt.Errorf("%s: tokenizer returned %d ids for text %d, want context_length %d",
+				e.sess.label, len(row), i, e.ctxLen)
+		}
+		rows[i], lens[i] = row, e.attended(row)
+		if e.dynamic {
+			L = max(L, lens[i])
+		}
+	}
+	ids = make([]int64, len(texts)*L)
+	if e.mask {
+		mask = make([]int64, len(texts)*L)
+	}
+	for i, row := range rows {
+		copy(ids[i*L:(i+1)*L], row)
+		if mask != nil {
+			for j := range lens[i] {
+				mask[i*L+j] = 1
+			}
+		}
+	}
+	return ids, mask, L, nil
 }
 
 // attended is how many leading positions of row the model should attend to:

@@ -103,7 +103,7 @@ func WriteColorBundle(dir string) error {
 	if err := writeModels(dir, colorImageModel(), text); err != nil {
 		return fmt.Errorf("colour bundle: %w", err)
 	}
-	if err := writeManifest(dir, ColorName, ColorDim, false, false); err != nil {
+	if err := writeManifest(dir, ColorName, ColorDim, false, false, false); err != nil {
 		return fmt.Errorf("colour bundle: %w", err)
 	}
 	return nil
@@ -121,6 +121,18 @@ func WriteColorBundle(dir string) error {
 // The bundle also has a temporal head (TemporalModel with
 // TinyTemporalWeights), so it can be pooled with meanP or seqTransf.
 func WriteTinyCLIPBundle(dir string) error {
+	return writeTinyCLIP(dir, false)
+}
+
+// WriteTinyCLIPDynamicBundle writes the tiny CLIP bundle with a text tower
+// whose sequence axis is dynamic (text.dynamic_length), as
+// scripts/export_bundle.py exports real models. Its weights are those of
+// WriteTinyCLIPBundle, so both bundles embed every text alike.
+func WriteTinyCLIPDynamicBundle(dir string) error {
+	return writeTinyCLIP(dir, true)
+}
+
+func writeTinyCLIP(dir string, dynamicLength bool) error {
 	vocab, err := writeTokenizer(dir)
 	if err != nil {
 		return fmt.Errorf("tiny CLIP bundle: %w", err)
@@ -129,13 +141,13 @@ func WriteTinyCLIPBundle(dir string) error {
 	if err != nil {
 		return fmt.Errorf("tiny CLIP bundle: %w", err)
 	}
-	if err := writeModels(dir, tinyImageModel(), tinyTextModel(size)); err != nil {
+	if err := writeModels(dir, tinyImageModel(), tinyTextModel(size, dynamicLength)); err != nil {
 		return fmt.Errorf("tiny CLIP bundle: %w", err)
 	}
 	if err := TemporalModel(TinyTemporalWeights()).WriteFile(filepath.Join(dir, TemporalFile)); err != nil {
 		return fmt.Errorf("tiny CLIP bundle: temporal model: %w", err)
 	}
-	if err := writeManifest(dir, TinyCLIPName, TinyDim, true, true); err != nil {
+	if err := writeManifest(dir, TinyCLIPName, TinyDim, true, true, dynamicLength); err != nil {
 		return fmt.Errorf("tiny CLIP bundle: %w", err)
 	}
 	return nil
@@ -191,8 +203,9 @@ func writeModels(dir string, image, text *onnxbuild.Model) error {
 
 // writeManifest writes vidx-model.yaml; withMask says whether the text model
 // takes an attention_mask input, withTemporal whether the bundle has a
-// seqTransf head in TemporalFile.
-func writeManifest(dir, name string, dim int, withMask, withTemporal bool) error {
+// seqTransf head in TemporalFile, dynamicLength whether the text model's
+// sequence axis is dynamic.
+func writeManifest(dir, name string, dim int, withMask, withTemporal, dynamicLength bool) error {
 	floats := func(v [3]float64) string {
 		s := make([]string, len(v))
 		for i, f := range v {
@@ -211,6 +224,9 @@ func writeManifest(dir, name string, dim int, withMask, withTemporal bool) error
 	}
 	fmt.Fprintf(&b, "  output: %s\n  context_length: %d\n  pad_id: %d\n  tokenizer:\n    vocab: %s\n    merges: %s\n",
 		TextOutput, ContextLength, PadID, VocabFile, MergesFile)
+	if dynamicLength {
+		fmt.Fprintf(&b, "  dynamic_length: true\n")
+	}
 	if withTemporal {
 		fmt.Fprintf(&b, "temporal:\n  onnx: %s\n  frames: %s\n  mask: %s\n  output: %s\n  max_frames: %d\n",
 			TemporalFile, TemporalFrames, TemporalMask, TemporalOutput, TemporalMaxFrames)

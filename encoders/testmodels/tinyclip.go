@@ -64,15 +64,31 @@ func tinyImageModel() *onnxbuild.Model {
 // Face export does), tinyLayers pre-LN blocks, ln_final, and the features at
 // argmax(input_ids) (the end-of-text token, which has the highest id)
 // projected to TinyDim.
-func tinyTextModel(vocabSize int) *onnxbuild.Model {
+//
+// With dynamicLength the sequence axis is symbolic: the position embedding
+// and the causal mask are sliced to the input's length, as
+// scripts/export_bundle.py exports them. The weights do not depend on it, so
+// both variants compute the same function.
+func tinyTextModel(vocabSize int, dynamicLength bool) *onnxbuild.Model {
 	n := newNet("tiny_clip_text", tinyTextSeed)
 	g := n.g
-	ids := g.Input(TextInputIDs, onnxbuild.Int64, "N", ContextLength)
-	am := g.Input(TextAttentionMask, onnxbuild.Int64, "N", ContextLength)
+	var seqDim any = ContextLength
+	if dynamicLength {
+		seqDim = "L"
+	}
+	ids := g.Input(TextInputIDs, onnxbuild.Int64, "N", seqDim)
+	am := g.Input(TextAttentionMask, onnxbuild.Int64, "N", seqDim)
 
 	tok := n.param("token_embedding", []int64{int64(vocabSize), tinyWidth}, 0, 0.5)
-	x := g.Op("Gather", []string{tok, ids}, onnxbuild.AttrInt("axis", 0)) // N,77,W
+	x := g.Op("Gather", []string{tok, ids}, onnxbuild.AttrInt("axis", 0)) // N,L,W
 	pos := n.param("positional_embedding", []int64{ContextLength, tinyWidth}, 0, 0.1)
+	// seqLen is the input's length as a 1-element tensor, the end of every
+	// slice that cuts a context_length-sized constant down to the input.
+	var seqLen string
+	if dynamicLength {
+		seqLen = g.Op("Shape", []string{ids}, onnxbuild.AttrInt("start", 1), onnxbuild.AttrInt("end", 2))
+		pos = g.Op("Slice", []string{pos, g.Int64s(0), seqLen, g.Int64s(0)})
+	}
 	x = g.Op("Add", []string{x, pos})
 
 	// mask[n, 1, i, j] = causal[i, j] + negInf*(1 - attention_mask[n, j]).
@@ -84,8 +100,13 @@ func tinyTextModel(vocabSize int) *onnxbuild.Model {
 	}
 	keep := g.Op("Cast", []string{am}, onnxbuild.AttrInt("to", int64(onnxbuild.Float)))
 	pad := g.Op("Mul", []string{g.Op("Sub", []string{g.Scalar(1), keep}), g.Scalar(negInf)})
-	pad = g.Op("Unsqueeze", []string{pad, g.Int64s(1, 2)}) // N,1,1,77
-	mask := g.Op("Add", []string{pad, g.Const([]int64{ContextLength, ContextLength}, causal)})
+	pad = g.Op("Unsqueeze", []string{pad, g.Int64s(1, 2)}) // N,1,1,L
+	causalT := g.Const([]int64{ContextLength, ContextLength}, causal)
+	if dynamicLength {
+		ends := g.Op("Concat", []string{seqLen, seqLen}, onnxbuild.AttrInt("axis", 0))
+		causalT = g.Op("Slice", []string{causalT, g.Int64s(0, 0), ends, g.Int64s(0, 1)})
+	}
+	mask := g.Op("Add", []string{pad, causalT})
 
 	x = n.transformer("transformer", x, tinyWidth, tinyHeads, tinyLayers, mask)
 	x = n.layerNorm("ln_final", x, tinyWidth)

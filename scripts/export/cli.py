@@ -55,6 +55,9 @@ def parse_args(argv):
                    help="let torch.load unpickle arbitrary objects (only for checkpoints from a trusted source)")
     p.add_argument("--reference", metavar="REQUEST.json",
                    help="also write torch's outputs for the inputs named in this JSON request (see reference.py)")
+    p.add_argument("--fixed-text-length", action="store_true",
+                   help="export the text tower with a fixed context_length sequence axis, as bundles before "
+                        "text.dynamic_length did (default: dynamic, so queries run only up to their end token)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
 
@@ -65,6 +68,10 @@ def parse_args(argv):
     r.add_argument("--width", type=int, default=64, help="vision and text transformer width")
     r.add_argument("--layers", type=int, default=2, help="vision and text transformer layers")
     r.add_argument("--heads", type=int, default=0, help="attention heads (0: width/64)")
+    r.add_argument("--text-width", type=int, default=0,
+                   help="text transformer width (0: --width; CLIP ViT-B/32 has 768 vision, 512 text); "
+                        "its heads are text-width/64 unless it equals --width")
+    r.add_argument("--text-layers", type=int, default=0, help="text transformer layers (0: --layers)")
     r.add_argument("--patch-size", type=int, default=32)
     r.add_argument("--image-size", type=int, default=224)
     r.add_argument("--embed-dim", type=int, default=64)
@@ -95,11 +102,13 @@ def make_random(args):
         # OpenAI-layout checkpoints do not record head counts; loaders use
         # width // 64 as OpenAI's build_model does.
         raise SystemExit(f"--heads {heads}: {args.format} checkpoints always use width/64 heads")
+    text_width = args.text_width or args.width
+    text_heads = heads if text_width == args.width else max(1, text_width // 64)
     cfg = CLIPConfig(
         embed_dim=args.embed_dim, image_resolution=args.image_size, vision_layers=args.layers,
         vision_width=args.width, vision_patch_size=args.patch_size, context_length=77,
-        vocab_size=args.vocab_size, transformer_width=args.width, transformer_heads=heads,
-        transformer_layers=args.layers, vision_heads=heads, vision_act=args.hidden_act, text_act=args.hidden_act)
+        vocab_size=args.vocab_size, transformer_width=text_width, transformer_heads=text_heads,
+        transformer_layers=args.text_layers or args.layers, vision_heads=heads, vision_act=args.hidden_act, text_act=args.hidden_act)
     model = random_model(cfg, args.seed)
     temporal = None
     if args.format == "clip4clip" and args.temporal_layers > 0:
@@ -149,7 +158,8 @@ def export(args, ckpt, model, temporal):
         os.remove(stale)
     t0 = time.monotonic()
     onnx_export.export_image(model, os.path.join(out, "image.onnx"), args.opset)
-    onnx_export.export_text(model, os.path.join(out, "text.onnx"), args.opset)
+    onnx_export.export_text(model, os.path.join(out, "text.onnx"), args.opset,
+                            dynamic_length=not args.fixed_text_length)
     max_frames = None
     if temporal is not None:
         max_frames = min(args.max_frames, temporal.cfg.max_positions)
@@ -164,7 +174,7 @@ def export(args, ckpt, model, temporal):
     path = manifest.write_manifest(
         out, name=name, embed_dim=cfg.embed_dim, logit_scale=logit_scale, image_size=cfg.image_resolution,
         context_length=cfg.context_length, tokenizer=spec, mean=ckpt.mean, std=ckpt.std,
-        temporal_max_frames=max_frames, source=f"{args.format} checkpoint {os.path.basename(os.path.normpath(args.checkpoint))}")
+        temporal_max_frames=max_frames, dynamic_length=not args.fixed_text_length, source=f"{args.format} checkpoint {os.path.basename(os.path.normpath(args.checkpoint))}")
     log.info("bundle %s: %s (embedding_dim %d, image %d, context %d, %s)", name, path, cfg.embed_dim,
              cfg.image_resolution, cfg.context_length,
              f"seqTransf {temporal.cfg.layers} layers, max_frames {max_frames}" if temporal is not None else "no temporal model")

@@ -306,8 +306,10 @@ func TestExportParity(t *testing.T) {
 		{name: "openai-torchscript", format: "openai", ckpt: "ViT-tiny.pt", context: 77,
 			args: []string{"--save-as", "torchscript"}},
 		{name: "hf", format: "hf", ckpt: "clip-tiny", context: 77},
+		// Also the fixed-length text export, as bundles were before
+		// text.dynamic_length.
 		{name: "hf-gelu-safetensors", format: "hf", ckpt: "clip-tiny", context: 77,
-			args: []string{"--hidden-act", "gelu", "--save-as", "safetensors", "--seed", "3"}},
+			args: []string{"--hidden-act", "gelu", "--save-as", "safetensors", "--seed", "3", "--fixed-text-length"}},
 		{name: "clip4clip", format: "clip4clip", ckpt: "pytorch_model.bin.4", context: 32, temporal: true,
 			// The lowest supported opset, where LayerNormalization is not
 			// yet an ONNX op and torch decomposes it.
@@ -393,6 +395,20 @@ func TestExportParity(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkCosines(t, "text", gotTxt, ref.TextEmbeds)
+			if m.Text.DynamicLength {
+				// torch saw every text padded to context_length; vidx fed
+				// each batch only up to its last end-of-text. One at a
+				// time, each text runs at its own length.
+				var alone [][]float32
+				for _, text := range texts {
+					v, err := txt.EncodeTexts(t.Context(), []string{text})
+					if err != nil {
+						t.Fatal(err)
+					}
+					alone = append(alone, v[0])
+				}
+				checkCosines(t, "text one at a time, unpadded", alone, ref.TextEmbeds)
+			}
 
 			if tc.temporal {
 				checkTemporal(t, m, frameData, frameMask, valid, ref.VideoEmbeds)
@@ -411,6 +427,9 @@ func checkManifest(t *testing.T, m *bundle.Manifest, tc exportCase, ref referenc
 		t.Errorf("manifest: name %q, embedding_dim %d, image.size %d, context_length %d, attention_mask %q; want %q, %d, %d, %d, none",
 			m.Name, m.EmbeddingDim, m.Image.Size, m.Text.ContextLength, m.Text.AttentionMask,
 			"tiny-"+tc.name, embedDim, imageSize, tc.context)
+	}
+	if want := !slices.Contains(tc.args, "--fixed-text-length"); m.Text.DynamicLength != want {
+		t.Errorf("manifest text.dynamic_length = %v, want %v", m.Text.DynamicLength, want)
 	}
 	// A fresh CLIP starts at logit_scale = log(1/0.07); the manifest holds
 	// its exponential.

@@ -107,7 +107,7 @@ def _floats(xs):
 
 
 def write_manifest(out_dir, *, name, embed_dim, logit_scale, image_size, context_length, tokenizer,
-                   mean=None, std=None, temporal_max_frames=None, source=""):
+                   mean=None, std=None, temporal_max_frames=None, source="", dynamic_length=False):
     mean = mean or CLIP_MEAN
     std = std or CLIP_STD
     if not math.isfinite(logit_scale) or logit_scale < 0:
@@ -131,6 +131,14 @@ def write_manifest(out_dir, *, name, embed_dim, logit_scale, image_size, context
         "  # over ids) behind a causal mask, so padding never reaches the output.",
         f"  output: {names.TEXT_OUTPUT}",
         f"  context_length: {context_length}",
+    ]
+    if dynamic_length:
+        lines += [
+            "  # The sequence axis is dynamic: vidx feeds ids only up to the",
+            "  # batch's last end-of-text token, which the causal mask makes exact.",
+            "  dynamic_length: true",
+        ]
+    lines += [
         "  pad_id: 0",
         "  tokenizer: {" + ", ".join(f"{k}: {_q(v)}" for k, v in tokenizer.items()) + "}",
     ]

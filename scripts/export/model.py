@@ -71,7 +71,11 @@ class ResidualAttentionBlock(nn.Module):
     def attention(self, x):
         mask = self.attn_mask
         if mask is not None:
-            mask = mask.to(dtype=x.dtype, device=x.device)
+            # Sized to the input (x is [L, N, D]): the text tower may run on
+            # fewer than context_length tokens, and a causal mask cut to the
+            # first L rows and columns is the causal mask of length L.
+            n = x.shape[0]
+            mask = mask[:n, :n].to(dtype=x.dtype, device=x.device)
         return self.attn(x, x, x, need_weights=False, attn_mask=mask)[0]
 
     def forward(self, x):

@@ -62,14 +62,26 @@ def export_image(clip, path, opset=DEFAULT_OPSET):
                    {IMAGE_INPUT: {0: "batch"}, IMAGE_OUTPUT: {0: "batch"}}, opset)
 
 
-def export_text(clip, path, opset=DEFAULT_OPSET):
+def export_text(clip, path, opset=DEFAULT_OPSET, dynamic_length=True):
+    """With dynamic_length the sequence axis is symbolic (1..context_length):
+    the positional embedding and the causal mask are cut to the input's
+    length inside the graph, so a caller may feed only the tokens up to the
+    batch's last end-of-text. The causal mask keeps every position blind to
+    later ones, so the features at end-of-text do not change."""
     cfg = clip.cfg
-    dummy = torch.zeros(2, cfg.context_length, dtype=torch.long)
+    n = cfg.context_length
+    if dynamic_length and n > 4:
+        # Traced below context_length, so that no slice of the positional
+        # embedding or the mask can be folded into a full-length constant.
+        n -= 1
+    dummy = torch.zeros(2, n, dtype=torch.long)
     dummy[:, 0] = cfg.vocab_size - 2
     dummy[0, 1:4] = torch.tensor([5, 6, cfg.vocab_size - 1])
     dummy[1, 1] = cfg.vocab_size - 1
-    return _export(_Text(clip).eval(), (dummy,), path, [TEXT_INPUT], [TEXT_OUTPUT],
-                   {TEXT_INPUT: {0: "batch"}, TEXT_OUTPUT: {0: "batch"}}, opset)
+    axes = {TEXT_INPUT: {0: "batch"}, TEXT_OUTPUT: {0: "batch"}}
+    if dynamic_length:
+        axes[TEXT_INPUT][1] = "sequence"
+    return _export(_Text(clip).eval(), (dummy,), path, [TEXT_INPUT], [TEXT_OUTPUT], axes, opset)
 
 
 def export_temporal(head, path, max_frames, opset=DEFAULT_OPSET):

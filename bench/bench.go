@@ -13,6 +13,8 @@ package bench
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -225,10 +227,17 @@ func describeModel(m *bundle.Manifest) string {
 }
 
 // B/32 shape of the full run's random models: ViT 12x768 on 32-pixel
-// patches, 512-d embeddings. The export script gives the text tower the same
-// width, which makes it a little heavier than CLIP's 12x512.
+// patches, CLIP's 12x512 text tower (exported with a dynamic sequence
+// axis), 512-d embeddings.
 var b32Args = []string{"--format", "openai", "--random-init", "--width", "768", "--layers", "12",
-	"--patch-size", "32", "--embed-dim", "512", "--name", "bench-b32"}
+	"--text-width", "512", "--patch-size", "32", "--embed-dim", "512", "--name", "bench-b32"}
+
+// b32Dir names the cached export after its arguments, so a change to them
+// exports anew instead of reusing models of another shape.
+func b32Dir() string {
+	sum := sha256.Sum256([]byte(strings.Join(b32Args, " ")))
+	return "b32-" + hex.EncodeToString(sum[:4])
+}
 
 // fp32Bundle returns the float32 bundle, generating it on first use.
 func (c *Config) fp32Bundle(ctx context.Context) (string, error) {
@@ -243,7 +252,7 @@ func (c *Config) fp32Bundle(ctx context.Context) (string, error) {
 		}
 		return tiny, nil
 	}
-	dir := filepath.Join(c.CacheDir, "b32-fp32")
+	dir := filepath.Join(c.CacheDir, b32Dir()+"-fp32")
 	if _, err := os.Stat(filepath.Join(dir, bundle.ManifestFile)); err == nil {
 		return dir, nil
 	}
@@ -279,9 +288,6 @@ func (c *Config) fp32Bundle(ctx context.Context) (string, error) {
 // int8Bundle returns the quantized copy of fp32, making it on first use.
 func (c *Config) int8Bundle(ctx context.Context, fp32 string) (string, error) {
 	dir := filepath.Join(filepath.Dir(fp32), filepath.Base(fp32)+"-int8")
-	if !c.Quick {
-		dir = filepath.Join(c.CacheDir, "b32-int8")
-	}
 	if _, err := os.Stat(filepath.Join(dir, bundle.ManifestFile)); err == nil {
 		return dir, nil
 	}

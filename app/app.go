@@ -15,7 +15,6 @@ import (
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/encoders/bundle"
 	"github.com/vidx/vidx/encoders/onnx"
-	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/pipeline/kafka/embedded"
@@ -300,14 +299,10 @@ func (a *App) buildSample(ctx context.Context) (pipeline.Handler, []string, []ka
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	opts := s.Options()
+	opts.Guard, opts.Logger = guard, a.log
 	handler, err := sample.NewStage(sample.StageConfig{
-		Options: media.Options{
-			FPS: s.FPS, MaxFrames: s.MaxFrames, Selection: s.Selection, Mode: s.Mode,
-			WindowS: s.WindowS, StrideS: s.StrideS, Timeout: s.Timeout,
-			SceneThreshold: s.SceneThreshold, MinShotS: s.MinShotS, MaxShotS: s.MaxShotS,
-			FFmpegPath: s.FFmpeg, FFprobePath: s.FFprobe, Guard: guard, Logger: a.log,
-		},
-		Codec: s.Codec, Quality: s.Quality, OutputTopic: t.Clips, ThumbnailTopic: t.Thumbnails,
+		Options: opts, Codec: s.Codec, Quality: s.Quality, OutputTopic: t.Clips, ThumbnailTopic: t.Thumbnails,
 	})
 	if err != nil {
 		return nil, nil, nil, err

@@ -242,12 +242,13 @@ func b32Dir() string {
 // fp32Bundle returns the float32 bundle, generating it on first use.
 func (c *Config) fp32Bundle(ctx context.Context) (string, error) {
 	if c.Quick {
-		dir := filepath.Join(c.CacheDir, "quick")
-		tiny := filepath.Join(dir, "tiny-clip")
+		// The dynamic-length tiny bundle, so a smoke run also takes the
+		// end-token path of the text tower.
+		tiny := filepath.Join(c.CacheDir, "quick", "tiny-clip-dynamic")
 		if _, err := os.Stat(filepath.Join(tiny, bundle.ManifestFile)); err == nil {
 			return tiny, nil
 		}
-		if err := testmodels.WriteAll(dir); err != nil {
+		if err := testmodels.WriteTinyCLIPDynamicBundle(tiny); err != nil {
 			return "", fmt.Errorf("bench: test models: %w", err)
 		}
 		return tiny, nil

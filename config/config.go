@@ -16,11 +16,11 @@ import (
 
 	"github.com/vidx/vidx/httpapi"
 	"github.com/vidx/vidx/pipeline/kafka"
-	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sinks/qdrant"
 	"github.com/vidx/vidx/sourceguard"
 	"github.com/vidx/vidx/stages/pool"
 	"github.com/vidx/vidx/stages/query"
+	"github.com/vidx/vidx/stages/sample"
 	"github.com/vidx/vidx/stages/sample/streams"
 )
 
@@ -142,22 +142,8 @@ func (s Store) Backend() (string, error) {
 
 // Sample configures the sample stage.
 type Sample struct {
-	kafka.Runtime `yaml:",inline"`
-	FPS           float64 `yaml:"fps"`
-	MaxFrames     int     `yaml:"max_frames"`
-	Selection     string  `yaml:"selection"`
-	Mode          string  `yaml:"mode"`
-	WindowS       float64 `yaml:"window_s"`
-	StrideS       float64 `yaml:"stride_s"`
-	// Shots mode: scene-score threshold and shot length bounds (seconds).
-	SceneThreshold float64       `yaml:"scene_threshold"`
-	MinShotS       float64       `yaml:"min_shot_s"`
-	MaxShotS       float64       `yaml:"max_shot_s"`
-	Codec          string        `yaml:"codec"`
-	Quality        int           `yaml:"quality"`
-	Timeout        time.Duration `yaml:"timeout"`
-	FFmpeg         string        `yaml:"ffmpeg"`
-	FFprobe        string        `yaml:"ffprobe"`
+	kafka.Runtime   `yaml:",inline"`
+	sample.Settings `yaml:",inline"`
 	// Sources is the allow-list every video job and stream is checked
 	// against: schemes, hosts, networks, file roots and size limits.
 	Sources sourceguard.SourcePolicy `yaml:"sources"`
@@ -204,9 +190,7 @@ func Default() Config {
 		Telemetry: Telemetry{Addr: ":9464", StuckAfter: 15 * time.Minute},
 		HTTP:      httpapi.Config{}.WithDefaults(),
 		Stages: Stages{
-			Sample: Sample{Runtime: kafka.Runtime{MaxBatch: 1}, FPS: 1, MaxFrames: 12, Selection: schemas.SelectUniform,
-				Mode: schemas.ModeWhole, Codec: schemas.CodecJPEG, Quality: 95, Timeout: 10 * time.Minute,
-				FFmpeg: "ffmpeg", FFprobe: "ffprobe"},
+			Sample: Sample{Runtime: kafka.Runtime{MaxBatch: 1}, Settings: sample.Settings{}.WithDefaults()},
 			Encode: kafka.Runtime{MaxBatch: 4, MaxWait: 20 * time.Millisecond},
 			Pool:   Pool{Runtime: kafka.Runtime{MaxBatch: 16, MaxWait: 10 * time.Millisecond}, Settings: pool.Settings{}.WithDefaults()},
 			Index:  kafka.Runtime{MaxBatch: 64, MaxWait: 20 * time.Millisecond},
@@ -367,17 +351,8 @@ func (c Config) Validate() error {
 		}
 	}
 	s := c.Stages.Sample
-	if !(s.FPS > 0 && s.FPS <= 30) {
-		add("stages.sample.fps %v out of range (0, 30]", s.FPS)
-	}
-	if s.MaxFrames < 1 || s.MaxFrames > 64 {
-		add("stages.sample.max_frames %d out of range [1, 64]", s.MaxFrames)
-	}
-	if s.Codec != schemas.CodecJPEG && s.Codec != schemas.CodecPNG {
-		add("stages.sample.codec %q is not jpeg or png", s.Codec)
-	}
-	if s.Quality < 1 || s.Quality > 100 {
-		add("stages.sample.quality %d out of range [1, 100]", s.Quality)
+	if err := s.Settings.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("stages.sample.%w", err))
 	}
 	if _, err := sourceguard.NewGuard(s.Sources); err != nil {
 		errs = append(errs, fmt.Errorf("stages.sample.sources: %w", err))

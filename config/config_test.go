@@ -86,6 +86,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"max frames", func(c *Config) { c.Stages.Sample.MaxFrames = 100 }, "stages.sample.max_frames"},
 		{"codec", func(c *Config) { c.Stages.Sample.Codec = "webp" }, "stages.sample.codec"},
 		{"quality", func(c *Config) { c.Stages.Sample.Quality = 0 }, "stages.sample.quality"},
+		{"window mode without a width", func(c *Config) { c.Stages.Sample.Mode = "window" }, "stages.sample.decoding"},
 		{"rerank", func(c *Config) { c.Stages.Query.Rerank = "max" }, "rerank"},
 		{"duplicate topic", func(c *Config) { c.Topics.Clips = c.Topics.Videos }, "used twice"},
 		{"store", func(c *Config) { c.Store.URL = "redis://x" }, "store url"},

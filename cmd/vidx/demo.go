@@ -177,7 +177,7 @@ func waitIndexed(ctx context.Context, store sinks.Store, collection string, want
 // frames) with the vector computed straight from the decoded frames.
 func reportParity(ctx context.Context, w io.Writer, a *app.App, cfg config.Config, videos string) error {
 	s := cfg.Stages.Sample
-	dec, err := media.NewDecoder(media.Options{FPS: s.FPS, MaxFrames: s.MaxFrames, Selection: s.Selection, Mode: s.Mode})
+	dec, err := media.NewDecoder(s.Options())
 	if err != nil {
 		return err
 	}

@@ -198,6 +198,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{"pipeline", func() ([]Figure, error) { return cfg.pipelineFigures(ctx, mf, mq, bareFP32) }},
 		{"sample", func() ([]Figure, error) { return cfg.sampleFigures(ctx, video) }},
 		{"query", func() ([]Figure, error) { return cfg.queryFigures(ctx, rt, mf) }},
+		{"query over kafka", func() ([]Figure, error) { return cfg.queryKafkaFigures(ctx, rt, mf, cfg.Clips) }},
 	}
 	for _, s := range steps {
 		cfg.Logger.Info("measuring", "step", s.name)

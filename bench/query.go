@@ -71,24 +71,9 @@ func (c *Config) queryAt(ctx context.Context, rt *onnx.Runtime, m *bundle.Manife
 	}
 	defer store.Close()
 	spec := sinks.CollectionSpec{Name: "bench", Dim: dim, Distance: "cosine", Model: m.Name, Pooling: "meanP"}
-	if err := store.EnsureCollection(ctx, spec); err != nil {
+	flat, err := fillCollection(ctx, store, spec, n)
+	if err != nil {
 		return nil, err
-	}
-	r := rand.New(rand.NewPCG(3, 4))
-	flat := make([]float32, 0, n*dim)
-	now := time.Now()
-	for start := 0; start < n; start += 1000 {
-		pts := make([]sinks.Point, min(1000, n-start))
-		for i := range pts {
-			v := unitVector(r, dim)
-			flat = append(flat, v...)
-			pts[i] = sinks.Point{ID: fmt.Sprintf("clip-%07d", start+i), Vector: v, Payload: sinks.Payload{
-				VideoID: fmt.Sprintf("video-%d", (start+i)/12), ClipIndex: (start + i) % 12, StartS: float64((start+i)%12) * 10,
-				EndS: float64((start+i)%12)*10 + 10, Frames: 12, IngestedAt: now}}
-		}
-		if err := store.Upsert(ctx, spec.Name, pts); err != nil {
-			return nil, err
-		}
 	}
 
 	o := c.sessionOptions(false)

@@ -27,7 +27,11 @@ type Config struct {
 	Partitions        int `yaml:"partitions"`
 	ReplicationFactor int `yaml:"replication_factor"`
 	// BatchTimeout bounds how long the producer waits to fill a batch. kafka-go
-	// defaults to one second, far too slow for a pipeline of small hops.
+	// defaults to one second, far too slow for a pipeline of small hops. The
+	// runtime writes a batch's outputs in one synchronous call, so they join
+	// one batch within microseconds and a longer linger only adds latency:
+	// 1ms (the default) against 5ms took a query's round trip over the
+	// embedded broker from about 12.8 to 4.3 ms (vidx bench, query_kafka_*).
 	BatchTimeout time.Duration `yaml:"batch_timeout"`
 	// DialTimeout bounds connection set-up.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
@@ -53,7 +57,7 @@ func (c Config) WithDefaults() Config {
 		c.ReplicationFactor = 1
 	}
 	if c.BatchTimeout == 0 {
-		c.BatchTimeout = 5 * time.Millisecond
+		c.BatchTimeout = time.Millisecond
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = 10 * time.Second

@@ -1,0 +1,182 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/vidx/vidx/app"
+	"github.com/vidx/vidx/config"
+	"github.com/vidx/vidx/encoders/bundle"
+	"github.com/vidx/vidx/encoders/onnx"
+	"github.com/vidx/vidx/pipeline"
+	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/schemas"
+	"github.com/vidx/vidx/sinks"
+	"github.com/vidx/vidx/sinks/embedded"
+)
+
+// queryKafkaFigures time queries end to end over Kafka, as a service asking
+// them sees it: each query is published on the queries topic of an
+// embedded broker, answered by the query stage of an App with its default
+// settings, and read back from the results topic by a consumer that stays
+// subscribed. The baseline is the same work without Kafka or the stage (a
+// bare text-tower run and a plain scan), alternating query by query.
+func (c *Config) queryKafkaFigures(ctx context.Context, rt *onnx.Runtime, m *bundle.Manifest, n int) ([]Figure, error) {
+	queries := 40
+	if c.Quick {
+		queries = 4
+	}
+	dir, err := os.MkdirTemp("", "vidx-bench-kafka-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	cfg := config.Default()
+	cfg.DataDir = dir
+	cfg.LogLevel = "error"
+	cfg.Embedded.Broker, cfg.Embedded.BrokerPort = true, 0
+	cfg.Model.Bundle, cfg.Model.ORTLib = m.Dir, c.ORTLib
+	cfg.Model.IntraOpThreads = c.Threads
+	cfg.Telemetry.Addr = ""
+	flat, err := fillStore(ctx, cfg, m, n)
+	if err != nil {
+		return nil, err
+	}
+
+	quiet := slog.New(slog.DiscardHandler)
+	a, err := app.New(ctx, cfg, []string{app.StageQuery}, quiet)
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }()
+	defer func() {
+		stop()
+		<-done
+	}()
+	kc := a.Kafka()
+	p := kafka.NewProducer(kc, pipeline.Backoff{Min: 10 * time.Millisecond, Max: time.Second}, quiet)
+	defer p.Close()
+	tap := kafka.NewTap(kc, cfg.Topics.Results, false)
+	defer tap.Close()
+	ask := func(ctx context.Context, id, text string) error {
+		value, err := schemas.Encode(&schemas.Query{SchemaVersion: schemas.Version, QueryID: id, Text: text, TopK: 10})
+		if err != nil {
+			return err
+		}
+		if err := p.Produce(ctx, pipeline.Output{Topic: cfg.Topics.Queries, Key: []byte(id), Value: value}); err != nil {
+			return err
+		}
+		for {
+			msg, err := tap.Next(ctx)
+			if err != nil {
+				return err
+			}
+			if r, err := schemas.DecodeResult(msg.Value); err == nil && r.QueryID == id {
+				if r.Error != nil {
+					return fmt.Errorf("query %s: %s: %s", id, r.Error.Code, r.Error.Message)
+				}
+				return nil
+			}
+		}
+	}
+	// The results consumer joins its group and the stage its own while the
+	// first queries are asked: ask until one is answered in time.
+	for i := 0; ; i++ {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := ask(wctx, fmt.Sprintf("warm-up-%d", i), benchQueries[0])
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || i == 24 {
+			return nil, fmt.Errorf("query stage never answered: %w", err)
+		}
+	}
+
+	o := c.sessionOptions(false)
+	o.MaxBatch = 1
+	txt, err := rt.NewTextEncoder(m, o)
+	if err != nil {
+		return nil, err
+	}
+	defer txt.Close()
+	bare, err := newBareText(m, o)
+	if err != nil {
+		return nil, err
+	}
+	defer bare.close()
+	var vl, bl []float64
+	for i := range queries {
+		q := benchQueries[i%len(benchQueries)]
+		start := time.Now()
+		if err := ask(ctx, fmt.Sprintf("q-%d", i), q); err != nil {
+			return nil, err
+		}
+		vl = append(vl, time.Since(start).Seconds()*1000)
+		ids := txt.Tokenize(q)
+		start = time.Now()
+		vec, err := bare.run(ids, m.Text.PadID)
+		if err != nil {
+			return nil, err
+		}
+		scan(flat, m.EmbeddingDim, vec, topK)
+		bl = append(bl, time.Since(start).Seconds()*1000)
+	}
+	note := fmt.Sprintf("%d clips, top %d candidates re-ranked, %d queries one at a time through the embedded broker and the query stage (eager batches)", n, topK, queries)
+	against := "bare text-tower run + plain scan of a flat array, in process"
+	p50v, p50b := percentile(vl, 50), percentile(bl, 50)
+	p99v, p99b := percentile(vl, 99), percentile(bl, 99)
+	return []Figure{
+		{Name: fmt.Sprintf("query_kafka_p50_%d", n), Unit: "ms", Vidx: p50v, Baseline: p50b, Against: against, Ratio: p50b / p50v, Note: note},
+		{Name: fmt.Sprintf("query_kafka_p99_%d", n), Unit: "ms", Vidx: p99v, Baseline: p99b, Against: against, Ratio: p99b / p99v, Note: note},
+	}, nil
+}
+
+// fillStore writes n random unit vectors into the embedded store cfg
+// names, in the collection its query stage searches, and returns them as
+// one flat array for the baseline scan.
+func fillStore(ctx context.Context, cfg config.Config, m *bundle.Manifest, n int) ([]float32, error) {
+	path, err := cfg.StorePath()
+	if err != nil {
+		return nil, err
+	}
+	store, err := embedded.Open(path, embedded.Options{NoSync: true, CompactMinDead: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	spec := sinks.CollectionSpec{Name: cfg.Store.Collection, Dim: m.EmbeddingDim, Distance: "cosine", Model: m.Name, Pooling: cfg.Stages.Pool.Mode}
+	return fillCollection(ctx, store, spec, n)
+}
+
+// fillCollection creates spec in store and fills it with n random unit
+// vectors, 12 clips a video, returning them as one flat array.
+func fillCollection(ctx context.Context, store sinks.Store, spec sinks.CollectionSpec, n int) ([]float32, error) {
+	if err := store.EnsureCollection(ctx, spec); err != nil {
+		return nil, err
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	flat := make([]float32, 0, n*spec.Dim)
+	now := time.Now()
+	for start := 0; start < n; start += 1000 {
+		pts := make([]sinks.Point, min(1000, n-start))
+		for i := range pts {
+			v := unitVector(r, spec.Dim)
+			flat = append(flat, v...)
+			pts[i] = sinks.Point{ID: fmt.Sprintf("clip-%07d", start+i), Vector: v, Payload: sinks.Payload{
+				VideoID: fmt.Sprintf("video-%d", (start+i)/12), ClipIndex: (start + i) % 12, StartS: float64((start+i)%12) * 10,
+				EndS: float64((start+i)%12)*10 + 10, Frames: 12, IngestedAt: now}}
+		}
+		if err := store.Upsert(ctx, spec.Name, pts); err != nil {
+			return nil, err
+		}
+	}
+	return flat, nil
+}

@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,8 +58,23 @@ type Config struct {
 	// videos and returns how long indexing took (the caller owns the app
 	// wiring); without it the pipeline figures are skipped.
 	Pipeline func(context.Context, PipelineRun) (time.Duration, error)
+	// Only, when not empty, names the steps to run (see Steps); the rest
+	// are reported skipped. The pipeline step runs the encode step too: its
+	// baseline is the bare encoder's rate.
+	Only []string
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger
+}
+
+// Steps names the benchmark's steps in the order they run.
+var Steps = []string{"encode", "pipeline", "sample", "query", "query-kafka"}
+
+// runs reports whether step is to be measured.
+func (c *Config) runs(step string) bool {
+	if len(c.Only) == 0 {
+		return true
+	}
+	return slices.Contains(c.Only, step) || (step == "encode" && slices.Contains(c.Only, "pipeline"))
 }
 
 // Figure is one measured vidx number next to its baseline.
@@ -130,6 +146,11 @@ func (c *Config) defaults() error {
 	if c.Clips < 0 {
 		return fmt.Errorf("bench: clips must be >= 0, got %d", c.Clips)
 	}
+	for _, s := range c.Only {
+		if !slices.Contains(Steps, s) {
+			return fmt.Errorf("bench: unknown step %q (want %s)", s, strings.Join(Steps, ", "))
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -198,9 +219,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{"pipeline", func() ([]Figure, error) { return cfg.pipelineFigures(ctx, mf, mq, bareFP32) }},
 		{"sample", func() ([]Figure, error) { return cfg.sampleFigures(ctx, video) }},
 		{"query", func() ([]Figure, error) { return cfg.queryFigures(ctx, rt, mf) }},
-		{"query over kafka", func() ([]Figure, error) { return cfg.queryKafkaFigures(ctx, rt, mf, cfg.Clips) }},
+		{"query-kafka", func() ([]Figure, error) { return cfg.queryKafkaFigures(ctx, rt, mf, cfg.Clips) }},
 	}
 	for _, s := range steps {
+		if !cfg.runs(s.name) {
+			rep.Skipped = append(rep.Skipped, s.name+" figures: not asked for")
+			continue
+		}
 		cfg.Logger.Info("measuring", "step", s.name)
 		figs, err := s.fn()
 		if err != nil {

@@ -28,6 +28,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.ORTLib, "ort-lib", "", "ONNX Runtime shared library (env VIDX_ORT_LIB)")
 	fs.StringVar(&cfg.Python, "python", "python3", "Python 3 interpreter for the int8 quantizer")
 	noPipeline := fs.Bool("no-pipeline", false, "skip the whole-pipeline figures (vidx up --embedded in process)")
+	only := fs.String("only", "", "comma-separated steps to measure (of "+strings.Join(bench.Steps, ", ")+"); default all")
 	logLevel := fs.String("log-level", "info", "progress on stderr: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -42,6 +43,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer cleanup()
 	cfg.QuantizeScript = script
+	if *only != "" {
+		cfg.Only = strings.Split(*only, ",")
+	}
 	cfg.Logger = newLogger(stderr, *logLevel).With("cmd", "bench")
 	if !*noPipeline {
 		cfg.Pipeline = benchPipeline(stderr, "warn")

@@ -84,6 +84,27 @@ func TestBenchQuick(t *testing.T) {
 			t.Errorf("int8 figures neither measured nor reported skipped: %v", rep.Skipped)
 		}
 	})
+	t.Run("only", func(t *testing.T) {
+		out, stderr, err := runCmd(t, "bench", "--quick", "--json", "--threads", "1", "--cache-dir", cache, "--only", "query")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, stderr)
+		}
+		var rep bench.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		for _, f := range rep.Figures {
+			if !strings.HasPrefix(f.Name, "query_p") && !strings.HasPrefix(f.Name, "text_p") {
+				t.Errorf("figure %s measured though only the query step was asked for", f.Name)
+			}
+		}
+		if len(rep.Figures) == 0 || !slices.ContainsFunc(rep.Skipped, func(s string) bool { return strings.HasPrefix(s, "query-kafka") }) {
+			t.Errorf("figures %v, skipped %v", rep.Figures, rep.Skipped)
+		}
+		if _, stderr, err := runCmd(t, "bench", "--quick", "--cache-dir", cache, "--only", "encode,nope"); err == nil || !strings.Contains(err.Error()+stderr, `unknown step "nope"`) {
+			t.Errorf("unknown step accepted: %v %s", err, stderr)
+		}
+	})
 	t.Run("table", func(t *testing.T) {
 		// The second run finds the models and video in the cache.
 		out, stderr, err := runCmd(t, "bench", "--quick", "--threads", "1", "--cache-dir", cache)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/pipeline/kafka"
 )
 
@@ -79,7 +80,7 @@ func (c *embeddedCluster) restart(ctx context.Context) error {
 		return err
 	}
 	<-c.proc.done
-	if err := sleep(ctx, 2*time.Second); err != nil {
+	if err := pipeline.Sleep(ctx, 2*time.Second); err != nil {
 		return err
 	}
 	return c.start(ctx)
@@ -172,7 +173,7 @@ func (c *realCluster) restart(ctx context.Context) error {
 	if _, err := c.run(ctx, "stop-node", strconv.Itoa(n)); err != nil {
 		return err
 	}
-	if err := sleep(ctx, 2*time.Second); err != nil {
+	if err := pipeline.Sleep(ctx, 2*time.Second); err != nil {
 		return err
 	}
 	_, err := c.run(ctx, "start-node", strconv.Itoa(n))
@@ -214,7 +215,7 @@ func waitBrokers(ctx context.Context, kc kafka.Config, limit time.Duration) erro
 		if time.Now().After(deadline) {
 			return fmt.Errorf("broker did not come up: %w", err)
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := pipeline.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}

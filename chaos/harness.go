@@ -276,7 +276,7 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 		if err := publishWave(w); err != nil {
 			return rep, err
 		}
-		if err := sleep(ctx, time.Duration(300+rng.IntN(1700))*time.Millisecond); err != nil {
+		if err := pipeline.Sleep(ctx, time.Duration(300+rng.IntN(1700))*time.Millisecond); err != nil {
 			return rep, err
 		}
 		if w < cfg.Kills {
@@ -286,7 +286,7 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 				return rep, err
 			}
 			rep.Kills++
-			if err := sleep(ctx, time.Duration(rng.IntN(1000))*time.Millisecond); err != nil {
+			if err := pipeline.Sleep(ctx, time.Duration(rng.IntN(1000))*time.Millisecond); err != nil {
 				return rep, err
 			}
 			if err := h.startStage(victim); err != nil {
@@ -582,7 +582,7 @@ func (h *harness) storeOutage(ctx context.Context, d time.Duration) (held bool, 
 	h.log.Info("store outage", "for", d)
 	h.store.Inject(qdranttest.Fault{Method: "Points/Upsert", Code: codes.Unavailable, Message: "chaos: store down"})
 	// Batches whose upsert finished just before the fault may still commit.
-	if err := sleep(ctx, time.Second); err != nil {
+	if err := pipeline.Sleep(ctx, time.Second); err != nil {
 		return false, 0, err
 	}
 	// Make sure the outage meets work: publish jobs and wait until the
@@ -594,7 +594,7 @@ func (h *harness) storeOutage(ctx context.Context, d time.Duration) (held bool, 
 		}
 	}
 	for deadline := time.Now().Add(time.Minute); h.store.Calls("Points/Upsert") == 0 && time.Now().Before(deadline); {
-		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+		if err := pipeline.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return false, 0, fmt.Errorf("store outage: the index stage never tried to upsert: %w", err)
 		}
 	}
@@ -603,7 +603,7 @@ func (h *harness) storeOutage(ctx context.Context, d time.Duration) (held bool, 
 	if err != nil {
 		return false, 0, err
 	}
-	if err := sleep(ctx, d); err != nil {
+	if err := pipeline.Sleep(ctx, d); err != nil {
 		return false, 0, err
 	}
 	after, err := kafka.GroupLag(ctx, h.kafka(), group, []string{input})
@@ -662,7 +662,7 @@ func waitStarted(ctx context.Context, p *proc) error {
 			return fmt.Errorf("%s exited before it started: %v", p.name, p.err)
 		default:
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := pipeline.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return fmt.Errorf("%s never started: %w", p.name, err)
 		}
 	}
@@ -689,7 +689,7 @@ func (h *harness) waitIdle(ctx context.Context) error {
 			}
 			lastChange = time.Now()
 		}
-		if err := sleep(ctx, time.Second); err != nil {
+		if err := pipeline.Sleep(ctx, time.Second); err != nil {
 			return fmt.Errorf("waiting for the pipeline to drain (last lag: %s): %w", last, err)
 		}
 		idle, desc := true, ""
@@ -772,7 +772,7 @@ func (h *harness) publish(ctx context.Context, id string, video int) error {
 		if err == nil || attempt == 5 {
 			return err
 		}
-		if err := sleep(ctx, time.Second); err != nil {
+		if err := pipeline.Sleep(ctx, time.Second); err != nil {
 			return err
 		}
 	}
@@ -817,17 +817,6 @@ func countTopic(ctx context.Context, kc kafka.Config, topic string) (int, error)
 	n := 0
 	err := kafka.ScanTopic(ctx, kc, topic, func(pipeline.Message) error { n++; return nil })
 	return n, err
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // tail returns the last lines of a log file, for failure messages.

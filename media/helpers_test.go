@@ -47,15 +47,6 @@ func commandOutput(ctx context.Context, bin string, args ...string) ([]byte, err
 }
 
 // testLog discards logs unless VIDX_TEST_LOG is set.
-func testLog(t testing.TB) *slog.Logger {
-	if os.Getenv("VIDX_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
-	}
-	return slog.New(slog.DiscardHandler)
-}
+func testLog(t testing.TB) *slog.Logger { return mediatest.Log(t) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	mediatest.RemoveFixtures()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { mediatest.Main(m) }

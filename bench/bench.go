@@ -173,10 +173,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	int8Dir, err := cfg.int8Bundle(ctx, fp32)
-	if err != nil {
-		rep.Skipped = append(rep.Skipped, fmt.Sprintf("int8 figures: %v", err))
-		cfg.Logger.Warn("int8 bundle unavailable; int8 figures skipped", "err", err)
+	// Only the encode and pipeline steps measure the int8 bundle.
+	var int8Dir string
+	if cfg.runs("encode") {
+		if int8Dir, err = cfg.int8Bundle(ctx, fp32); err != nil {
+			rep.Skipped = append(rep.Skipped, fmt.Sprintf("int8 figures: %v", err))
+			cfg.Logger.Warn("int8 bundle unavailable; int8 figures skipped", "err", err)
+		}
 	}
 	rt, err := onnx.NewRuntime(cfg.ORTLib)
 	if err != nil {

@@ -39,6 +39,9 @@ type collection struct {
 	dim  int
 	log  *slog.Logger
 	opts Options
+	dot  dotFunc
+	// shardMinRows is the smallest range a parallel scan gives a worker.
+	shardMinRows int
 
 	wmu     sync.Mutex
 	f       *os.File
@@ -82,7 +85,10 @@ func openCollection(dir string, opts Options, log *slog.Logger) (*collection, er
 		dim:  spec.Dim,
 		log:  log.With("collection", spec.Name),
 		opts: opts,
+		dot:  pickDot(),
 		byID: make(map[string]int),
+
+		shardMinRows: defaultShardMinRows,
 	}
 	f, err := os.OpenFile(filepath.Join(dir, logName), os.O_RDWR, 0)
 	if err != nil {
@@ -540,9 +546,6 @@ func (c *collection) shrink() {
 	}
 }
 
-// scanCheckEvery bounds how long a search ignores cancellation.
-const scanCheckEvery = 1 << 14
-
 func (c *collection) search(ctx context.Context, req sinks.SearchRequest) ([]sinks.Hit, error) {
 	if req.TopK < 1 {
 		return nil, fmt.Errorf("%w: top_k must be positive, got %d", ErrInvalid, req.TopK)
@@ -557,24 +560,18 @@ func (c *collection) search(ctx context.Context, req sinks.SearchRequest) ([]sin
 	if c.closed {
 		return nil, ErrClosed
 	}
-	t := topK{k: min(req.TopK, len(c.ids)), ids: c.ids}
-	t.heap = make([]candidate, 0, t.k)
-	// Reflection rather than a field list, so a field added to sinks.Filter
-	// later cannot be skipped by this shortcut.
-	filtered := !reflect.ValueOf(req.Filter).IsZero()
-	for slot := range c.ids {
-		if slot%scanCheckEvery == 0 && slot > 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-		}
-		if filtered && !req.Filter.Match(c.payloads[slot]) {
-			continue
-		}
-		t.offer(candidate{score: dot(q, c.vecs[slot*c.dim:(slot+1)*c.dim]), slot: int32(slot)})
+	best, err := c.scan(ctx, scanQuery{
+		vec: q,
+		k:   req.TopK,
+		// Reflection rather than a field list, so a field added to
+		// sinks.Filter later cannot be skipped by this shortcut.
+		filtered: !reflect.ValueOf(req.Filter).IsZero(),
+		filter:   &req.Filter,
+	}, c.shards(len(c.ids)))
+	if err != nil {
+		return nil, err
 	}
 
-	best := t.sorted()
 	hits := make([]sinks.Hit, len(best))
 	for i, cand := range best {
 		slot := int(cand.slot)

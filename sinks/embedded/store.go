@@ -48,6 +48,12 @@ type Options struct {
 	// for a few updates. Zero means DefaultCompactMinDead; a negative value
 	// disables compaction except on Close.
 	CompactMinDead int
+	// ScanWorkers is how many goroutines one search splits its scan
+	// across. Zero means GOMAXPROCS; 1 scans on the caller's goroutine
+	// only, which suits a process serving many searches at once. Results
+	// are the same for every value. Collections too small to be worth
+	// splitting are scanned by one goroutine regardless.
+	ScanWorkers int
 	// Logger receives warnings about recovered logs and compaction. Nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -73,6 +79,9 @@ var _ sinks.Store = (*Store)(nil)
 func Open(dir string, opts Options) (*Store, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("%w: empty data directory", ErrInvalid)
+	}
+	if opts.ScanWorkers < 0 {
+		return nil, fmt.Errorf("%w: scan workers must be >= 0, got %d", ErrInvalid, opts.ScanWorkers)
 	}
 	log := opts.Logger
 	if log == nil {

@@ -37,43 +37,56 @@ func (c *collection) shards(n int) int {
 	return max(1, min(w, n/max(1, c.shardMinRows)))
 }
 
-// scan returns the best q.k candidates among all live points, best first,
-// splitting the slab into the given number of contiguous shards scanned in
-// parallel. Callers hold mu for reading, which covers the workers too: they
-// finish before scan returns.
+// scan returns, for each query, its best q.k candidates among all live
+// points, best first. It splits the slab into the given number of contiguous
+// shards scanned in parallel, and answers all queries in the same pass:
+// the scan is bound by reading the vectors from memory, so a second query
+// on a vector already in cache costs only its dot product. Callers hold mu
+// for reading, which covers the workers too: they finish before scan
+// returns.
 //
-// The result does not depend on the number of shards. Each point's score is
-// computed by the same kernel from the same two vectors wherever it is
-// read, and candidates are ranked by a strict total order (score, then id,
-// and ids are unique), so the k best of the union of each shard's k best are
-// exactly the k best overall.
-func (c *collection) scan(ctx context.Context, q scanQuery, shards int) ([]candidate, error) {
+// The result does not depend on the number of shards or on which other
+// queries share the pass. Each point's score is computed by the same kernel
+// from the same two vectors wherever it is read, and candidates are ranked
+// by a strict total order (score, then id, and ids are unique), so the k
+// best of the union of each shard's k best are exactly the k best overall.
+func (c *collection) scan(ctx context.Context, qs []scanQuery, shards int) ([][]candidate, error) {
 	n := len(c.ids)
-	k := min(q.k, n)
-	if k == 0 {
-		return nil, nil
+	out := make([][]candidate, len(qs))
+	if n == 0 {
+		return out, nil
+	}
+	heaps := func() []*topK {
+		h := make([]*topK, len(qs))
+		for j, q := range qs {
+			h[j] = newTopK(min(q.k, n), c.ids)
+		}
+		return h
 	}
 	shards = max(1, min(shards, n))
 	if shards == 1 {
-		t := newTopK(k, c.ids)
-		if err := c.scanRange(ctx, q, 0, n, t); err != nil {
+		hs := heaps()
+		if err := c.scanRange(ctx, qs, 0, n, hs); err != nil {
 			return nil, err
 		}
-		return t.sorted(), nil
+		for j, h := range hs {
+			out[j] = h.sorted()
+		}
+		return out, nil
 	}
 
-	parts := make([]*topK, shards)
+	parts := make([][]*topK, shards)
 	errs := make([]error, shards)
 	var wg sync.WaitGroup
 	for i := range shards {
 		lo, hi := i*n/shards, (i+1)*n/shards
-		parts[i] = newTopK(k, c.ids)
+		parts[i] = heaps()
 		if i == shards-1 {
 			// The calling goroutine takes the last shard instead of idling.
-			errs[i] = c.scanRange(ctx, q, lo, hi, parts[i])
+			errs[i] = c.scanRange(ctx, qs, lo, hi, parts[i])
 			break
 		}
-		wg.Go(func() { errs[i] = c.scanRange(ctx, q, lo, hi, parts[i]) })
+		wg.Go(func() { errs[i] = c.scanRange(ctx, qs, lo, hi, parts[i]) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -81,36 +94,45 @@ func (c *collection) scan(ctx context.Context, q scanQuery, shards int) ([]candi
 			return nil, err
 		}
 	}
-	t := newTopK(k, c.ids)
-	for _, p := range parts {
-		for _, cand := range p.heap {
-			t.offer(cand)
+	for j, q := range qs {
+		t := newTopK(min(q.k, n), c.ids)
+		for _, p := range parts {
+			for _, cand := range p[j].heap {
+				t.offer(cand)
+			}
 		}
+		out[j] = t.sorted()
 	}
-	return t.sorted(), nil
+	return out, nil
 }
 
-// scanRange offers every point in slots [lo, hi) that passes the filter to t.
-// It allocates nothing: the filter reads the payload in place and the heap
-// was sized for k up front.
-func (c *collection) scanRange(ctx context.Context, q scanQuery, lo, hi int, t *topK) error {
+// scanRange offers every point in slots [lo, hi) that passes query j's
+// filter to heaps[j]. It allocates nothing: filters read the payload in
+// place and the heaps were sized for k up front.
+func (c *collection) scanRange(ctx context.Context, qs []scanQuery, lo, hi int, heaps []*topK) error {
 	dim, vecs, dot := c.dim, c.vecs, c.dot
+	heaps = heaps[:len(qs)]
 	for slot := lo; slot < hi; slot++ {
 		if (slot-lo)%scanCheckEvery == 0 && slot > lo {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		if q.filtered && !q.filter.Match(c.payloads[slot]) {
-			continue
+		vec := vecs[slot*dim : (slot+1)*dim]
+		for j := range qs {
+			q, t := &qs[j], heaps[j]
+			if t.k == 0 || q.filtered && !q.filter.Match(c.payloads[slot]) {
+				continue
+			}
+			score := dot(q.vec, vec)
+			// Most points fall below the worst kept one once the heap is
+			// full; deciding that here keeps the common case free of a
+			// call.
+			if len(t.heap) == t.k && score < t.heap[0].score {
+				continue
+			}
+			t.offer(candidate{score: score, slot: int32(slot)})
 		}
-		score := dot(q.vec, vecs[slot*dim:(slot+1)*dim])
-		// Most points fall below the worst kept one once the heap is full;
-		// deciding that here keeps the common case free of a call.
-		if len(t.heap) == t.k && score < t.heap[0].score {
-			continue
-		}
-		t.offer(candidate{score: score, slot: int32(slot)})
 	}
 	return nil
 }

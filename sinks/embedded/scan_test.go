@@ -45,6 +45,15 @@ func refScan(c *collection, q []float32, k int, f sinks.Filter, dot func(a, b []
 	return all[:min(k, len(all))]
 }
 
+// scanOne runs a scan for a single query.
+func scanOne(ctx context.Context, c *collection, q scanQuery, shards int) ([]candidate, error) {
+	out, err := c.scan(ctx, []scanQuery{q}, shards)
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}
+
 func dot64(a, b []float32) float32 {
 	var s float64
 	for i := range a {
@@ -130,13 +139,36 @@ func TestScanMatchesReference(t *testing.T) {
 				slot := min(3, len(c.ids)-1)
 				queries = append(queries, slices.Clone(c.vecs[slot*dim:(slot+1)*dim]))
 			}
+			// Every (query, filter) pair in one pass must give what each
+			// gives alone.
+			for _, k := range []int{1, 10, tc.n + 5} {
+				for _, shards := range []int{1, 3} {
+					var batch []scanQuery
+					var want [][]candidate
+					for _, ff := range filters {
+						for _, q := range queries {
+							batch = append(batch, scanQuery{vec: q, k: k, filter: &ff.f, filtered: ff.name != "none"})
+							want = append(want, refScan(c, q, k, ff.f, c.dot))
+						}
+					}
+					got, err := c.scan(context.Background(), batch, shards)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for j := range want {
+						if !slices.Equal(got[j], want[j]) {
+							t.Fatalf("batch k=%d shards=%d query %d:\n got %v\nwant %v", k, shards, j, describe(c, got[j]), describe(c, want[j]))
+						}
+					}
+				}
+			}
 			for _, ff := range filters {
 				for _, k := range []int{1, 2, 10, 100, tc.n + 5} {
 					for _, shards := range []int{1, 2, 3, 8, tc.n + 3} {
 						name := fmt.Sprintf("%s/k=%d/shards=%d", ff.name, k, shards)
 						for qi, q := range queries {
 							sq := scanQuery{vec: q, k: k, filter: &ff.f, filtered: true}
-							got, err := c.scan(context.Background(), sq, shards)
+							got, err := scanOne(context.Background(), c, sq, shards)
 							if err != nil {
 								t.Fatalf("%s: %v", name, err)
 							}
@@ -147,7 +179,7 @@ func TestScanMatchesReference(t *testing.T) {
 							// The unfiltered fast path must agree too.
 							if ff.name == "none" {
 								sq.filtered = false
-								got, err := c.scan(context.Background(), sq, shards)
+								got, err := scanOne(context.Background(), c, sq, shards)
 								if err != nil || !slices.Equal(got, want) {
 									t.Fatalf("%s query %d unfiltered path: %v, %v", name, qi, describe(c, got), err)
 								}
@@ -216,7 +248,7 @@ func TestScanTieAtCutoff(t *testing.T) {
 	q, _ := normalize([]float32{3, 3, 0}, 3)
 	for _, k := range []int{1, 5, 19, 20, 21} {
 		for _, shards := range []int{1, 2, 4, 7, 40} {
-			got, err := c.scan(ctx, scanQuery{vec: q, k: k}, shards)
+			got, err := scanOne(ctx, c, scanQuery{vec: q, k: k}, shards)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -347,10 +379,11 @@ func TestScanRangeDoesNotAllocate(t *testing.T) {
 		{Metadata: map[string]string{"title": "clip 7"}},
 	} {
 		tk := newTopK(50, c.ids)
-		sq := scanQuery{vec: q, k: 50, filter: &f, filtered: true}
+		qs := []scanQuery{{vec: q, k: 50, filter: &f, filtered: true}}
+		tks := []*topK{tk}
 		allocs := testing.AllocsPerRun(20, func() {
 			tk.heap = tk.heap[:0]
-			if err := c.scanRange(context.Background(), sq, 0, len(c.ids), tk); err != nil {
+			if err := c.scanRange(context.Background(), qs, 0, len(c.ids), tks); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -369,7 +402,7 @@ func TestScanCancelled(t *testing.T) {
 	cancel()
 	q, _ := normalize([]float32{1, 0}, 2)
 	for _, shards := range []int{1, 2} {
-		if _, err := c.scan(ctx, scanQuery{vec: q, k: 10}, shards); !errors.Is(err, context.Canceled) {
+		if _, err := scanOne(ctx, c, scanQuery{vec: q, k: 10}, shards); !errors.Is(err, context.Canceled) {
 			t.Errorf("shards=%d: scan with cancelled context = %v, want context.Canceled", shards, err)
 		}
 	}
@@ -472,5 +505,96 @@ func TestParallelSearchWithDeletes(t *testing.T) {
 	}
 	if want := (videos - videos/5) * perVideo; n != want {
 		t.Fatalf("Count = %d, want %d", n, want)
+	}
+}
+
+// TestSearchBatchEqualsSearch checks that each answer of a batch is exactly
+// what the same request gets alone, with mixed filters, sizes and vectors.
+func TestSearchBatchEqualsSearch(t *testing.T) {
+	ctx := context.Background()
+	const dim, n = 32, 2500
+	r := rand.New(rand.NewPCG(21, 22))
+	pts := makePoints(r, "p", n, dim, 25)
+	from := 8.0
+	q1, q2 := randVec(r, dim), randVec(r, dim)
+	for _, workers := range []int{1, 3} {
+		s := openStore(t, t.TempDir(), Options{NoSync: true, ScanWorkers: workers})
+		if err := s.EnsureCollection(ctx, testSpec("c", dim)); err != nil {
+			t.Fatal(err)
+		}
+		s.colls["c"].shardMinRows = 200
+		if err := s.Upsert(ctx, "c", pts); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.DeleteVideo(ctx, "c", "video-4"); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			reqs []sinks.SearchRequest
+		}{
+			{"one", []sinks.SearchRequest{{Vector: q1, TopK: 10}}},
+			{"mixed", []sinks.SearchRequest{
+				{Vector: q1, TopK: 100, WithVectors: true},
+				{Vector: q2, TopK: 5, Filter: sinks.Filter{VideoIDs: []string{"video-1", "video-4"}}},
+				{Vector: q1, TopK: n + 1, Filter: sinks.Filter{StartFrom: &from, Sources: []string{"s3"}}},
+				{Vector: q1, TopK: 3, Filter: sinks.Filter{VideoIDs: []string{"video-4"}}}, // deleted: no hits
+				{Vector: q2, TopK: 1},
+			}},
+		} {
+			got, err := s.SearchBatch(ctx, "c", tc.reqs)
+			if err != nil {
+				t.Fatalf("workers=%d %s: %v", workers, tc.name, err)
+			}
+			if len(got) != len(tc.reqs) {
+				t.Fatalf("workers=%d %s: %d answers for %d requests", workers, tc.name, len(got), len(tc.reqs))
+			}
+			for i, req := range tc.reqs {
+				want, err := s.Search(ctx, "c", req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got[i]) != len(want) {
+					t.Fatalf("workers=%d %s request %d: %d hits, alone %d", workers, tc.name, i, len(got[i]), len(want))
+				}
+				for j := range want {
+					a, b := got[i][j], want[j]
+					if a.ID != b.ID || a.Score != b.Score || !slices.Equal(a.Vector, b.Vector) || !samePayload(a.Payload, b.Payload) {
+						t.Fatalf("workers=%d %s request %d rank %d: %s %v, alone %s %v", workers, tc.name, i, j, a.ID, a.Score, b.ID, b.Score)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestSearchBatchErrors(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir(), Options{NoSync: true})
+	if err := s.EnsureCollection(ctx, testSpec("c", 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Upsert(ctx, "c", []sinks.Point{{ID: "a", Vector: []float32{1, 0}}}); err != nil {
+		t.Fatal(err)
+	}
+	good := sinks.SearchRequest{Vector: []float32{1, 1}, TopK: 1}
+	for _, tc := range []struct {
+		name string
+		coll string
+		reqs []sinks.SearchRequest
+		want error
+	}{
+		{"zero top_k", "c", []sinks.SearchRequest{good, {Vector: []float32{1, 1}}}, ErrInvalid},
+		{"wrong dimension", "c", []sinks.SearchRequest{{Vector: []float32{1}, TopK: 1}, good}, ErrInvalid},
+		{"zero vector", "c", []sinks.SearchRequest{good, {Vector: []float32{0, 0}, TopK: 1}}, ErrInvalid},
+		{"unknown collection", "nope", []sinks.SearchRequest{good}, sinks.ErrNotFound},
+	} {
+		hits, err := s.SearchBatch(ctx, tc.coll, tc.reqs)
+		if !errors.Is(err, tc.want) || hits != nil {
+			t.Errorf("%s: %d answers, err %v, want %v", tc.name, len(hits), err, tc.want)
+		}
+	}
+	if hits, err := s.SearchBatch(ctx, "c", nil); err != nil || len(hits) != 0 {
+		t.Errorf("empty batch: %v, %v", hits, err)
 	}
 }

@@ -274,9 +274,29 @@ func (s *Store) Search(ctx context.Context, collection string, req sinks.SearchR
 	if err != nil {
 		return nil, err
 	}
-	hits, err := c.search(ctx, req)
+	hits, err := c.search(ctx, []sinks.SearchRequest{req})
 	if err != nil {
 		return nil, fmt.Errorf("search %q: %w", collection, err)
+	}
+	return hits[0], nil
+}
+
+// SearchBatch answers several searches in one pass over the collection;
+// result i answers reqs[i] and equals what Search(reqs[i]) returns. A scan
+// is bound by reading the vectors, so a batch costs little more than one
+// search. If any request is invalid nothing is searched and the error wraps
+// ErrInvalid.
+func (s *Store) SearchBatch(ctx context.Context, collection string, reqs []sinks.SearchRequest) ([][]sinks.Hit, error) {
+	c, err := s.get(ctx, collection)
+	if err != nil {
+		return nil, err
+	}
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	hits, err := c.search(ctx, reqs)
+	if err != nil {
+		return nil, fmt.Errorf("search %q (batch of %d): %w", collection, len(reqs), err)
 	}
 	return hits, nil
 }

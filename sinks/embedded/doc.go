@@ -8,8 +8,10 @@
 // bounded heap; the shards' heaps are merged by the same order. The dot
 // product is vek's AVX2+FMA kernel where the CPU has it. A scan reads every
 // vector once, so it runs at about memory bandwidth: roughly 20 ms per
-// 100,000 512-d clips on a small cloud VM, ten times that per million. It
-// never returns approximate results.
+// 100,000 512-d clips on a small cloud VM, ten times that per million.
+// SearchBatch answers several queries in the same pass, scoring each vector
+// against all of them while it is in cache, so a micro-batch of queries
+// costs far less than one scan each. It never returns approximate results.
 //
 // Results are ordered by score, then by id for equal scores, and do not
 // depend on the number of workers or on where a point sits in the slab.

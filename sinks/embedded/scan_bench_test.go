@@ -101,6 +101,15 @@ func BenchmarkScan(b *testing.B) {
 				queries[i], _ = normalize(randVec(r, dim), dim)
 			}
 			videos := sinks.Filter{VideoIDs: []string{"video-1", "video-2"}}
+			// batch pairs q with the next 7 queries.
+			batch := func(q []float32) []scanQuery {
+				at := slices.IndexFunc(queries, func(v []float32) bool { return &v[0] == &q[0] })
+				qs := make([]scanQuery, 8)
+				for j := range qs {
+					qs[j] = scanQuery{vec: queries[(at+j)%len(queries)], k: k}
+				}
+				return qs
+			}
 			// The new scan must agree with the old one before either is
 			// timed; the kernels differ only in rounding, so compare
 			// ids with scores within scoreTolerance.
@@ -123,6 +132,12 @@ func BenchmarkScan(b *testing.B) {
 				}},
 				{fmt.Sprintf("new/workers=%d", workers), func(q []float32) ([]candidate, error) {
 					return scanOne(ctx, c, scanQuery{vec: q, k: k}, c.shards(n))
+				}},
+				// A micro-batch of 8 queries in one pass (SearchBatch);
+				// the figures are per batch, so divide by 8 per query.
+				{fmt.Sprintf("new/batch=8/workers=%d", workers), func(q []float32) ([]candidate, error) {
+					_, err := c.scan(ctx, batch(q), c.shards(n))
+					return nil, err
 				}},
 				// Reading every vector once and doing nothing else with
 				// it: the floor for any exact float32 scan, which

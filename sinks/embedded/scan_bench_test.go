@@ -84,10 +84,13 @@ func readSlab(vecs []float32, workers int) {
 	readSink = vek32.Sum(sums)
 }
 
-// BenchmarkScan times one top-100 query over 512-d points (CLIP ViT-B/32),
-// old scan against new in one run, and reports p50/p99 latency:
+// BenchmarkScan times top-100 queries over 512-d points (CLIP ViT-B/32),
+// the old scan against the new one in the same run, and reports p50/p99
+// latency per query. The side-by-side figures are the ones to quote:
 //
-//	go test -run '^$' -bench Scan -benchtime 40x ./sinks/embedded/
+//	go test -run '^$' -bench 'Scan/.*/side-by-side' -benchtime 30x ./sinks/embedded/
+//
+// Each variant alone (for a profile, say): -bench 'Scan/^n=100000$/^old$'.
 func BenchmarkScan(b *testing.B) {
 	const dim, k = 512, 100
 	ctx := context.Background()
@@ -122,51 +125,86 @@ func BenchmarkScan(b *testing.B) {
 					}
 				}
 			}
-			for _, bc := range []struct {
-				name string
-				run  func(q []float32) ([]candidate, error)
+			perBatch := 8
+			variants := []struct {
+				name, metric string
+				perCall      int // queries answered per call
+				run          func(q []float32) error
 			}{
-				{"old", func(q []float32) ([]candidate, error) { return oldScan(ctx, c, q, k, sinks.Filter{}) }},
-				{"new/workers=1", func(q []float32) ([]candidate, error) {
-					return scanOne(ctx, c, scanQuery{vec: q, k: k}, 1)
+				{"old", "old", 1, func(q []float32) error {
+					_, err := oldScan(ctx, c, q, k, sinks.Filter{})
+					return err
 				}},
-				{fmt.Sprintf("new/workers=%d", workers), func(q []float32) ([]candidate, error) {
-					return scanOne(ctx, c, scanQuery{vec: q, k: k}, c.shards(n))
+				{"new/workers=1", "new1", 1, func(q []float32) error {
+					_, err := scanOne(ctx, c, scanQuery{vec: q, k: k}, 1)
+					return err
 				}},
-				// A micro-batch of 8 queries in one pass (SearchBatch);
-				// the figures are per batch, so divide by 8 per query.
-				{fmt.Sprintf("new/batch=8/workers=%d", workers), func(q []float32) ([]candidate, error) {
+				{fmt.Sprintf("new/workers=%d", workers), "new", 1, func(q []float32) error {
+					_, err := scanOne(ctx, c, scanQuery{vec: q, k: k}, c.shards(n))
+					return err
+				}},
+				// A micro-batch in one pass (SearchBatch), timed per query.
+				{fmt.Sprintf("new/batch=%d/workers=%d", perBatch, workers), "batch", perBatch, func(q []float32) error {
 					_, err := c.scan(ctx, batch(q), c.shards(n))
-					return nil, err
+					return err
 				}},
 				// Reading every vector once and doing nothing else with
-				// it: the floor for any exact float32 scan, which
-				// must read them all.
-				{fmt.Sprintf("read-only/workers=%d", workers), func(q []float32) ([]candidate, error) {
+				// it: the floor for any exact float32 scan, which must
+				// read them all.
+				{fmt.Sprintf("read-only/workers=%d", workers), "read", 1, func(q []float32) error {
 					readSlab(c.vecs, workers)
-					return nil, nil
+					return nil
 				}},
-				{"old/videos-filter", func(q []float32) ([]candidate, error) { return oldScan(ctx, c, q, k, videos) }},
-				{"new/videos-filter", func(q []float32) ([]candidate, error) {
-					return scanOne(ctx, c, scanQuery{vec: q, k: k, filter: &videos, filtered: true}, c.shards(n))
+				{"old/videos-filter", "old-filter", 1, func(q []float32) error {
+					_, err := oldScan(ctx, c, q, k, videos)
+					return err
 				}},
-			} {
-				b.Run(bc.name, func(b *testing.B) {
+				{fmt.Sprintf("new/videos-filter/workers=%d", workers), "new-filter", 1, func(q []float32) error {
+					_, err := scanOne(ctx, c, scanQuery{vec: q, k: k, filter: &videos, filtered: true}, c.shards(n))
+					return err
+				}},
+			}
+			pct := func(lat []float64, p float64) float64 {
+				s := slices.Clone(lat)
+				slices.Sort(s)
+				return s[max(0, int(math.Ceil(p*float64(len(s))))-1)]
+			}
+			timed := func(b *testing.B, run func(q []float32) error, q []float32, perCall int) float64 {
+				start := time.Now()
+				if err := run(q); err != nil {
+					b.Fatal(err)
+				}
+				return float64(time.Since(start).Nanoseconds()) / 1e6 / float64(perCall)
+			}
+			// side-by-side runs every variant once per iteration, in
+			// rotating order, so load from outside the benchmark falls on
+			// all of them alike; its ratios are the figures to compare.
+			b.Run("side-by-side", func(b *testing.B) {
+				lat := make([][]float64, len(variants))
+				i := 0
+				for b.Loop() {
+					for j := range variants {
+						v := (i + j) % len(variants)
+						lat[v] = append(lat[v], timed(b, variants[v].run, queries[i%len(queries)], variants[v].perCall))
+					}
+					i++
+				}
+				for v, vr := range variants {
+					b.ReportMetric(pct(lat[v], 0.50), vr.metric+"-p50-ms")
+					b.ReportMetric(pct(lat[v], 0.99), vr.metric+"-p99-ms")
+				}
+				b.ReportMetric(pct(lat[0], 0.50)/pct(lat[2], 0.50), "old/new-p50")
+			})
+			for _, vr := range variants {
+				b.Run(vr.name, func(b *testing.B) {
 					var lat []float64
 					i := 0
 					for b.Loop() {
-						start := time.Now()
-						if _, err := bc.run(queries[i%len(queries)]); err != nil {
-							b.Fatal(err)
-						}
-						lat = append(lat, float64(time.Since(start).Nanoseconds())/1e6)
+						lat = append(lat, timed(b, vr.run, queries[i%len(queries)], vr.perCall))
 						i++
 					}
-					slices.Sort(lat)
-					pct := func(p float64) float64 { return lat[max(0, int(math.Ceil(p*float64(len(lat))))-1)] }
-					b.ReportMetric(pct(0.50), "p50-ms")
-					b.ReportMetric(pct(0.99), "p99-ms")
-					b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mpoints/s")
+					b.ReportMetric(pct(lat, 0.50), "p50-ms/query")
+					b.ReportMetric(pct(lat, 0.99), "p99-ms/query")
 				})
 			}
 		})

@@ -110,8 +110,11 @@ func (c *collection) scan(ctx context.Context, qs []scanQuery, shards int) ([][]
 // filter to heaps[j]. It allocates nothing: filters read the payload in
 // place and the heaps were sized for k up front.
 func (c *collection) scanRange(ctx context.Context, qs []scanQuery, lo, hi int, heaps []*topK) error {
-	dim, vecs, dot := c.dim, c.vecs, c.dot
+	dim, vecs, payloads, dot := c.dim, c.vecs, c.payloads, c.dot
 	heaps = heaps[:len(qs)]
+	if len(qs) == 1 {
+		return scanRangeOne(ctx, &qs[0], dim, vecs[lo*dim:hi*dim], payloads[lo:hi], lo, dot, heaps[0])
+	}
 	for slot := lo; slot < hi; slot++ {
 		if (slot-lo)%scanCheckEvery == 0 && slot > lo {
 			if err := ctx.Err(); err != nil {
@@ -121,7 +124,7 @@ func (c *collection) scanRange(ctx context.Context, qs []scanQuery, lo, hi int, 
 		vec := vecs[slot*dim : (slot+1)*dim]
 		for j := range qs {
 			q, t := &qs[j], heaps[j]
-			if t.k == 0 || q.filtered && !q.filter.Match(c.payloads[slot]) {
+			if t.k == 0 || q.filtered && !q.filter.Match(payloads[slot]) {
 				continue
 			}
 			score := dot(q.vec, vec)
@@ -133,6 +136,35 @@ func (c *collection) scanRange(ctx context.Context, qs []scanQuery, lo, hi int, 
 			}
 			t.offer(candidate{score: score, slot: int32(slot)})
 		}
+	}
+	return nil
+}
+
+// scanRangeOne is scanRange for a single query, the common case, with
+// everything the loop reads held in locals.
+func scanRangeOne(ctx context.Context, q *scanQuery, dim int, vecs []float32, payloads []sinks.Payload, base int, dot dotFunc, t *topK) error {
+	if t.k == 0 {
+		return nil
+	}
+	qv, filtered := q.vec, q.filtered
+	var f sinks.Filter
+	if filtered {
+		f = *q.filter
+	}
+	for i := range payloads {
+		if i%scanCheckEvery == 0 && i > 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if filtered && !f.Match(payloads[i]) {
+			continue
+		}
+		score := dot(qv, vecs[i*dim:(i+1)*dim])
+		if len(t.heap) == t.k && score < t.heap[0].score {
+			continue
+		}
+		t.offer(candidate{score: score, slot: int32(base + i)})
 	}
 	return nil
 }

@@ -56,16 +56,18 @@ func (c *collection) scan(ctx context.Context, qs []scanQuery, shards int) ([][]
 	if n == 0 {
 		return out, nil
 	}
-	heaps := func() []*topK {
+	// A shard never keeps more than it holds, which bounds memory when k
+	// is larger than the collection.
+	heaps := func(size int) []*topK {
 		h := make([]*topK, len(qs))
 		for j, q := range qs {
-			h[j] = newTopK(min(q.k, n), c.ids)
+			h[j] = newTopK(min(q.k, size), c.ids)
 		}
 		return h
 	}
 	shards = max(1, min(shards, n))
 	if shards == 1 {
-		hs := heaps()
+		hs := heaps(n)
 		if err := c.scanRange(ctx, qs, 0, n, hs); err != nil {
 			return nil, err
 		}
@@ -80,7 +82,7 @@ func (c *collection) scan(ctx context.Context, qs []scanQuery, shards int) ([][]
 	var wg sync.WaitGroup
 	for i := range shards {
 		lo, hi := i*n/shards, (i+1)*n/shards
-		parts[i] = heaps()
+		parts[i] = heaps(hi - lo)
 		if i == shards-1 {
 			// The calling goroutine takes the last shard instead of idling.
 			errs[i] = c.scanRange(ctx, qs, lo, hi, parts[i])

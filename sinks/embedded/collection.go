@@ -39,6 +39,9 @@ type collection struct {
 	dim  int
 	log  *slog.Logger
 	opts Options
+	dot  dotFunc
+	// shardMinRows is the smallest range a parallel scan gives a worker.
+	shardMinRows int
 
 	wmu     sync.Mutex
 	f       *os.File
@@ -82,7 +85,10 @@ func openCollection(dir string, opts Options, log *slog.Logger) (*collection, er
 		dim:  spec.Dim,
 		log:  log.With("collection", spec.Name),
 		opts: opts,
+		dot:  pickDot(),
 		byID: make(map[string]int),
+
+		shardMinRows: defaultShardMinRows,
 	}
 	f, err := os.OpenFile(filepath.Join(dir, logName), os.O_RDWR, 0)
 	if err != nil {
@@ -540,16 +546,37 @@ func (c *collection) shrink() {
 	}
 }
 
-// scanCheckEvery bounds how long a search ignores cancellation.
-const scanCheckEvery = 1 << 14
-
-func (c *collection) search(ctx context.Context, req sinks.SearchRequest) ([]sinks.Hit, error) {
+// prepare validates a search request and turns it into a scan query.
+func (c *collection) prepare(req *sinks.SearchRequest) (scanQuery, error) {
 	if req.TopK < 1 {
-		return nil, fmt.Errorf("%w: top_k must be positive, got %d", ErrInvalid, req.TopK)
+		return scanQuery{}, fmt.Errorf("%w: top_k must be positive, got %d", ErrInvalid, req.TopK)
 	}
 	q, err := normalize(req.Vector, c.dim)
 	if err != nil {
-		return nil, fmt.Errorf("query: %w", err)
+		return scanQuery{}, fmt.Errorf("query: %w", err)
+	}
+	return scanQuery{
+		vec: q,
+		k:   req.TopK,
+		// Reflection rather than a field list, so a field added to
+		// sinks.Filter later cannot be skipped by this shortcut.
+		filtered: !reflect.ValueOf(req.Filter).IsZero(),
+		filter:   &req.Filter,
+	}, nil
+}
+
+// search answers the requests in one scan. A request that can never succeed
+// fails the whole call with ErrInvalid, before anything is scanned.
+func (c *collection) search(ctx context.Context, reqs []sinks.SearchRequest) ([][]sinks.Hit, error) {
+	qs := make([]scanQuery, len(reqs))
+	for i := range reqs {
+		var err error
+		if qs[i], err = c.prepare(&reqs[i]); err != nil {
+			if len(reqs) > 1 {
+				err = fmt.Errorf("search %d of %d: %w", i, len(reqs), err)
+			}
+			return nil, err
+		}
 	}
 
 	c.mu.RLock()
@@ -557,35 +584,25 @@ func (c *collection) search(ctx context.Context, req sinks.SearchRequest) ([]sin
 	if c.closed {
 		return nil, ErrClosed
 	}
-	t := topK{k: min(req.TopK, len(c.ids)), ids: c.ids}
-	t.heap = make([]candidate, 0, t.k)
-	// Reflection rather than a field list, so a field added to sinks.Filter
-	// later cannot be skipped by this shortcut.
-	filtered := !reflect.ValueOf(req.Filter).IsZero()
-	for slot := range c.ids {
-		if slot%scanCheckEvery == 0 && slot > 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
+	best, err := c.scan(ctx, qs, c.shards(len(c.ids)))
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]sinks.Hit, len(reqs))
+	for j, cands := range best {
+		hits := make([]sinks.Hit, len(cands))
+		for i, cand := range cands {
+			slot := int(cand.slot)
+			p := c.payloads[slot]
+			p.Metadata = maps.Clone(p.Metadata)
+			hits[i] = sinks.Hit{Point: sinks.Point{ID: c.ids[slot], Payload: p}, Score: cand.score}
+			if reqs[j].WithVectors {
+				hits[i].Vector = append([]float32(nil), c.vecs[slot*c.dim:(slot+1)*c.dim]...)
 			}
 		}
-		if filtered && !req.Filter.Match(c.payloads[slot]) {
-			continue
-		}
-		t.offer(candidate{score: dot(q, c.vecs[slot*c.dim:(slot+1)*c.dim]), slot: int32(slot)})
+		out[j] = hits
 	}
-
-	best := t.sorted()
-	hits := make([]sinks.Hit, len(best))
-	for i, cand := range best {
-		slot := int(cand.slot)
-		p := c.payloads[slot]
-		p.Metadata = maps.Clone(p.Metadata)
-		hits[i] = sinks.Hit{Point: sinks.Point{ID: c.ids[slot], Payload: p}, Score: cand.score}
-		if req.WithVectors {
-			hits[i].Vector = append([]float32(nil), c.vecs[slot*c.dim:(slot+1)*c.dim]...)
-		}
-	}
-	return hits, nil
+	return out, nil
 }
 
 func (c *collection) count(f sinks.Filter) (int, error) {

@@ -3,8 +3,22 @@
 // that do not want to run a separate vector database.
 //
 // Search is exact: a brute-force cosine scan over one contiguous []float32
-// slab per collection. That is fast enough for a few hundred thousand clips
-// and never returns approximate results.
+// slab per collection, split into one contiguous shard per worker
+// (Options.ScanWorkers, default GOMAXPROCS), each keeping its k best in a
+// bounded heap; the shards' heaps are merged by the same order. The dot
+// product is vek's AVX2+FMA kernel where the CPU has it. A scan reads every
+// vector once, so it runs at about memory bandwidth: roughly 20 ms per
+// 100,000 512-d clips on a small cloud VM, ten times that per million.
+// SearchBatch answers several queries in the same pass, scoring each vector
+// against all of them while it is in cache, so a micro-batch of queries
+// costs far less than one scan each. It never returns approximate results.
+//
+// Results are ordered by score, then by id for equal scores, and do not
+// depend on the number of workers or on where a point sits in the slab.
+// Scores are float32 dot products of the stored unit vectors; they differ
+// from the exact value by at most about dim*2^-24 (float32 rounding of a
+// sum of dim products), so a build with a different kernel may order
+// points whose scores are that close differently.
 //
 // # Directory layout
 //

@@ -48,6 +48,12 @@ type Options struct {
 	// for a few updates. Zero means DefaultCompactMinDead; a negative value
 	// disables compaction except on Close.
 	CompactMinDead int
+	// ScanWorkers is how many goroutines one search splits its scan
+	// across. Zero means GOMAXPROCS; 1 scans on the caller's goroutine
+	// only, which suits a process serving many searches at once. Results
+	// are the same for every value. Collections too small to be worth
+	// splitting are scanned by one goroutine regardless.
+	ScanWorkers int
 	// Logger receives warnings about recovered logs and compaction. Nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -73,6 +79,9 @@ var _ sinks.Store = (*Store)(nil)
 func Open(dir string, opts Options) (*Store, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("%w: empty data directory", ErrInvalid)
+	}
+	if opts.ScanWorkers < 0 {
+		return nil, fmt.Errorf("%w: scan workers must be >= 0, got %d", ErrInvalid, opts.ScanWorkers)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -265,9 +274,29 @@ func (s *Store) Search(ctx context.Context, collection string, req sinks.SearchR
 	if err != nil {
 		return nil, err
 	}
-	hits, err := c.search(ctx, req)
+	hits, err := c.search(ctx, []sinks.SearchRequest{req})
 	if err != nil {
 		return nil, fmt.Errorf("search %q: %w", collection, err)
+	}
+	return hits[0], nil
+}
+
+// SearchBatch answers several searches in one pass over the collection;
+// result i answers reqs[i] and equals what Search(reqs[i]) returns. A scan
+// is bound by reading the vectors, so a batch costs little more than one
+// search. If any request is invalid nothing is searched and the error wraps
+// ErrInvalid.
+func (s *Store) SearchBatch(ctx context.Context, collection string, reqs []sinks.SearchRequest) ([][]sinks.Hit, error) {
+	c, err := s.get(ctx, collection)
+	if err != nil {
+		return nil, err
+	}
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	hits, err := c.search(ctx, reqs)
+	if err != nil {
+		return nil, fmt.Errorf("search %q (batch of %d): %w", collection, len(reqs), err)
 	}
 	return hits, nil
 }

@@ -100,18 +100,11 @@ func (c *Config) queryKafkaFigures(ctx context.Context, rt *onnx.Runtime, m *bun
 		}
 	}
 
-	o := c.sessionOptions(false)
-	o.MaxBatch = 1
-	txt, err := rt.NewTextEncoder(m, o)
+	base, err := c.newQueryBaseline(rt, m, flat)
 	if err != nil {
 		return nil, err
 	}
-	defer txt.Close()
-	bare, err := newBareText(m, o)
-	if err != nil {
-		return nil, err
-	}
-	defer bare.close()
+	defer base.close()
 	var vl, bl []float64
 	for i := range queries {
 		q := benchQueries[i%len(benchQueries)]
@@ -120,14 +113,11 @@ func (c *Config) queryKafkaFigures(ctx context.Context, rt *onnx.Runtime, m *bun
 			return nil, err
 		}
 		vl = append(vl, time.Since(start).Seconds()*1000)
-		ids := txt.Tokenize(q)
-		start = time.Now()
-		vec, err := bare.run(ids, m.Text.PadID)
+		ms, _, err := base.query(q)
 		if err != nil {
 			return nil, err
 		}
-		scan(flat, m.EmbeddingDim, vec, topK)
-		bl = append(bl, time.Since(start).Seconds()*1000)
+		bl = append(bl, ms)
 	}
 	note := fmt.Sprintf("%d clips, top %d candidates re-ranked, %d queries one at a time through the embedded broker and the query stage (eager batches)", n, topK, queries)
 	against := "bare text-tower run + plain scan of a flat array, in process"

@@ -191,7 +191,9 @@ type queryBaseline struct {
 }
 
 func (c *Config) newQueryBaseline(rt *onnx.Runtime, m *bundle.Manifest, flat []float32) (*queryBaseline, error) {
-	o := c.sessionOptions(false)
+	// Sessions measured turn about must not spin: a session's pool threads
+	// would still busy-wait, taking the cores, while the other one runs.
+	o := c.sessionOptions(true)
 	o.MaxBatch = 1
 	txt, err := rt.NewTextEncoder(m, o)
 	if err != nil {
@@ -300,7 +302,8 @@ func (b *bareText) close() {
 // the same model fed all context_length positions, as a fixed-length bundle
 // is. The two alternate query by query, so load drift hits both alike.
 func (c *Config) textLengthFigures(ctx context.Context, rt *onnx.Runtime, m *bundle.Manifest) ([]Figure, error) {
-	o := c.sessionOptions(false)
+	o := c.sessionOptions(true) // no spinning, as in newQueryBaseline
+
 	o.MaxBatch = 1
 	dyn, err := rt.NewTextEncoder(m, o)
 	if err != nil {

@@ -173,9 +173,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Only the encode and pipeline steps measure the int8 bundle.
+	// The encode, pipeline and Kafka query steps measure the int8 bundle.
 	var int8Dir string
-	if cfg.runs("encode") {
+	if cfg.runs("encode") || cfg.runs("query-kafka") {
 		if int8Dir, err = cfg.int8Bundle(ctx, fp32); err != nil {
 			rep.Skipped = append(rep.Skipped, fmt.Sprintf("int8 figures: %v", err))
 			cfg.Logger.Warn("int8 bundle unavailable; int8 figures skipped", "err", err)
@@ -222,7 +222,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{"pipeline", func() ([]Figure, error) { return cfg.pipelineFigures(ctx, mf, mq, bareFP32) }},
 		{"sample", func() ([]Figure, error) { return cfg.sampleFigures(ctx, video) }},
 		{"query", func() ([]Figure, error) { return cfg.queryFigures(ctx, rt, mf) }},
-		{"query-kafka", func() ([]Figure, error) { return cfg.queryKafkaFigures(ctx, rt, mf, cfg.Clips) }},
+		{"query-kafka", func() ([]Figure, error) {
+			figs, err := cfg.queryKafkaFigures(ctx, rt, mf, cfg.Clips, "")
+			if err != nil || mq == nil {
+				return figs, err
+			}
+			// Both towers of the int8 bundle quantized: the query stage as
+			// a deployment choosing it runs.
+			q, err := cfg.queryKafkaFigures(ctx, rt, mq, cfg.Clips, "_int8")
+			return append(figs, q...), err
+		}},
 	}
 	for _, s := range steps {
 		if !cfg.runs(s.name) {

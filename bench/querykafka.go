@@ -24,8 +24,9 @@ import (
 // embedded broker, answered by the query stage of an App with its default
 // settings, and read back from the results topic by a consumer that stays
 // subscribed. The baseline is the same work without Kafka or the stage (a
-// bare text-tower run and a plain scan), alternating query by query.
-func (c *Config) queryKafkaFigures(ctx context.Context, rt *onnx.Runtime, m *bundle.Manifest, n int) ([]Figure, error) {
+// bare text-tower run and a plain scan), alternating query by query. tag
+// goes into the figures' names ("_int8" for the quantized bundle).
+func (c *Config) queryKafkaFigures(ctx context.Context, rt *onnx.Runtime, m *bundle.Manifest, n int, tag string) ([]Figure, error) {
 	queries := 40
 	if c.Quick {
 		queries = 4
@@ -128,8 +129,8 @@ func (c *Config) queryKafkaFigures(ctx context.Context, rt *onnx.Runtime, m *bun
 	p50v, p50b := percentile(vl, 50), percentile(bl, 50)
 	p99v, p99b := percentile(vl, 99), percentile(bl, 99)
 	return []Figure{
-		{Name: fmt.Sprintf("query_kafka_p50_%d", n), Unit: "ms", Vidx: p50v, Baseline: p50b, Against: against, Ratio: p50b / p50v, Note: note},
-		{Name: fmt.Sprintf("query_kafka_p99_%d", n), Unit: "ms", Vidx: p99v, Baseline: p99b, Against: against, Ratio: p99b / p99v, Note: note},
+		{Name: fmt.Sprintf("query_kafka%s_p50_%d", tag, n), Unit: "ms", Vidx: p50v, Baseline: p50b, Against: against, Ratio: p50b / p50v, Note: note},
+		{Name: fmt.Sprintf("query_kafka%s_p99_%d", tag, n), Unit: "ms", Vidx: p99v, Baseline: p99b, Against: against, Ratio: p99b / p99v, Note: note},
 	}, nil
 }
 

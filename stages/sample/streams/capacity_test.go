@@ -1,4 +1,4 @@
-package sample
+package streams_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/vidx/vidx/media/mediatest"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sourceguard"
+	"github.com/vidx/vidx/stages/sample"
 )
 
 func cpuSeconds(who int) float64 {
@@ -48,7 +49,7 @@ func TestStreamCapacity(t *testing.T) {
 	live := mediatest.NewLiveHLSOf(t, fix, 5*time.Second)
 	const window = 10.0
 	d, err := media.NewStreamDecoder(media.StreamOptions{WindowS: window, StallTimeout: 20 * time.Second,
-		Guard: mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{IOTimeout: 2 * time.Second}), Logger: testLog(t)})
+		Guard: mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{IOTimeout: 2 * time.Second}), Logger: mediatest.Log(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func TestStreamCapacity(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			_, err := d.Run(ctx, live.URL()+"?cam="+strconv.Itoa(i), nil, func(w media.Window) error {
-				if _, err := PackClip(schemas.ClipHeader{VideoID: "cam", ClipIndex: w.Index, StartS: w.StartS, EndS: w.EndS}, w.Frames, schemas.CodecJPEG, 95); err != nil {
+				if _, err := sample.PackClip(schemas.ClipHeader{VideoID: "cam", ClipIndex: w.Index, StartS: w.StartS, EndS: w.EndS}, w.Frames, schemas.CodecJPEG, 95); err != nil {
 					return err
 				}
 				mu.Lock()

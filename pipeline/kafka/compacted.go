@@ -47,27 +47,11 @@ func EnsureCompactedTopics(ctx context.Context, c Config, topics ...string) erro
 // Partitions returns the sorted partition ids of topic.
 func Partitions(ctx context.Context, c Config, topic string) ([]int, error) {
 	c = c.WithDefaults()
-	meta, err := c.client().Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
+	parts, err := partitionsOf(ctx, c.client(), topic)
 	if err != nil {
-		return nil, fmt.Errorf("kafka: metadata of %s: %w", topic, err)
+		return nil, fmt.Errorf("kafka: %w", err)
 	}
-	var parts []int
-	for _, t := range meta.Topics {
-		if t.Name != topic {
-			continue
-		}
-		if t.Error != nil {
-			return nil, fmt.Errorf("kafka: topic %s: %w", topic, t.Error)
-		}
-		for _, p := range t.Partitions {
-			parts = append(parts, p.ID)
-		}
-	}
-	if len(parts) == 0 {
-		return nil, fmt.Errorf("kafka: topic %s has no partitions", topic)
-	}
-	slices.Sort(parts)
-	return parts, nil
+	return parts[topic], nil
 }
 
 // PartitionFor is the partition the runtime's producers write key to,
@@ -79,30 +63,13 @@ func PartitionFor(key []byte, partitions []int) int {
 // offsetRange returns, per partition, the first offset still held and the
 // end offset (the high watermark: the offset the next record will get).
 func offsetRange(ctx context.Context, c Config, topic string, partitions []int) (first, end map[int]int64, err error) {
-	client := c.client()
-	list := func(req func(int) kafkago.OffsetRequest, pick func(kafkago.PartitionOffsets) int64) (map[int]int64, error) {
-		reqs := make([]kafkago.OffsetRequest, len(partitions))
-		for i, p := range partitions {
-			reqs[i] = req(p)
-		}
-		resp, err := client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: reqs}})
-		if err != nil {
-			return nil, fmt.Errorf("kafka: offsets of %s: %w", topic, err)
-		}
-		out := map[int]int64{}
-		for _, po := range resp.Topics[topic] {
-			if po.Error != nil {
-				return nil, fmt.Errorf("kafka: offsets of %s/%d: %w", topic, po.Partition, po.Error)
-			}
-			out[po.Partition] = pick(po)
-		}
-		return out, nil
+	got, err := spans(ctx, c.client(), map[string][]int{topic: partitions})
+	if err != nil {
+		return nil, nil, fmt.Errorf("kafka: %s: %w", topic, err)
 	}
-	if first, err = list(kafkago.FirstOffsetOf, func(po kafkago.PartitionOffsets) int64 { return po.FirstOffset }); err != nil {
-		return nil, nil, err
-	}
-	if end, err = list(kafkago.LastOffsetOf, func(po kafkago.PartitionOffsets) int64 { return po.LastOffset }); err != nil {
-		return nil, nil, err
+	first, end = map[int]int64{}, map[int]int64{}
+	for tp, sp := range got {
+		first[tp.partition], end[tp.partition] = sp.first, sp.end
 	}
 	return first, end, nil
 }

@@ -30,20 +30,9 @@ type PartitionLag struct {
 func GroupLag(ctx context.Context, kc Config, group string, topics []string) ([]PartitionLag, error) {
 	kc = kc.WithDefaults()
 	client := kc.client()
-	meta, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: topics})
+	parts, err := partitionsOf(ctx, client, topics...)
 	if err != nil {
-		return nil, fmt.Errorf("lag of %s: metadata: %w", group, err)
-	}
-	parts := map[string][]int{}
-	var reqs = map[string][]kafkago.OffsetRequest{}
-	for _, t := range meta.Topics {
-		if t.Error != nil {
-			return nil, fmt.Errorf("lag of %s: topic %s: %w", group, t.Name, t.Error)
-		}
-		for _, p := range t.Partitions {
-			parts[t.Name] = append(parts[t.Name], p.ID)
-			reqs[t.Name] = append(reqs[t.Name], kafkago.FirstOffsetOf(p.ID), kafkago.LastOffsetOf(p.ID))
-		}
+		return nil, fmt.Errorf("lag of %s: %w", group, err)
 	}
 	committed, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: parts})
 	if err == nil {
@@ -61,32 +50,18 @@ func GroupLag(ctx context.Context, kc Config, group string, topics []string) ([]
 	case err != nil:
 		return nil, fmt.Errorf("lag of %s: committed offsets: %w", group, err)
 	}
-	ends, err := client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: reqs})
+	ends, err := spans(ctx, client, parts)
 	if err != nil {
-		return nil, fmt.Errorf("lag of %s: end offsets: %w", group, err)
-	}
-	type key struct {
-		topic string
-		part  int
-	}
-	first, last := map[key]int64{}, map[key]int64{}
-	for topic, pos := range ends.Topics {
-		for _, po := range pos {
-			if po.Error != nil {
-				return nil, fmt.Errorf("lag of %s: end offset of %s/%d: %w", group, topic, po.Partition, po.Error)
-			}
-			k := key{topic, po.Partition}
-			first[k], last[k] = po.FirstOffset, po.LastOffset
-		}
+		return nil, fmt.Errorf("lag of %s: %w", group, err)
 	}
 	var out []PartitionLag
 	for topic, ps := range committed.Topics {
 		for _, p := range ps {
-			k := key{topic, p.Partition}
-			pl := PartitionLag{Topic: topic, Partition: p.Partition, Committed: p.CommittedOffset, End: last[k]}
+			sp := ends[topicPartition{topic, p.Partition}]
+			pl := PartitionLag{Topic: topic, Partition: p.Partition, Committed: p.CommittedOffset, End: sp.end}
 			from := p.CommittedOffset
 			if from < 0 {
-				from = first[k]
+				from = sp.first
 			}
 			pl.Lag = max(0, pl.End-from)
 			out = append(out, pl)

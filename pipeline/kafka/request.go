@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -23,46 +22,16 @@ func Request(ctx context.Context, kc Config, msg pipeline.Output, replyTopic str
 		return pipeline.Message{}, fmt.Errorf("request: the message needs a key to find its reply")
 	}
 	client := kc.client()
-	meta, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{replyTopic}})
+	parts, err := partitionsOf(ctx, client, replyTopic)
 	if err != nil {
-		return pipeline.Message{}, fmt.Errorf("request: metadata of %s: %w", replyTopic, err)
+		return pipeline.Message{}, fmt.Errorf("request: %w", err)
 	}
-	var parts []int
-	for _, t := range meta.Topics {
-		if t.Name != replyTopic {
-			continue
-		}
-		if t.Error != nil {
-			return pipeline.Message{}, fmt.Errorf("request: topic %s: %w", replyTopic, t.Error)
-		}
-		for _, p := range t.Partitions {
-			parts = append(parts, p.ID)
-		}
-	}
-	if len(parts) == 0 {
-		return pipeline.Message{}, fmt.Errorf("request: topic %s has no partitions", replyTopic)
-	}
-	// The writer balances over the sorted partition list; do the same.
-	slices.Sort(parts)
-	partition := (&kafkago.Hash{}).Balance(kafkago.Message{Key: msg.Key}, parts...)
-	offs, err := client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{
-		Topics: map[string][]kafkago.OffsetRequest{replyTopic: {kafkago.LastOffsetOf(partition)}},
-	})
+	partition := PartitionFor(msg.Key, parts[replyTopic])
+	got, err := spans(ctx, client, map[string][]int{replyTopic: {partition}})
 	if err != nil {
-		return pipeline.Message{}, fmt.Errorf("request: offsets of %s: %w", replyTopic, err)
+		return pipeline.Message{}, fmt.Errorf("request: %w", err)
 	}
-	start := int64(-1)
-	for _, po := range offs.Topics[replyTopic] {
-		if po.Partition == partition {
-			if po.Error != nil {
-				return pipeline.Message{}, fmt.Errorf("request: offsets of %s/%d: %w", replyTopic, partition, po.Error)
-			}
-			start = po.LastOffset
-		}
-	}
-	if start < 0 {
-		return pipeline.Message{}, fmt.Errorf("request: no offset for %s/%d", replyTopic, partition)
-	}
+	start := got[topicPartition{replyTopic, partition}].end
 	r := kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:   kc.Brokers,
 		Topic:     replyTopic,

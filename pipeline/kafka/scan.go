@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -18,42 +17,19 @@ import (
 func ScanTopic(ctx context.Context, kc Config, topic string, fn func(pipeline.Message) error) error {
 	kc = kc.WithDefaults()
 	client := kc.client()
-	meta, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
+	parts, err := partitionsOf(ctx, client, topic)
 	if err != nil {
-		return fmt.Errorf("scan %s: metadata: %w", topic, err)
+		return fmt.Errorf("scan %s: %w", topic, err)
 	}
-	var parts []int
-	for _, t := range meta.Topics {
-		if t.Name != topic {
-			continue
-		}
-		if t.Error != nil {
-			return fmt.Errorf("scan %s: %w", topic, t.Error)
-		}
-		for _, p := range t.Partitions {
-			parts = append(parts, p.ID)
-		}
-	}
-	if len(parts) == 0 {
-		return fmt.Errorf("scan %s: topic has no partitions", topic)
-	}
-	slices.Sort(parts)
-	var reqs []kafkago.OffsetRequest
-	for _, p := range parts {
-		reqs = append(reqs, kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
-	}
-	offs, err := client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: reqs}})
+	got, err := spans(ctx, client, parts)
 	if err != nil {
-		return fmt.Errorf("scan %s: offsets: %w", topic, err)
+		return fmt.Errorf("scan %s: %w", topic, err)
 	}
 	first, last := map[int]int64{}, map[int]int64{}
-	for _, po := range offs.Topics[topic] {
-		if po.Error != nil {
-			return fmt.Errorf("scan %s/%d: offsets: %w", topic, po.Partition, po.Error)
-		}
-		first[po.Partition], last[po.Partition] = po.FirstOffset, po.LastOffset
+	for tp, sp := range got {
+		first[tp.partition], last[tp.partition] = sp.first, sp.end
 	}
-	for _, p := range parts {
+	for _, p := range parts[topic] {
 		if last[p] <= first[p] {
 			continue
 		}

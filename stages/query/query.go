@@ -545,23 +545,23 @@ func (h *Handler) rank(q schemas.Query, hits []sinks.Hit, axis []axisRow) (schem
 	if mode != RerankNone && len(hits) > 0 {
 		// Row 0 is this query; the other rows (the rest of the text axis)
 		// only shape the text-axis softmax.
-		sims := make([][]float64, 0, len(axis)+1)
-		sims = append(sims, scores)
+		texts := make([][]float32, 0, len(axis))
 		for _, t := range axis {
 			if q.Text != "" && t.text == q.Text {
 				continue
 			}
-			row := make([]float64, len(hits))
-			for j, hit := range hits {
-				row[j] = Dot(t.vec, hit.Vector)
-			}
-			sims = append(sims, row)
+			texts = append(texts, t.vec)
 		}
-		rescored, err := DualSoftmax(mode, h.cfg.Temperature, sims)
+		vecs := make([][]float32, len(hits))
+		for j, hit := range hits {
+			vecs[j] = hit.Vector
+		}
+		sims := append([][]float64{scores}, similarities(texts, vecs)...)
+		rescored, err := FirstRowDualSoftmax(mode, h.cfg.Temperature, sims)
 		if err != nil {
 			return schemas.Result{}, err
 		}
-		scores = rescored[0]
+		scores = rescored
 	}
 	order := make([]int, len(hits))
 	for j := range order {

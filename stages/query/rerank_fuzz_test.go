@@ -43,6 +43,21 @@ func FuzzDualSoftmax(f *testing.F) {
 			}
 		}
 		out, err := DualSoftmax(mode, temp, sims)
+		if len(sims) > 0 {
+			// The query stage's fast path must agree to the bit, errors
+			// included.
+			first, ferr := FirstRowDualSoftmax(mode, temp, sims)
+			if (err == nil) != (ferr == nil) {
+				t.Fatalf("DualSoftmax error %v, FirstRowDualSoftmax error %v", err, ferr)
+			}
+			if err == nil {
+				for j := range first {
+					if math.Float64bits(first[j]) != math.Float64bits(out[0][j]) {
+						t.Fatalf("%s: first row [%d] = %v, DualSoftmax %v", mode, j, first[j], out[0][j])
+					}
+				}
+			}
+		}
 		if err != nil {
 			return
 		}

@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
-
 )
 
 func randomVectors(r *rand.Rand, n, dim int) [][]float32 {

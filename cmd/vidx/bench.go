@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -12,6 +13,10 @@ import (
 )
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == bench.ProbeCommand {
+		// The memory step's baseline process, run by the step itself.
+		return bench.MemoryProbe(ctx, args[1:], stdout, stderr)
+	}
 	fs := newFlagSet("bench", stderr, "bench [--quick] [--json] [flags]\n\n"+
 		"Measures vidx next to its floors in one run: the image encoder against a bare onnxruntime_go\n"+
 		"loop (fp32 and int8), int8 against fp32, sampling against plain ffmpeg, query latency against\n"+
@@ -47,6 +52,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.Only = strings.Split(*only, ",")
 	}
 	cfg.Logger = newLogger(stderr, *logLevel).With("cmd", "bench")
+	// The memory step runs each stage in a process of this executable.
+	if exe, err := os.Executable(); err == nil {
+		cfg.Vidx = exe
+	}
 	if !*noPipeline {
 		cfg.Pipeline = benchPipeline(stderr, "warn")
 	}

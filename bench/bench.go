@@ -58,6 +58,9 @@ type Config struct {
 	// videos and returns how long indexing took (the caller owns the app
 	// wiring); without it the pipeline figures are skipped.
 	Pipeline func(context.Context, PipelineRun) (time.Duration, error)
+	// Vidx is the vidx executable the memory step runs each stage in, one
+	// process per stage; without it the memory figures are skipped.
+	Vidx string
 	// Only, when not empty, names the steps to run (see Steps); the rest
 	// are reported skipped. The pipeline step runs the encode step too: its
 	// baseline is the bare encoder's rate.
@@ -67,7 +70,7 @@ type Config struct {
 }
 
 // Steps names the benchmark's steps in the order they run.
-var Steps = []string{"encode", "pipeline", "sample", "query", "query-kafka"}
+var Steps = []string{"encode", "pipeline", "sample", "query", "query-kafka", "memory"}
 
 // runs reports whether step is to be measured.
 func (c *Config) runs(step string) bool {
@@ -232,6 +235,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			q, err := cfg.queryKafkaFigures(ctx, rt, mq, cfg.Clips, "_int8")
 			return append(figs, q...), err
 		}},
+		{"memory", func() ([]Figure, error) { return cfg.memoryFigures(ctx, mf, video) }},
 	}
 	for _, s := range steps {
 		if !cfg.runs(s.name) {
@@ -247,6 +251,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.Pipeline == nil {
 		rep.Skipped = append(rep.Skipped, "pipeline figures: no pipeline runner")
+	}
+	if why := cfg.memorySkip(); why != "" && cfg.runs("memory") {
+		rep.Skipped = append(rep.Skipped, why)
 	}
 	rep.Machine.LoadAfter = loadAvg()
 	rep.Seconds = time.Since(rep.Started).Seconds()

@@ -199,7 +199,7 @@ func (c *Config) newQueryBaseline(rt *onnx.Runtime, m *bundle.Manifest, flat []f
 	if err != nil {
 		return nil, err
 	}
-	bare, err := newBareText(m, o)
+	bare, err := newBareText(m, o, 1)
 	if err != nil {
 		txt.Close()
 		return nil, err
@@ -225,8 +225,8 @@ func (b *queryBaseline) close() {
 	b.txt.Close()
 }
 
-// bareText is the text tower on tensors bound once: [1, context] ids (and
-// mask) in, [1, dim] out.
+// bareText is the text tower on tensors bound once: [batch, context] ids
+// (and mask) in, [batch, dim] out.
 type bareText struct {
 	s       *ort.AdvancedSession
 	ids     *ort.Tensor[int64]
@@ -235,14 +235,14 @@ type bareText struct {
 	hasMask bool
 }
 
-func newBareText(m *bundle.Manifest, o onnx.SessionOptions) (*bareText, error) {
+func newBareText(m *bundle.Manifest, o onnx.SessionOptions, batch int) (*bareText, error) {
 	b := &bareText{hasMask: m.Text.AttentionMask != ""}
 	so, err := o.ORTOptions()
 	if err != nil {
 		return nil, err
 	}
 	defer so.Destroy()
-	shape := ort.NewShape(1, int64(m.Text.ContextLength))
+	shape := ort.NewShape(int64(batch), int64(m.Text.ContextLength))
 	if b.ids, err = ort.NewEmptyTensor[int64](shape); err != nil {
 		return nil, err
 	}
@@ -254,7 +254,7 @@ func newBareText(m *bundle.Manifest, o onnx.SessionOptions) (*bareText, error) {
 		}
 		names, ins = append(names, m.Text.AttentionMask), append(ins, b.mask)
 	}
-	if b.out, err = ort.NewEmptyTensor[float32](ort.NewShape(1, int64(m.EmbeddingDim))); err != nil {
+	if b.out, err = ort.NewEmptyTensor[float32](ort.NewShape(int64(batch), int64(m.EmbeddingDim))); err != nil {
 		b.close()
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -12,11 +13,17 @@ import (
 )
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == bench.ProbeCommand {
+		// The memory step's baseline process, run by the step itself.
+		return bench.MemoryProbe(ctx, args[1:], stdout, stderr)
+	}
 	fs := newFlagSet("bench", stderr, "bench [--quick] [--json] [flags]\n\n"+
 		"Measures vidx next to its floors in one run: the image encoder against a bare onnxruntime_go\n"+
 		"loop (fp32 and int8), int8 against fp32, sampling against plain ffmpeg, query latency against\n"+
-		"a bare text-tower run plus a plain scan. Generates its inputs on first use (random B/32-scale\n"+
-		"models through scripts/export_bundle.py, run from the source checkout) under ~/.cache/vidx/bench.\n"+
+		"a bare text-tower run plus a plain scan, and each stage's peak RSS (run as a process of this\n"+
+		"executable) against a process doing the least that stage must. Generates its inputs on first\n"+
+		"use (random B/32-scale models through scripts/export_bundle.py, run from the source checkout)\n"+
+		"under ~/.cache/vidx/bench.\n"+
 		"The ratio column is above 1 where vidx does better. See BENCHMARKS.md.")
 	var cfg bench.Config
 	fs.BoolVar(&cfg.Quick, "quick", false, "tiny models and inputs: a smoke test, not a measurement")
@@ -47,6 +54,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.Only = strings.Split(*only, ",")
 	}
 	cfg.Logger = newLogger(stderr, *logLevel).With("cmd", "bench")
+	// The memory step runs each stage in a process of this executable.
+	if exe, err := os.Executable(); err == nil {
+		cfg.Vidx = exe
+	}
 	if !*noPipeline {
 		cfg.Pipeline = benchPipeline(stderr, "warn")
 	}

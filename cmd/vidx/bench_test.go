@@ -14,6 +14,21 @@ import (
 	"github.com/vidx/vidx/bench"
 )
 
+// asMainEnv makes this test binary run vidx's main instead of the tests:
+// `vidx bench` starts stages and probes as processes of its own executable,
+// which under `go test` is this binary.
+const asMainEnv = "VIDX_TEST_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asMainEnv) != "" {
+		main()
+		return
+	}
+	// Set for the whole binary, so that no child ever runs the tests again.
+	os.Setenv(asMainEnv, "1")
+	os.Exit(m.Run())
+}
+
 // quantizerReady reports whether the int8 quantizer's virtual environment
 // is prepared (scripts/setup.sh --test), without installing anything.
 func quantizerReady() bool {
@@ -45,7 +60,8 @@ func TestBenchQuick(t *testing.T) {
 	requireFFmpeg(t)
 	cache := t.TempDir()
 	want := []string{"encode_fp32", "beside_ffmpeg_encode_nospin", "beside_ffmpeg_sample_nospin",
-		"sample_dense_1fps", "sample_whole_12", "query_p50_200", "query_p99_2000", "text_p50_to_end_token", "query_kafka_p50_2000", "query_kafka_p99_2000", "pipeline_fp32", "pipeline_fp32_nospin", "pipeline_fp32_threads"}
+		"sample_dense_1fps", "sample_whole_12", "query_p50_200", "query_p99_2000", "text_p50_to_end_token", "query_kafka_p50_2000", "query_kafka_p99_2000", "pipeline_fp32", "pipeline_fp32_nospin", "pipeline_fp32_threads",
+		"rss_peak_sample", "rss_peak_encode", "rss_peak_pool", "rss_peak_index", "rss_peak_query"}
 	withInt8 := quantizerReady()
 	if withInt8 {
 		want = append(want, "encode_int8", "int8_speed", "int8_frame_cosine", "pipeline_int8", "query_kafka_int8_p50_2000")

@@ -61,6 +61,8 @@ type Config struct {
 	// Vidx is the vidx executable the memory step runs each stage in, one
 	// process per stage; without it the memory figures are skipped.
 	Vidx string
+	// Shape is the full run's model shape, one of Shapes; default b32.
+	Shape string
 	// Only, when not empty, names the steps to run (see Steps); the rest
 	// are reported skipped. The pipeline step runs the encode step too: its
 	// baseline is the bare encoder's rate.
@@ -148,6 +150,12 @@ func (c *Config) defaults() error {
 	}
 	if c.Clips < 0 {
 		return fmt.Errorf("bench: clips must be >= 0, got %d", c.Clips)
+	}
+	if c.Shape == "" {
+		c.Shape = "b32"
+	}
+	if _, ok := shapes[c.Shape]; !ok {
+		return fmt.Errorf("bench: unknown model shape %q (want %s)", c.Shape, strings.Join(Shapes, " or "))
 	}
 	for _, s := range c.Only {
 		if !slices.Contains(Steps, s) {
@@ -271,17 +279,25 @@ func describeModel(m *bundle.Manifest) string {
 	return fmt.Sprintf("%s (%s): image %.0f MB, text %.0f MB, embedding %d", m.Name, m.Dir, size(m.Image.ONNX), size(m.Text.ONNX), m.EmbeddingDim)
 }
 
-// B/32 shape of the full run's random models: ViT 12x768 on 32-pixel
-// patches, CLIP's 12x512 text tower (exported with a dynamic sequence
-// axis), 512-d embeddings.
-var b32Args = []string{"--format", "openai", "--random-init", "--width", "768", "--layers", "12",
-	"--text-width", "512", "--patch-size", "32", "--embed-dim", "512", "--name", "bench-b32"}
+// Shapes of the full run's random models. Both are ViT 12x768 with CLIP's
+// 12x512 text tower (exported with a dynamic sequence axis) and 512-d
+// embeddings; B/32 cuts a 224 image into 7x7 patches, B/16 into 14x14, so
+// its image tower does about 4.4 times the work.
+var shapes = map[string][]string{
+	"b32": {"--format", "openai", "--random-init", "--width", "768", "--layers", "12",
+		"--text-width", "512", "--patch-size", "32", "--embed-dim", "512", "--name", "bench-b32"},
+	"b16": {"--format", "openai", "--random-init", "--width", "768", "--layers", "12",
+		"--text-width", "512", "--patch-size", "16", "--embed-dim", "512", "--name", "bench-b16"},
+}
 
-// b32Dir names the cached export after its arguments, so a change to them
-// exports anew instead of reusing models of another shape.
-func b32Dir() string {
-	sum := sha256.Sum256([]byte(strings.Join(b32Args, " ")))
-	return "b32-" + hex.EncodeToString(sum[:4])
+// Shapes lists the model shapes a full run can measure.
+var Shapes = []string{"b32", "b16"}
+
+// modelDir names the cached export after the shape and its arguments, so a
+// change to them exports anew instead of reusing models of another shape.
+func (c *Config) modelDir() string {
+	sum := sha256.Sum256([]byte(strings.Join(shapes[c.Shape], " ")))
+	return c.Shape + "-" + hex.EncodeToString(sum[:4])
 }
 
 // fp32Bundle returns the float32 bundle, generating it on first use.
@@ -298,7 +314,7 @@ func (c *Config) fp32Bundle(ctx context.Context) (string, error) {
 		}
 		return tiny, nil
 	}
-	dir := filepath.Join(c.CacheDir, b32Dir()+"-fp32")
+	dir := filepath.Join(c.CacheDir, c.modelDir()+"-fp32")
 	if _, err := os.Stat(filepath.Join(dir, bundle.ManifestFile)); err == nil {
 		return dir, nil
 	}
@@ -314,17 +330,18 @@ func (c *Config) fp32Bundle(ctx context.Context) (string, error) {
 	}
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
-	args := append([]string{filepath.Join(repo, "scripts", "export_bundle.py")}, b32Args...)
-	args = append(args, "--checkpoint", filepath.Join(c.CacheDir, "b32-random.pt"), "--out", tmp,
+	args := append([]string{filepath.Join(repo, "scripts", "export_bundle.py")}, shapes[c.Shape]...)
+	checkpoint := filepath.Join(c.CacheDir, c.Shape+"-random.pt")
+	args = append(args, "--checkpoint", checkpoint, "--out", tmp,
 		"--tokenizer", filepath.Join(tokDir, "tiny-clip"), "-q")
-	c.Logger.Info("exporting random B/32-scale CLIP towers (a few minutes, once)", "dir", dir)
+	c.Logger.Info("exporting random CLIP towers at real scale (a few minutes, once)", "shape", c.Shape, "dir", dir)
 	cmd := exec.CommandContext(ctx, "/usr/bin/python3", args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("bench: export B/32 models (needs Debian's python3-torch: scripts/setup.sh --test): %w: %s", err, lastLine(stderr.String()))
+		return "", fmt.Errorf("bench: export %s models (needs Debian's python3-torch: scripts/setup.sh --test): %w: %s", c.Shape, err, lastLine(stderr.String()))
 	}
-	os.Remove(filepath.Join(c.CacheDir, "b32-random.pt"))
+	os.Remove(checkpoint)
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", err
 	}

@@ -35,6 +35,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.ORTLib, "ort-lib", "", "ONNX Runtime shared library (env VIDX_ORT_LIB)")
 	fs.StringVar(&cfg.Python, "python", "python3", "Python 3 interpreter for the int8 quantizer")
 	noPipeline := fs.Bool("no-pipeline", false, "skip the whole-pipeline figures (vidx up --embedded in process)")
+	fs.StringVar(&cfg.Shape, "shape", "b32", "model shape of a full run: "+strings.Join(bench.Shapes, " or ")+" (random weights at real size)")
 	only := fs.String("only", "", "comma-separated steps to measure (of "+strings.Join(bench.Steps, ", ")+"); default all")
 	logLevel := fs.String("log-level", "info", "progress on stderr: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {

@@ -117,8 +117,13 @@ func TestBenchQuick(t *testing.T) {
 		if len(rep.Figures) == 0 || !slices.ContainsFunc(rep.Skipped, func(s string) bool { return strings.HasPrefix(s, "query-kafka") }) {
 			t.Errorf("figures %v, skipped %v", rep.Figures, rep.Skipped)
 		}
-		if _, stderr, err := runCmd(t, "bench", "--quick", "--cache-dir", cache, "--only", "encode,nope"); err == nil || !strings.Contains(err.Error()+stderr, `unknown step "nope"`) {
-			t.Errorf("unknown step accepted: %v %s", err, stderr)
+		for _, bad := range []struct{ flag, value, want string }{
+			{"--only", "encode,nope", `unknown step "nope"`},
+			{"--shape", "b8", `unknown model shape "b8"`},
+		} {
+			if _, stderr, err := runCmd(t, "bench", "--quick", "--cache-dir", cache, bad.flag, bad.value); err == nil || !strings.Contains(err.Error()+stderr, bad.want) {
+				t.Errorf("%s %s accepted: %v %s", bad.flag, bad.value, err, stderr)
+			}
 		}
 	})
 	t.Run("table", func(t *testing.T) {

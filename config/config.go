@@ -287,6 +287,26 @@ func (c *Config) StorePath() (string, error) {
 	return "", fmt.Errorf("config: store url %q is not an embedded store (want embedded or embedded:///dir)", c.Store.URL)
 }
 
+// Effective returns c with every unset setting at the default its own
+// package gives it: what the stages will run with. c is unchanged.
+func (c Config) Effective() Config {
+	c.Kafka = c.Kafka.WithDefaults()
+	st := &c.Stages
+	st.Sample.Runtime = st.Sample.Runtime.WithDefaults("sample")
+	st.Sample.Settings = st.Sample.Settings.WithDefaults()
+	st.Sample.Sources = st.Sample.Sources.WithDefaults()
+	st.Sample.Streams = st.Sample.Streams.WithDefaults()
+	st.Encode = st.Encode.WithDefaults("encode")
+	st.Pool.Runtime = st.Pool.Runtime.WithDefaults("pool")
+	st.Pool.Settings = st.Pool.Settings.WithDefaults()
+	st.Index = st.Index.WithDefaults("index")
+	st.Query.Runtime = st.Query.Runtime.WithDefaults("query")
+	st.Query.Settings = st.Query.Settings.WithDefaults()
+	c.Store.Qdrant = c.Store.Qdrant.WithDefaults()
+	c.HTTP = c.HTTP.WithDefaults()
+	return c
+}
+
 // Validate checks the whole configuration once, naming the offending field.
 // It changes nothing: each package fills its own defaults where it is
 // built.

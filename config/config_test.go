@@ -121,3 +121,38 @@ func TestValidateNamesTheField(t *testing.T) {
 		})
 	}
 }
+
+// TestEffective checks the filled-in configuration is still valid, fills
+// each package's defaults, and is a fixed point.
+func TestEffective(t *testing.T) {
+	cfg := Default()
+	cfg.Stages.Sample.Mode = "window"
+	cfg.Stages.Sample.WindowS = 8
+	before := fmt.Sprintf("%#v", cfg)
+	eff := cfg.Effective()
+	if after := fmt.Sprintf("%#v", cfg); after != before {
+		t.Errorf("Effective changed its receiver")
+	}
+	if err := eff.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"stage groups", eff.Stages.Encode.Group == "vidx-encode" && eff.Stages.Query.Group == "vidx-query"},
+		{"runtime defaults", eff.Stages.Index.MaxAttempts == 3 && eff.Stages.Pool.DrainTimeout == 30*time.Second},
+		{"window stride", eff.Stages.Sample.StrideS == 8},
+		{"query settings", eff.Stages.Query.Candidates == 100},
+		{"kafka", eff.Kafka.Partitions == 4 && eff.Kafka.BatchTimeout == time.Millisecond},
+		{"streams", eff.Stages.Sample.Streams.Group != ""},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s not filled: %+v", c.name, eff.Stages)
+		}
+	}
+	if again := eff.Effective(); fmt.Sprintf("%#v", again) != fmt.Sprintf("%#v", eff) {
+		t.Errorf("Effective is not a fixed point")
+	}
+}

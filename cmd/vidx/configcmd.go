@@ -51,7 +51,8 @@ func cmdConfig(_ context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return err
 		}
-		return printConfig(stdout, cfg)
+		// Every setting as the stages will run with it, defaults filled.
+		return printConfig(stdout, cfg.Effective())
 	}
 	fmt.Fprintf(stderr, "vidx config: unknown subcommand %q\nusage: vidx %s\n", args[0], synopsis)
 	return errUsage

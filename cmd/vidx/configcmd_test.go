@@ -100,10 +100,10 @@ func TestConfigPrint(t *testing.T) {
 	// Compared as YAML: an empty list prints as [] and loads back as an
 	// empty slice where the default is nil, which means the same.
 	var gotYAML, wantYAML bytes.Buffer
-	if err := printConfig(&gotYAML, got); err != nil {
+	if err := printConfig(&gotYAML, got.Effective()); err != nil {
 		t.Fatal(err)
 	}
-	if err := printConfig(&wantYAML, want); err != nil {
+	if err := printConfig(&wantYAML, want.Effective()); err != nil {
 		t.Fatal(err)
 	}
 	if gotYAML.String() != wantYAML.String() || gotYAML.String() != out.String() {
@@ -111,5 +111,11 @@ func TestConfigPrint(t *testing.T) {
 	}
 	if got.Store.Collection != "trips" || len(got.Store.Qdrant.MetadataIndexes) != 1 {
 		t.Errorf("settings lost: %+v", got.Store)
+	}
+	// Defaults are printed as the packages fill them.
+	for _, line := range []string{"group: vidx-encode", "max_attempts: 3", "candidates: 100", "mode: meanP", "batch_timeout: 1ms"} {
+		if !strings.Contains(out.String(), line) {
+			t.Errorf("printed configuration lacks %q", line)
+		}
 	}
 }

@@ -246,7 +246,7 @@ func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (sinks.
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	s, err := embeddedstore.Open(dir, embeddedstore.Options{Logger: log})
+	s, err := embeddedstore.Open(dir, embeddedstore.Options{Logger: log, ScanWorkers: cfg.Store.ScanWorkers})
 	if err != nil {
 		return nil, err
 	}

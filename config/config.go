@@ -118,6 +118,10 @@ type Store struct {
 	// "embedded:///path/to/dir" or "qdrant://HOST:6334" (Qdrant's gRPC port).
 	URL        string `yaml:"url"`
 	Collection string `yaml:"collection"`
+	// ScanWorkers is how many goroutines one search of the embedded store
+	// splits its exact scan across (0: one per CPU). A scan is bound by
+	// memory bandwidth, so more than the cores it has gains nothing.
+	ScanWorkers int `yaml:"scan_workers"`
 	// Qdrant configures the client and the collections vidx creates when
 	// URL is a qdrant:// URL.
 	Qdrant qdrant.Config `yaml:"qdrant"`
@@ -357,6 +361,9 @@ func (c Config) Validate() error {
 	}
 	if c.Store.Collection == "" {
 		add("store.collection is required")
+	}
+	if c.Store.ScanWorkers < 0 {
+		add("store.scan_workers %d must not be negative", c.Store.ScanWorkers)
 	}
 	if c.Telemetry.StuckAfter <= 0 {
 		add("telemetry.stuck_after must be positive")

@@ -95,6 +95,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"pool mode seqTransf", func(c *Config) { c.Stages.Pool.Mode = "seqTransf" }, ""},
 		{"pool mode spelling", func(c *Config) { c.Stages.Pool.Mode = "seqtransf" }, "want meanP or seqTransf"},
 		{"negative batch", func(c *Config) { c.Stages.Encode.MaxBatch = -1 }, "stages.encode: max_batch must not be negative"},
+		{"scan workers", func(c *Config) { c.Store.ScanWorkers = -2 }, "store.scan_workers -2"},
 		{"backoff order", func(c *Config) {
 			c.Stages.Index.BackoffMin, c.Stages.Index.BackoffMax = time.Second, time.Millisecond
 		}, "stages.index: backoff_max is below backoff_min"},

@@ -76,18 +76,9 @@ func (c *Config) memoryFigures(ctx context.Context, m *bundle.Manifest, video st
 	}
 	defer os.RemoveAll(work)
 	videoDir := filepath.Join(work, "videos")
-	if err := os.MkdirAll(videoDir, 0o755); err != nil {
+	videos, err := videoCopies(videoDir, video, nVideos)
+	if err != nil {
 		return nil, err
-	}
-	var videos []string
-	for i := range nVideos {
-		p := filepath.Join(videoDir, fmt.Sprintf("v%02d%s", i, filepath.Ext(video)))
-		if err := os.Link(video, p); err != nil {
-			if err := copyFile(video, p); err != nil {
-				return nil, err
-			}
-		}
-		videos = append(videos, p)
 	}
 
 	cfg := config.Default()

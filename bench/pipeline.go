@@ -55,19 +55,9 @@ func (c *Config) pipelineFigures(ctx context.Context, fp32, int8 *bundle.Manifes
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	videoDir := filepath.Join(work, "videos")
-	if err := os.MkdirAll(videoDir, 0o755); err != nil {
+	videos, err := videoCopies(filepath.Join(work, "videos"), src, n)
+	if err != nil {
 		return nil, err
-	}
-	var videos []string
-	for i := range n {
-		p := filepath.Join(videoDir, fmt.Sprintf("v%02d.mp4", i))
-		if err := os.Link(src, p); err != nil {
-			if err := copyFile(src, p); err != nil {
-				return nil, err
-			}
-		}
-		videos = append(videos, p)
 	}
 	frames := float64(n * perVideo)
 	run := func(m *bundle.Manifest, spin bool, threads int, label string) (float64, error) {
@@ -133,4 +123,23 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.WriteFile(dst, data, 0o644)
+}
+
+// videoCopies makes n files of src in dir (hard links where the file
+// system allows), so n jobs get n distinct video ids.
+func videoCopies(dir, src string, n int) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var videos []string
+	for i := range n {
+		p := filepath.Join(dir, fmt.Sprintf("v%02d%s", i, filepath.Ext(src)))
+		if err := os.Link(src, p); err != nil {
+			if err := copyFile(src, p); err != nil {
+				return nil, err
+			}
+		}
+		videos = append(videos, p)
+	}
+	return videos, nil
 }

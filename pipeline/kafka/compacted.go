@@ -185,19 +185,11 @@ func EndOffsets(ctx context.Context, c Config, topic string) (map[int]int64, err
 func TailFrom(ctx context.Context, c Config, topic string, partition int, offset int64, fn func(pipeline.Message) error) error {
 	c = c.WithDefaults()
 	next := offset
-	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:   c.Brokers,
-		Topic:     topic,
-		Partition: partition,
-		MinBytes:  1,
-		MaxBytes:  4 << 20,
-		MaxWait:   250 * time.Millisecond,
-		Dialer:    c.dialer(),
-	})
-	defer r.Close()
-	if err := r.SetOffset(next); err != nil {
+	r, err := c.partitionReader(topic, partition, next, 250*time.Millisecond)
+	if err != nil {
 		return fmt.Errorf("kafka: %s/%d: %w", topic, partition, err)
 	}
+	defer r.Close()
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 )
@@ -72,4 +73,23 @@ func spans(ctx context.Context, client *kafkago.Client, parts map[string][]int) 
 		}
 	}
 	return out, nil
+}
+
+// partitionReader reads one partition from offset from, outside any
+// consumer group: for scans, requests and compacted reads.
+func (c Config) partitionReader(topic string, partition int, from int64, maxWait time.Duration) (*kafkago.Reader, error) {
+	r := kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:   c.Brokers,
+		Topic:     topic,
+		Partition: partition,
+		MinBytes:  1,
+		MaxBytes:  4 << 20,
+		MaxWait:   maxWait,
+		Dialer:    c.dialer(),
+	})
+	if err := r.SetOffset(from); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
 }

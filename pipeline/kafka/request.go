@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/vidx/vidx/pipeline"
 )
 
@@ -32,18 +30,11 @@ func Request(ctx context.Context, kc Config, msg pipeline.Output, replyTopic str
 		return pipeline.Message{}, fmt.Errorf("request: %w", err)
 	}
 	start := got[topicPartition{replyTopic, partition}].end
-	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:   kc.Brokers,
-		Topic:     replyTopic,
-		Partition: partition,
-		MaxBytes:  4 << 20,
-		MaxWait:   100 * time.Millisecond,
-		Dialer:    kc.dialer(),
-	})
-	defer r.Close()
-	if err := r.SetOffset(start); err != nil {
+	r, err := kc.partitionReader(replyTopic, partition, start, 100*time.Millisecond)
+	if err != nil {
 		return pipeline.Message{}, fmt.Errorf("request: %w", err)
 	}
+	defer r.Close()
 	if err := Produce(ctx, kc, msg); err != nil {
 		return pipeline.Message{}, fmt.Errorf("request: produce to %s: %w", msg.Topic, err)
 	}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/vidx/vidx/pipeline"
 )
 
@@ -41,18 +39,11 @@ func ScanTopic(ctx context.Context, kc Config, topic string, fn func(pipeline.Me
 }
 
 func scanPartition(ctx context.Context, kc Config, topic string, partition int, from, end int64, fn func(pipeline.Message) error) error {
-	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:   kc.Brokers,
-		Topic:     topic,
-		Partition: partition,
-		MaxBytes:  4 << 20,
-		MaxWait:   100 * time.Millisecond,
-		Dialer:    kc.dialer(),
-	})
-	defer r.Close()
-	if err := r.SetOffset(from); err != nil {
+	r, err := kc.partitionReader(topic, partition, from, 100*time.Millisecond)
+	if err != nil {
 		return fmt.Errorf("scan %s/%d: %w", topic, partition, err)
 	}
+	defer r.Close()
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {

@@ -7,6 +7,7 @@
 package sample
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -56,12 +57,9 @@ func NewStage(cfg StageConfig) (*Stage, error) {
 	if err := cfg.Options.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Codec == "" {
-		cfg.Codec = schemas.CodecJPEG
-	}
-	if cfg.Quality == 0 {
-		cfg.Quality = 95
-	}
+	def := Settings{}.WithDefaults()
+	cfg.Codec = cmp.Or(cfg.Codec, def.Codec)
+	cfg.Quality = cmp.Or(cfg.Quality, def.Quality)
 	if cfg.Codec != schemas.CodecJPEG && cfg.Codec != schemas.CodecPNG {
 		return nil, fmt.Errorf("sample: codec %q is not jpeg or png", cfg.Codec)
 	}

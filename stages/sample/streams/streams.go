@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/vidx/vidx/pipeline/kafka"
 	"github.com/vidx/vidx/schemas"
 	"github.com/vidx/vidx/sourceguard"
+	"github.com/vidx/vidx/stages/sample"
 	"github.com/vidx/vidx/telemetry"
 )
 
@@ -202,18 +204,12 @@ func New(cfg Config, env Env) (*Service, error) {
 	if err := env.Kafka.Validate(); err != nil {
 		return nil, err
 	}
-	if env.Codec == "" {
-		env.Codec = schemas.CodecJPEG
-	}
-	if env.Quality == 0 {
-		env.Quality = 95
-	}
-	if env.Size == 0 {
-		env.Size = 224
-	}
-	if env.FFmpegPath == "" {
-		env.FFmpegPath = "ffmpeg"
-	}
+	// The sample stage's defaults: windows travel as its clips do.
+	def := sample.Settings{}.WithDefaults()
+	env.Codec = cmp.Or(env.Codec, def.Codec)
+	env.Quality = cmp.Or(env.Quality, def.Quality)
+	env.FFmpegPath = cmp.Or(env.FFmpegPath, def.FFmpeg)
+	env.Size = cmp.Or(env.Size, media.Options{}.WithDefaults().Size)
 	if env.Owner == "" {
 		host, _ := os.Hostname()
 		env.Owner = host + "/" + strconv.Itoa(os.Getpid())

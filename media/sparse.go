@@ -8,6 +8,7 @@ import (
 	"image"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -59,6 +60,11 @@ import (
 // 60 s / 12 kept is a 5 s gap; above 8 s the sparse path is clearly ahead
 // even for the longest usual GOPs.
 const sparseMinGapS = 8.0
+
+// seeksPerRun bounds the inputs of one ffmpeg process: each input opens
+// the file and its own decoder with its reference frames, so memory grows
+// with them, while a new process costs only its start-up (tens of ms).
+const seeksPerRun = 16
 
 // tailS is how far before the probed end the tail decode seeks; the demuxer
 // goes back to the keyframe before it anyway.
@@ -127,12 +133,11 @@ func (d *Decoder) decodeSparse(ctx context.Context, src sourceguard.Source, p pr
 	kept := SelectIndices(n, o.MaxFrames, SelectUniform)
 	frames := make([]Frame, 0, len(kept))
 	mid := kept[:len(kept)-1] // the last is the tail's last frame
-	if len(mid) > 0 {
-		args := d.sparseArgs(src, p, mid)
+	for run := range slices.Chunk(mid, seeksPerRun) {
 		got := 0
-		err := d.readFrames(ctx, src, args, size, nil, func(raw []byte) error {
-			if got < len(mid) {
-				frames = append(frames, Frame{TimeS: float64(mid[got]) / o.FPS, Image: resizer(raw)})
+		err := d.readFrames(ctx, src, d.sparseArgs(src, p, run), size, nil, func(raw []byte) error {
+			if got < len(run) {
+				frames = append(frames, Frame{TimeS: float64(run[got]) / o.FPS, Image: resizer(raw)})
 			}
 			got++
 			return nil
@@ -140,8 +145,8 @@ func (d *Decoder) decodeSparse(ctx context.Context, src sourceguard.Source, p pr
 		if err != nil {
 			return err
 		}
-		if got != len(mid) {
-			return fmt.Errorf("%w: %d of %d seeks gave their frame", errSparseFallback, got, len(mid))
+		if got != len(run) {
+			return fmt.Errorf("%w: %d of %d seeks gave their frame", errSparseFallback, got, len(run))
 		}
 	}
 	frames = append(frames, Frame{TimeS: float64(lastSlot) / o.FPS, Image: resizer(last)})

@@ -3,6 +3,7 @@ package media
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -34,16 +35,24 @@ func TestSparseDecodeMatchesFull(t *testing.T) {
 		fps    float64
 		max    int
 		sparse bool // the sparse path must be chosen and succeed
+		force  bool // run the sparse path although Clips would not
+		// fallback: the sparse path, chosen, must see that it cannot be
+		// exact and leave the video to the full decode
+		fallback bool
 	}{
-		{"b-frames long GOP mp4", gop, 1, 4, true},
-		{"b-frames long GOP mkv", func() string { return mediatest.LongGOPVideo(t, dir, "gop.mkv", 50.3) }, 1, 4, true},
-		{"fractional fps", gop, 2.5, 5, true},
-		{"half fps", gop, 0.5, 2, true},
-		{"variable frame rate", vfr, 1, 4, true},
-		{"variable frame rate 3 fps", vfr, 3, 5, true},
-		{"non-zero start", func() string { return mediatest.OffsetVideo(t, dir) }, 1, 4, true},
-		{"short video falls back", func() string { return mediatest.LongGOPVideo(t, dir, "short.mp4", 6) }, 1, 4, false},
-		{"MPEG-TS falls back", func() string { return mediatest.LongGOPVideo(t, dir, "gop.ts", 50.3) }, 1, 4, false},
+		{"b-frames long GOP mp4", gop, 1, 4, true, false, false},
+		{"b-frames long GOP mkv", func() string { return mediatest.LongGOPVideo(t, dir, "gop.mkv", 50.3) }, 1, 4, true, false, false},
+		{"fractional fps", gop, 2.5, 5, true, false, false},
+		{"half fps", gop, 0.5, 2, true, false, false},
+		{"variable frame rate", vfr, 1, 4, true, false, false},
+		{"variable frame rate 3 fps", vfr, 3, 5, true, false, false},
+		{"non-zero start", func() string { return mediatest.OffsetVideo(t, dir) }, 1, 4, true, false, false},
+		{"more seeks than one process takes", gop, 1, seeksPerRun + 5, false, true, false},
+		{"length unknown until decoded falls back", func() string {
+			return mediatest.WithAudio(t, mediatest.LongGOPVideo(t, dir, "short-video.mkv", 40), filepath.Join(dir, "long-audio.mkv"), 60, 0, 0)
+		}, 1, 4, true, false, true},
+		{"short video falls back", func() string { return mediatest.LongGOPVideo(t, dir, "short.mp4", 6) }, 1, 4, false, false, false},
+		{"MPEG-TS falls back", func() string { return mediatest.LongGOPVideo(t, dir, "gop.ts", 50.3) }, 1, 4, false, false, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -67,7 +76,12 @@ func TestSparseDecodeMatchesFull(t *testing.T) {
 			if err := d.decode(ctx, src, px, p, func(c Clip) error { full = append(full, c); return nil }); err != nil {
 				t.Fatal(err)
 			}
-			if c.sparse {
+			if c.fallback {
+				err := d.decodeSparse(ctx, src, p, func(Clip) error { t.Fatal("clip emitted"); return nil })
+				if !errors.Is(err, errSparseFallback) {
+					t.Fatalf("sparse decode: %v, want %v", err, errSparseFallback)
+				}
+			} else if c.sparse || c.force {
 				var sparse []Clip
 				if err := d.decodeSparse(ctx, src, p, func(c Clip) error { sparse = append(sparse, c); return nil }); err != nil {
 					t.Fatalf("sparse decode: %v", err)

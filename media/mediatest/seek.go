@@ -39,10 +39,18 @@ func VFRVideo(tb testing.TB, dir string) string {
 func OffsetVideo(tb testing.TB, dir string) string {
 	tb.Helper()
 	plain := LongGOPVideo(tb, dir, "offset-plain.mp4", 44)
-	path := filepath.Join(dir, "offset.mp4")
-	args := []string{"-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=d=46",
-		"-itsoffset", "1.3", "-i", plain, "-map", "1:v", "-map", "0:a", "-c:v", "copy", "-c:a", "aac",
-		"-output_ts_offset", "7", path}
+	return WithAudio(tb, plain, filepath.Join(dir, "offset.mp4"), 46, 1.3, 7)
+}
+
+// WithAudio copies video's stream to path next to audioS seconds of tone,
+// the video delayed by delayS after the audio and the whole file's clock
+// starting at startS.
+func WithAudio(tb testing.TB, video, path string, audioS, delayS, startS float64) string {
+	tb.Helper()
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	args := []string{"-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=d=" + f(audioS),
+		"-itsoffset", f(delayS), "-i", video, "-map", "1:v", "-map", "0:a", "-c:v", "copy", "-c:a", "aac",
+		"-output_ts_offset", f(startS), path}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, "ffmpeg", args...).CombinedOutput(); err != nil {

@@ -51,15 +51,14 @@ import (
 // Anything the sparse path cannot vouch for falls back to the full decode.
 
 // sparseMinGapS is how far apart, in seconds of video, the kept frames must
-// be for seeking to pay. Each seek decodes on average half a GOP plus the
-// one sampling interval of preroll; x264's default GOP is 250 frames (10 s
-// at 25 fps), so a seek costs about 5-6 s of video, and the full decode
-// costs the gap between kept frames. Measured on 1280x720 H.264 (GOP 250)
-// on 2 cores, 12 frames kept: a 60 s video decodes in 1.9 s full and
-// 1.8 s sparse (even), 120 s in 3.6 s vs 1.9 s, 600 s in 17 s vs 2.2 s.
-// 60 s / 12 kept is a 5 s gap; above 8 s the sparse path is clearly ahead
-// even for the longest usual GOPs.
-const sparseMinGapS = 8.0
+// be for seeking to pay. Each kept frame costs a seek that decodes from the
+// keyframe before it, on average half a GOP (x264's default GOP is 250
+// frames, 10 s at 25 fps), while the full decode costs the whole gap
+// between kept frames. BenchmarkWholeSparse, 240 s of 640x360 H.264 with
+// 250-frame GOPs on 2 shared cores: gap 4 s: full 5.6 s, sparse 13.6 s;
+// 8 s: 7.2 s vs 8.5 s; 12 s: 6.8 s vs 5.7 s; 20 s: 8.1 s vs 3.6 s. The
+// break-even lies near 10 s for such GOPs; shorter GOPs move it down.
+const sparseMinGapS = 10.0
 
 // seeksPerRun bounds the inputs of one ffmpeg process: each input opens
 // the file and its own decoder with its reference frames, so memory grows

@@ -197,3 +197,42 @@ func TestParseShowinfoPTS(t *testing.T) {
 		}
 	}
 }
+
+// TestSparseGuardedFile decodes a guarded local file, which ffmpeg reads
+// through an inherited descriptor that every seeking input opens anew.
+func TestSparseGuardedFile(t *testing.T) {
+	mediatest.RequireFFmpeg(t)
+	dir := t.TempDir()
+	path := mediatest.LongGOPVideo(t, dir, "gop.mp4", 50.3)
+	g := mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{FileRoots: []string{dir}})
+	guarded := newTestDecoder(t, Options{MaxFrames: 4, Guard: g, Logger: testLog(t)})
+	ctx := context.Background()
+	src, px, err := guarded.open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := guarded.probe(ctx, src, px)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, why := guarded.sparse(src, px, p)
+	if !ok {
+		t.Fatalf("guarded local file not decoded sparsely: %s", why)
+	}
+	var sparse []Clip
+	if err := guarded.decodeSparse(ctx, src, p, func(c Clip) error { sparse = append(sparse, c); return nil }); err != nil {
+		t.Fatalf("sparse decode: %v", err)
+	}
+	guarded.release(&src, px)
+	var full []Clip
+	plain := newTestDecoder(t, Options{MaxFrames: 4, Logger: testLog(t)})
+	psrc, ppx, err := plain.open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.release(&psrc, ppx)
+	if err := plain.decode(ctx, psrc, ppx, p, func(c Clip) error { full = append(full, c); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	sameClips(t, "guarded sparse", sparse, full)
+}

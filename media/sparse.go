@@ -41,14 +41,18 @@ import (
 //     and reads the last slot from showinfo: that gives N and the last
 //     frame;
 //  2. picks the kept frames of N exactly as the full decode would;
-//  3. decodes every other kept frame g in one ffmpeg process, one input per
-//     frame: -ss (g-0.5)/F -noaccurate_seek starts decoding at the keyframe
-//     at or before that time and feeds every frame from there to the fps
-//     filter, whose slot g is then exactly the full decode's, provided the
-//     first frame fed falls in slot g or earlier. trim keeps slot g only,
-//     so when the seek landed too late the input yields no frame, the
-//     count comes up short and the full decode runs instead. Frame 0 is
-//     the first slot the filter emits, decoded without seeking.
+//  3. decodes every other kept frame g with one ffmpeg input per frame:
+//     -ss (g-0.5)/F -noaccurate_seek starts decoding at the keyframe at or
+//     before that time and feeds every frame from there to the fps filter.
+//     A keyframe at or before (g+0.5)/F falls in slot g or earlier, so
+//     slot g is then exactly the full decode's; trim keeps slot g only.
+//     Where a demuxer lands after the target anyway, the input yields no
+//     frame, the count comes up short and the full decode runs instead.
+//     Frame 0 is the first slot the filter emits, decoded without seeking.
+//
+// N is nearly always round(duration*F), so step 3 runs for that count's
+// selection beside step 1, and a different N only adds the frames its
+// selection changes.
 //
 // Anything the sparse path cannot vouch for falls back to the full decode.
 
@@ -57,15 +61,16 @@ import (
 // keyframe before it, on average half a GOP (x264's default GOP is 250
 // frames, 10 s at 25 fps), while the full decode costs the whole gap
 // between kept frames. BenchmarkWholeSparse, 240 s of 640x360 H.264 with
-// 250-frame GOPs on 2 shared cores: gap 4 s: full 5.6 s, sparse 13.6 s;
-// 8 s: 7.2 s vs 8.5 s; 12 s: 6.8 s vs 5.7 s; 20 s: 8.1 s vs 3.6 s. The
-// break-even lies near 10 s for such GOPs; shorter GOPs move it down.
+// 250-frame GOPs on 2 shared cores (load 6): gap 4 s: full 5.1 s, sparse
+// 7.1 s; 8 s: 4.1 s vs 4.6 s; 12 s: 3.5 s vs 2.6 s; 20 s: 3.6 s vs 1.6 s.
+// The break-even lies near 10 s for such GOPs; shorter GOPs move it down.
 const sparseMinGapS = 10.0
 
 // sparseProcs is how many ffmpeg processes decode seeks at once. On 2
-// cores two halved the wall time of one when the cores were free (11
-// seeks in a 10-minute 720p video: 4.2 s against 8.2 s) and cost nothing
-// when other work filled them (1 to 4 at once within 8-9 s at load 5-10).
+// shared cores, 11 seeks in a 10-minute 720p video took 4.2 s two at a
+// time against 8.2 s one at a time in one run; in later runs at load 4-6,
+// 1 to 4 at a time all took 7.9-8.6 s. Two never cost more, and match the
+// cores a full decode's threads would use here.
 const sparseProcs = 2
 
 // seeksPerRun bounds the inputs of one ffmpeg process: each input opens

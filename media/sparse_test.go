@@ -47,7 +47,7 @@ func TestSparseDecodeMatchesFull(t *testing.T) {
 		{"variable frame rate", vfr, 1, 4, true, false, false},
 		{"variable frame rate 3 fps", vfr, 3, 4, true, false, false},
 		{"non-zero start", func() string { return mediatest.OffsetVideo(t, dir) }, 1, 4, true, false, false},
-		{"more seeks than one process takes", gop, 1, seeksPerRun + 5, false, true, false},
+		{"seeks split across processes", gop, 1, seeksPerRun + 5, false, true, false},
 		{"length unknown until decoded falls back", func() string {
 			return mediatest.WithAudio(t, mediatest.LongGOPVideo(t, dir, "short-video.mkv", 40), filepath.Join(dir, "long-audio.mkv"), 60, 0, 0)
 		}, 1, 4, true, false, true},

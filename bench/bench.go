@@ -395,6 +395,17 @@ func (c *Config) video(ctx context.Context) (string, error) {
 	return c.renderVideo(ctx, name, graph)
 }
 
+// longVideo is the sparse sampling input: a 10-minute 720p video, of which
+// whole mode keeps 12 frames. --quick renders a small one just long enough
+// for the sparse path.
+func (c *Config) longVideo(ctx context.Context) (string, error) {
+	name, graph := "testsrc2-1280x720-600s.mp4", "testsrc2=size=1280x720:rate=25:duration=600"
+	if c.Quick {
+		name, graph = "testsrc2-320x180-120s.mp4", "testsrc2=size=320x180:rate=25:duration=120"
+	}
+	return c.renderVideo(ctx, name, graph)
+}
+
 // renderVideo renders a lavfi graph to CacheDir/videos/name once.
 func (c *Config) renderVideo(ctx context.Context, name, graph string) (string, error) {
 	dir := filepath.Join(c.CacheDir, "videos")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"os/exec"
 	"testing"
 
@@ -86,5 +87,46 @@ func BenchmarkPlainFFmpeg(b *testing.B) {
 			}
 			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "frames/s")
 		})
+	}
+}
+
+// BenchmarkWholeSparse times one whole-mode clip decoded in one pass
+// against decoded by seeking, as the kept frames grow apart: MaxFrames 60,
+// 30, 20 and 12 of a 240 s 640x360 video with 250-frame GOPs keep a frame every 4,
+// 8, 12 and 20 s. sparseMinGapS comes from here. VIDX_BENCH_VIDEO names
+// another video to measure (its length sets the gaps).
+func BenchmarkWholeSparse(b *testing.B) {
+	path := os.Getenv("VIDX_BENCH_VIDEO")
+	if path == "" {
+		path = mediatest.MakeVideo(b, b.TempDir(), "long.mp4", "testsrc2=size=640x360:rate=25:duration=240", "-bf", "3", "-g", "250")
+	}
+	for _, kept := range []int{60, 30, 20, 12} {
+		d := newTestDecoder(b, Options{MaxFrames: kept})
+		ctx := context.Background()
+		src, px, err := d.open(ctx, path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := d.probe(ctx, src, px)
+		if err != nil {
+			b.Fatal(err)
+		}
+		gap := p.DurationS / float64(kept)
+		for _, mode := range []string{"full", "sparse"} {
+			b.Run(fmt.Sprintf("gap=%.0fs/%s", gap, mode), func(b *testing.B) {
+				for b.Loop() {
+					var err error
+					if mode == "full" {
+						err = d.decode(ctx, src, px, p, func(Clip) error { return nil })
+					} else {
+						err = d.decodeSparse(ctx, src, p, func(Clip) error { return nil })
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+		d.release(&src, px)
 	}
 }

@@ -110,6 +110,15 @@ func (d *Decoder) Clips(ctx context.Context, uri string, fn func(Clip) error) er
 	if err != nil {
 		return d.ctxError(ctx, src, err)
 	}
+	if ok, why := d.sparse(src, px, p); ok {
+		err := d.decodeSparse(ctx, src, p, fn)
+		if !errors.Is(err, errSparseFallback) {
+			return err
+		}
+		d.opts.Logger.DebugContext(ctx, "sample: full decode", "uri", src.URI, "reason", err)
+	} else {
+		d.opts.Logger.DebugContext(ctx, "sample: full decode", "uri", src.URI, "reason", why)
+	}
 	return d.decode(ctx, src, px, p, fn)
 }
 

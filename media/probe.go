@@ -117,15 +117,17 @@ type probeOutput struct {
 		} `json:"side_data_list"`
 	} `json:"streams"`
 	Format struct {
-		Duration string `json:"duration"`
-		BitRate  string `json:"bit_rate"`
+		Duration   string `json:"duration"`
+		BitRate    string `json:"bit_rate"`
+		FormatName string `json:"format_name"`
 	} `json:"format"`
 }
 
 // probed is Info plus what the decoder needs to address the stream.
 type probed struct {
 	Info
-	videoOrdinal int // index among the file's video streams, for -map 0:v:N
+	videoOrdinal int    // index among the file's video streams, for -map 0:v:N
+	format       string // the demuxer's names, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
 }
 
 // Probe reads the first real video stream's properties with ffprobe.
@@ -149,7 +151,7 @@ func (d *Decoder) probe(ctx context.Context, src sourceguard.Source, px *sourceg
 	args = append(args, ffmpeg.ConvertKwargsToCmdLineArgs(inputArgs(src, d.rwTimeout, proxyURL(px)))...)
 	args = append(args,
 		"-show_entries", "stream=codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,duration"+
-			":stream_disposition=attached_pic:stream_tags=rotate:stream_side_data=rotation:format=duration,bit_rate",
+			":stream_disposition=attached_pic:stream_tags=rotate:stream_side_data=rotation:format=duration,bit_rate,format_name",
 		"-of", "json", "-i", src.Input)
 	var stdout bytes.Buffer
 	stderr := newTailBuffer(stderrLimit)
@@ -175,7 +177,7 @@ func (d *Decoder) probe(ctx context.Context, src sourceguard.Source, px *sourceg
 		if s.Width <= 0 || s.Height <= 0 {
 			return probed{}, pipeline.Poisonf("%s: video stream has no frame size (%dx%d)", src.URI, s.Width, s.Height)
 		}
-		p := probed{videoOrdinal: ordinal, Info: Info{
+		p := probed{videoOrdinal: ordinal, format: out.Format.FormatName, Info: Info{
 			Width: s.Width, Height: s.Height, Codec: s.CodecName,
 			FPS:       parseRate(s.AvgFrameRate),
 			DurationS: parseSeconds(s.Duration),

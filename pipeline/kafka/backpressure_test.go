@@ -9,6 +9,7 @@ import (
 
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/pipeline/kafka"
+	"github.com/vidx/vidx/pipeline/kafka/kafkatest"
 )
 
 // TestMaxBatchBytes checks a burst of large messages is cut into batches
@@ -72,9 +73,14 @@ func TestMaxBatchBytes(t *testing.T) {
 // once, though MaxWait is an hour, and still batches a backlog the reader
 // has prefetched.
 func TestEager(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	kafkatest.Each(t, 2, []string{"in", "dead-letters"}, testEager)
+}
+
+func testEager(t *testing.T, b *kafkatest.Broker) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	kc := startBroker(t, "in", "out", "dead-letters")
+	kc := b.Config()
+	in := b.Name("in")
 	batches := make(chan int, 100)
 	release := make(chan struct{})
 	h := pipeline.HandlerFunc(func(_ context.Context, batch []pipeline.Message) []pipeline.Result {
@@ -82,7 +88,8 @@ func TestEager(t *testing.T) {
 		<-release
 		return make([]pipeline.Result, len(batch))
 	})
-	cfg := kafka.StageConfig{Name: "eager", Topics: []string{"in"}, Runtime: kafka.Runtime{MaxBatch: 50, MaxWait: time.Hour, Eager: true}}
+	cfg := kafka.StageConfig{Name: "eager", Topics: []string{in}, DeadLetterTopic: b.Name("dead-letters"),
+		Runtime: kafka.Runtime{Group: b.Name("eager"), MaxBatch: 50, MaxWait: time.Hour, Eager: true}}
 	st, err := kafka.NewStage(cfg, kc, h, testLogger(), kafka.Hooks{})
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +98,7 @@ func TestEager(t *testing.T) {
 	produce := func(n int) {
 		var outs []pipeline.Output
 		for range n {
-			outs = append(outs, pipeline.Output{Topic: "in", Key: []byte("one-partition"), Value: []byte("q")})
+			outs = append(outs, pipeline.Output{Topic: in, Key: []byte("one-partition"), Value: []byte("q")})
 		}
 		if err := kafka.Produce(ctx, kc, outs...); err != nil {
 			t.Fatal(err)

@@ -42,6 +42,12 @@ type collection struct {
 	dot  dotFunc
 	// shardMinRows is the smallest range a parallel scan gives a worker.
 	shardMinRows int
+	// book holds the vectors' int8 codes for scanCoded; nil where this
+	// build or CPU has no code kernel or Options.PlainScan is set.
+	book    *codebook
+	codeDot codeDotFunc
+	// codedMinRows is the fewest points for which a scan reads codes.
+	codedMinRows int
 
 	wmu     sync.Mutex
 	f       *os.File
@@ -89,6 +95,10 @@ func openCollection(dir string, opts Options, log *slog.Logger) (*collection, er
 		byID: make(map[string]int),
 
 		shardMinRows: defaultShardMinRows,
+		codedMinRows: defaultCodedMinRows,
+	}
+	if kernel, ok := codeKernel(); (ok || opts.forceCodes) && !opts.PlainScan {
+		c.book, c.codeDot = newCodebook(spec.Dim), kernel
 	}
 	f, err := os.OpenFile(filepath.Join(dir, logName), os.O_RDWR, 0)
 	if err != nil {
@@ -208,6 +218,7 @@ func (c *collection) applyRecord(body []byte) error {
 		if id == "" {
 			return fmt.Errorf("%w: empty point id", errBadRecord)
 		}
+		c.book.put(slot, vec)
 		if existed {
 			c.payloads[slot] = p
 		} else {
@@ -238,9 +249,11 @@ func (c *collection) applyRecord(body []byte) error {
 func (c *collection) put(id string, vec []float32, p sinks.Payload) {
 	if slot, ok := c.byID[id]; ok {
 		copy(c.vecs[slot*c.dim:(slot+1)*c.dim], vec)
+		c.book.put(slot, vec)
 		c.payloads[slot] = p
 		return
 	}
+	c.book.put(len(c.ids), vec)
 	c.byID[id] = len(c.ids)
 	c.ids = append(c.ids, id)
 	c.payloads = append(c.payloads, p)
@@ -271,6 +284,7 @@ func (c *collection) remove(match func(*sinks.Payload) bool) int {
 		delete(c.byID, c.ids[i])
 		if i != last {
 			copy(c.vecs[i*c.dim:(i+1)*c.dim], c.vecs[last*c.dim:])
+			c.book.move(i, last)
 			c.ids[i] = c.ids[last]
 			c.payloads[i] = c.payloads[last]
 			c.byID[c.ids[i]] = i
@@ -281,6 +295,7 @@ func (c *collection) remove(match func(*sinks.Payload) bool) int {
 		c.ids = c.ids[:last]
 		c.payloads = c.payloads[:last]
 		c.vecs = c.vecs[:last*c.dim]
+		c.book.truncate(last)
 		removed++
 	}
 	return removed
@@ -441,7 +456,7 @@ func (c *collection) close() error {
 	}
 	c.mu.Lock()
 	c.closed = true
-	c.vecs, c.ids, c.payloads, c.byID = nil, nil, nil, nil
+	c.vecs, c.ids, c.payloads, c.byID, c.book = nil, nil, nil, nil, nil
 	c.mu.Unlock()
 	return errors.Join(errs...)
 }
@@ -543,6 +558,7 @@ func (c *collection) shrink() {
 		c.vecs = append([]float32(nil), c.vecs...)
 		c.ids = append([]string(nil), c.ids...)
 		c.payloads = append([]sinks.Payload(nil), c.payloads...)
+		c.book.shrink()
 	}
 }
 

@@ -38,7 +38,8 @@ func (c *collection) shards(n int) int {
 }
 
 // scan returns, for each query, its best q.k candidates among all live
-// points, best first. It splits the slab into the given number of contiguous
+// points, best first. A collection with codes reads them first
+// (scanCoded), with the same results. Otherwise it splits the slab into the given number of contiguous
 // shards scanned in parallel, and answers all queries in the same pass:
 // the scan is bound by reading the vectors from memory, so a second query
 // on a vector already in cache costs only its dot product. Callers hold mu
@@ -51,6 +52,19 @@ func (c *collection) shards(n int) int {
 // by a strict total order (score, then id, and ids are unique), so the k
 // best of the union of each shard's k best are exactly the k best overall.
 func (c *collection) scan(ctx context.Context, qs []scanQuery, shards int) ([][]candidate, error) {
+	n := len(c.ids)
+	out := make([][]candidate, len(qs))
+	if n == 0 {
+		return out, nil
+	}
+	if c.book != nil && n >= c.codedMinRows {
+		return c.scanCoded(ctx, qs, shards)
+	}
+	return c.scanPlain(ctx, qs, shards)
+}
+
+// scanPlain is scan over the float vectors alone.
+func (c *collection) scanPlain(ctx context.Context, qs []scanQuery, shards int) ([][]candidate, error) {
 	n := len(c.ids)
 	out := make([][]candidate, len(qs))
 	if n == 0 {

@@ -25,6 +25,7 @@ func benchCollection(n, dim int) *collection {
 		dim:          dim,
 		dot:          pickDot(),
 		shardMinRows: defaultShardMinRows,
+		codedMinRows: defaultCodedMinRows,
 		vecs:         make([]float32, n*dim),
 		ids:          make([]string, n),
 		payloads:     make([]sinks.Payload, n),
@@ -44,6 +45,12 @@ func benchCollection(n, dim int) *collection {
 		}
 		c.ids[i] = fmt.Sprintf("clip-%07d", i)
 		c.payloads[i] = sinks.Payload{VideoID: fmt.Sprintf("video-%d", i/12), ClipIndex: i % 12, StartS: float64(i%12) * 10}
+	}
+	if kernel, ok := codeKernel(); ok {
+		c.book, c.codeDot = newCodebook(dim), kernel
+		for i := range n {
+			c.book.put(i, c.vecs[i*dim:(i+1)*dim])
+		}
 	}
 	return c
 }
@@ -124,6 +131,11 @@ func BenchmarkScan(b *testing.B) {
 						b.Fatalf("rank %d: old %s, new %s", i, c.ids[a[i].slot], c.ids[n[i].slot])
 					}
 				}
+				// The codes change nothing: same points, same scores.
+				p, _ := c.scanPlain(ctx, []scanQuery{{vec: q, k: k}}, workers)
+				if !slices.Equal(p[0], n) {
+					b.Fatalf("scan with codes differs from the float scan")
+				}
 			}
 			perBatch := 8
 			variants := []struct {
@@ -141,6 +153,13 @@ func BenchmarkScan(b *testing.B) {
 				}},
 				{fmt.Sprintf("new/workers=%d", workers), "new", 1, func(q []float32) error {
 					_, err := scanOne(ctx, c, scanQuery{vec: q, k: k}, c.shards(n))
+					return err
+				}},
+				// The float vectors alone, where new reads the int8
+				// codes first (the same when this build has no code
+				// kernel).
+				{fmt.Sprintf("float/workers=%d", workers), "float", 1, func(q []float32) error {
+					_, err := c.scanPlain(ctx, []scanQuery{{vec: q, k: k}}, c.shards(n))
 					return err
 				}},
 				// A micro-batch in one pass (SearchBatch), timed per query.

@@ -67,9 +67,14 @@ func dot64(a, b []float32) float32 {
 // spread over the whole slab so they land in different shards. It then
 // applies the deletes, which move points between slots.
 func scanFixture(t *testing.T, n, dim, videos int, deletes func(ctx context.Context, s *Store)) (*Store, *collection) {
+	return scanFixtureWith(t, Options{NoSync: true}, n, dim, videos, deletes)
+}
+
+// scanFixtureWith is scanFixture with the store's options.
+func scanFixtureWith(t *testing.T, opts Options, n, dim, videos int, deletes func(ctx context.Context, s *Store)) (*Store, *collection) {
 	t.Helper()
 	ctx := context.Background()
-	s := openStore(t, t.TempDir(), Options{NoSync: true})
+	s := openStore(t, t.TempDir(), opts)
 	if err := s.EnsureCollection(ctx, testSpec("c", dim)); err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +96,17 @@ func scanFixture(t *testing.T, n, dim, videos int, deletes func(ctx context.Cont
 		deletes(ctx, s)
 	}
 	return s, s.colls["c"]
+}
+
+// scanModes are the two ways a collection scans: the float vectors alone,
+// and the int8 codes first (with the vector kernel where this build has
+// one, the portable one otherwise). Both must give refScan's answer.
+var scanModes = []struct {
+	name string
+	opts Options
+}{
+	{"float", Options{NoSync: true, PlainScan: true}},
+	{"codes", Options{NoSync: true, forceCodes: true}},
 }
 
 func TestScanMatchesReference(t *testing.T) {
@@ -126,70 +142,73 @@ func TestScanMatchesReference(t *testing.T) {
 			}
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, c := scanFixture(t, tc.n, dim, 10, tc.deletes)
-			r := rand.New(rand.NewPCG(7, uint64(tc.n)))
-			var queries [][]float32
-			for range 3 {
-				q, _ := normalize(randVec(r, dim), dim)
-				queries = append(queries, q)
-			}
-			if tc.n > 0 {
-				// A stored vector as the query puts a tie group at the top.
-				slot := min(3, len(c.ids)-1)
-				queries = append(queries, slices.Clone(c.vecs[slot*dim:(slot+1)*dim]))
-			}
-			// Every (query, filter) pair in one pass must give what each
-			// gives alone.
-			for _, k := range []int{1, 10, tc.n + 5} {
-				for _, shards := range []int{1, 3} {
-					var batch []scanQuery
-					var want [][]candidate
-					for _, ff := range filters {
-						for _, q := range queries {
-							batch = append(batch, scanQuery{vec: q, k: k, filter: &ff.f, filtered: ff.name != "none"})
-							want = append(want, refScan(c, q, k, ff.f, c.dot))
+		for _, mode := range scanModes {
+			t.Run(tc.name+"/"+mode.name, func(t *testing.T) {
+				_, c := scanFixtureWith(t, mode.opts, tc.n, dim, 10, tc.deletes)
+				c.codedMinRows = 0
+				r := rand.New(rand.NewPCG(7, uint64(tc.n)))
+				var queries [][]float32
+				for range 3 {
+					q, _ := normalize(randVec(r, dim), dim)
+					queries = append(queries, q)
+				}
+				if tc.n > 0 {
+					// A stored vector as the query puts a tie group at the top.
+					slot := min(3, len(c.ids)-1)
+					queries = append(queries, slices.Clone(c.vecs[slot*dim:(slot+1)*dim]))
+				}
+				// Every (query, filter) pair in one pass must give what each
+				// gives alone.
+				for _, k := range []int{1, 10, tc.n + 5} {
+					for _, shards := range []int{1, 3} {
+						var batch []scanQuery
+						var want [][]candidate
+						for _, ff := range filters {
+							for _, q := range queries {
+								batch = append(batch, scanQuery{vec: q, k: k, filter: &ff.f, filtered: ff.name != "none"})
+								want = append(want, refScan(c, q, k, ff.f, c.dot))
+							}
 						}
-					}
-					got, err := c.scan(context.Background(), batch, shards)
-					if err != nil {
-						t.Fatal(err)
-					}
-					for j := range want {
-						if !slices.Equal(got[j], want[j]) {
-							t.Fatalf("batch k=%d shards=%d query %d:\n got %v\nwant %v", k, shards, j, describe(c, got[j]), describe(c, want[j]))
+						got, err := c.scan(context.Background(), batch, shards)
+						if err != nil {
+							t.Fatal(err)
+						}
+						for j := range want {
+							if !slices.Equal(got[j], want[j]) {
+								t.Fatalf("batch k=%d shards=%d query %d:\n got %v\nwant %v", k, shards, j, describe(c, got[j]), describe(c, want[j]))
+							}
 						}
 					}
 				}
-			}
-			for _, ff := range filters {
-				for _, k := range []int{1, 2, 10, 100, tc.n + 5} {
-					for _, shards := range []int{1, 2, 3, 8, tc.n + 3} {
-						name := fmt.Sprintf("%s/k=%d/shards=%d", ff.name, k, shards)
-						for qi, q := range queries {
-							sq := scanQuery{vec: q, k: k, filter: &ff.f, filtered: true}
-							got, err := scanOne(context.Background(), c, sq, shards)
-							if err != nil {
-								t.Fatalf("%s: %v", name, err)
-							}
-							want := refScan(c, q, k, ff.f, c.dot)
-							if !slices.Equal(got, want) {
-								t.Fatalf("%s query %d:\n got %v\nwant %v", name, qi, describe(c, got), describe(c, want))
-							}
-							// The unfiltered fast path must agree too.
-							if ff.name == "none" {
-								sq.filtered = false
+				for _, ff := range filters {
+					for _, k := range []int{1, 2, 10, 100, tc.n + 5} {
+						for _, shards := range []int{1, 2, 3, 8, tc.n + 3} {
+							name := fmt.Sprintf("%s/k=%d/shards=%d", ff.name, k, shards)
+							for qi, q := range queries {
+								sq := scanQuery{vec: q, k: k, filter: &ff.f, filtered: true}
 								got, err := scanOne(context.Background(), c, sq, shards)
-								if err != nil || !slices.Equal(got, want) {
-									t.Fatalf("%s query %d unfiltered path: %v, %v", name, qi, describe(c, got), err)
+								if err != nil {
+									t.Fatalf("%s: %v", name, err)
 								}
+								want := refScan(c, q, k, ff.f, c.dot)
+								if !slices.Equal(got, want) {
+									t.Fatalf("%s query %d:\n got %v\nwant %v", name, qi, describe(c, got), describe(c, want))
+								}
+								// The unfiltered fast path must agree too.
+								if ff.name == "none" {
+									sq.filtered = false
+									got, err := scanOne(context.Background(), c, sq, shards)
+									if err != nil || !slices.Equal(got, want) {
+										t.Fatalf("%s query %d unfiltered path: %v, %v", name, qi, describe(c, got), err)
+									}
+								}
+								checkAgainstFloat64(t, c, q, got, refScan(c, q, k, ff.f, dot64))
 							}
-							checkAgainstFloat64(t, c, q, got, refScan(c, q, k, ff.f, dot64))
 						}
 					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 

@@ -54,6 +54,14 @@ type Options struct {
 	// are the same for every value. Collections too small to be worth
 	// splitting are scanned by one goroutine regardless.
 	ScanWorkers int
+	// PlainScan keeps no int8 codes of the vectors, saving a quarter of
+	// the vectors' memory, and scans the float vectors alone. Results are
+	// the same either way (see scanCoded); only speed differs. Builds
+	// without GOEXPERIMENT=simd, or CPUs without AVX2, always scan plainly.
+	PlainScan bool
+	// forceCodes keeps codes even where only the portable code kernel
+	// exists, so tests reach the coded scan in every build.
+	forceCodes bool
 	// Logger receives warnings about recovered logs and compaction. Nil means
 	// slog.Default().
 	Logger *slog.Logger

@@ -148,14 +148,25 @@ func FirstRowDualSoftmax(mode string, temp float64, sims [][]float64) ([]float64
 
 // similarities returns the dot product of every text with every vector,
 // one row per text, each accumulated in float64 in index order as Dot
-// does. Four texts share a pass over a vector: four independent sums keep
-// the multiplier busy where one sum waits on its last addition, and each
-// sum's order, so its result, is Dot's.
+// does. Where the build has a vector kernel for this CPU it is used; it
+// keeps each sum's order, so the results are the same bits either way.
 func similarities(texts, vecs [][]float32) [][]float64 {
 	rows := make([][]float64, len(texts))
 	for i := range rows {
 		rows[i] = make([]float64, len(vecs))
 	}
+	if similaritiesVector(texts, vecs, rows) {
+		return rows
+	}
+	similaritiesScalar(texts, vecs, rows)
+	return rows
+}
+
+// similaritiesScalar fills rows portably. Four texts share a pass over a
+// vector: four independent sums keep the multiplier busy where one sum
+// waits on its last addition, and each sum's order, so its result, is
+// Dot's.
+func similaritiesScalar(texts, vecs [][]float32, rows [][]float64) {
 	i := 0
 	for ; i+4 <= len(texts); i += 4 {
 		a, b, c, d := texts[i], texts[i+1], texts[i+2], texts[i+3]
@@ -178,7 +189,6 @@ func similarities(texts, vecs [][]float32) [][]float64 {
 			rows[i][j] = Dot(texts[i], v)
 		}
 	}
-	return rows
 }
 
 // softmaxInto computes softmax(x/temp) over n values read with get and

@@ -79,6 +79,39 @@ func TestFastRerankIsExact(t *testing.T) {
 	}
 }
 
+// TestSimilarityKernels checks the vector kernel against the portable one
+// to the bit, on text counts around its block of sixteen and dimensions
+// that are not multiples of four.
+func TestSimilarityKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, tc := range []struct{ texts, hits, dim int }{
+		{1, 1, 1}, {15, 3, 7}, {16, 4, 512}, {17, 9, 33}, {33, 100, 512}, {256, 100, 512},
+	} {
+		t.Run(fmt.Sprintf("%dx%dx%d", tc.texts, tc.hits, tc.dim), func(t *testing.T) {
+			texts, vecs := randomVectors(r, tc.texts, tc.dim), randomVectors(r, tc.hits, tc.dim)
+			rows := func() [][]float64 {
+				out := make([][]float64, tc.texts)
+				for i := range out {
+					out[i] = make([]float64, tc.hits)
+				}
+				return out
+			}
+			vector, scalar := rows(), rows()
+			if !similaritiesVector(texts, vecs, vector) {
+				t.Skip("this build or CPU has no vector kernel (build with GOEXPERIMENT=simd on amd64 with AVX2 and FMA)")
+			}
+			similaritiesScalar(texts, vecs, scalar)
+			for i := range scalar {
+				for j := range scalar[i] {
+					if math.Float64bits(vector[i][j]) != math.Float64bits(scalar[i][j]) {
+						t.Fatalf("[%d][%d]: vector %v, scalar %v", i, j, vector[i][j], scalar[i][j])
+					}
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkRerank scores one query's 100 candidates (512-d) against a
 // full text axis (the default 256 bank rows): "plain" is Dot per pair and
 // the whole DualSoftmax, "fast" the query stage's path. Both give the same
@@ -102,6 +135,18 @@ func BenchmarkRerank(b *testing.B) {
 				sims = append(sims, row)
 			}
 			if _, err := DualSoftmax(RerankSymmetric, 0.01, sims); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("scalar", func(b *testing.B) {
+		rows := make([][]float64, len(texts))
+		for i := range rows {
+			rows[i] = make([]float64, len(vecs))
+		}
+		for b.Loop() {
+			similaritiesScalar(texts, vecs, rows)
+			if _, err := FirstRowDualSoftmax(RerankSymmetric, 0.01, append([][]float64{first}, rows...)); err != nil {
 				b.Fatal(err)
 			}
 		}

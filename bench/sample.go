@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
+	"path/filepath"
 
 	"github.com/vidx/vidx/media"
+	"github.com/vidx/vidx/sourceguard"
 )
 
 // sampleFigures time vidx's sampler (ffprobe, ffmpeg at 1 fps, PIL-exact
@@ -22,6 +26,17 @@ func (c *Config) sampleFigures(ctx context.Context, video string) ([]Figure, err
 	if err != nil {
 		return nil, err
 	}
+	// The long video again from an HTTP server that takes byte ranges, as
+	// a remote job reads it: vidx seeks with range requests through its
+	// source proxy, plain ffmpeg reads the whole file.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, long)
+	}))
+	defer srv.Close()
+	guard, err := sourceguard.NewGuard(sourceguard.SourcePolicy{AllowNetworks: []string{"127.0.0.1/32"}})
+	if err != nil {
+		return nil, err
+	}
 	var figs []Figure
 	for _, tc := range []struct {
 		name, note, video string
@@ -33,6 +48,7 @@ func (c *Config) sampleFigures(ctx context.Context, video string) ([]Figure, err
 		// of decoding all of them; the baseline still decodes everything,
 		// which is what sampling at 1 fps costs without seeking.
 		{"sample_whole_12_long", "whole mode, 12 frames kept, decoded by seeking", long, media.Options{}},
+		{"sample_whole_12_long_http", "as sample_whole_12_long, served over loopback HTTP with byte ranges; vidx seeks with range requests through its source proxy", srv.URL + "/" + filepath.Base(long), media.Options{Guard: guard}},
 	} {
 		fig, err := c.sampleFigure(ctx, tc.video, tc.opts, rounds)
 		if err != nil {

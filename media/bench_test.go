@@ -119,7 +119,7 @@ func BenchmarkWholeSparse(b *testing.B) {
 					if mode == "full" {
 						err = d.decode(ctx, src, px, p, func(Clip) error { return nil })
 					} else {
-						err = d.decodeSparse(ctx, src, p, func(Clip) error { return nil })
+						err = d.decodeSparse(ctx, src, px, p, func(Clip) error { return nil })
 					}
 					if err != nil {
 						b.Fatal(err)

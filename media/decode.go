@@ -111,7 +111,7 @@ func (d *Decoder) Clips(ctx context.Context, uri string, fn func(Clip) error) er
 		return d.ctxError(ctx, src, err)
 	}
 	if ok, why := d.sparse(src, px, p); ok {
-		err := d.decodeSparse(ctx, src, p, fn)
+		err := d.decodeSparse(ctx, src, px, p, fn)
 		if !errors.Is(err, errSparseFallback) {
 			return err
 		}

@@ -3,8 +3,8 @@
 // MaxFrames per clip the way CLIP4Clip does, each resized and center-cropped
 // with encoders/preprocess. It holds probing (ffprobe, ffmpeg's showinfo
 // log), decoding of files and URLs into clips (whole video, windows or
-// shots; the whole-video clip of a long local file by seeking to the kept
-// frames only), frame selection, the windowing that cuts clips, and the
+// shots; the whole-video clip of a long file, local or on a server that
+// takes byte ranges, by seeking to the kept frames only), frame selection, the windowing that cuts clips, and the
 // StreamDecoder that decodes a live source continuously into windows of
 // stream time.
 //

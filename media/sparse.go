@@ -110,10 +110,11 @@ func (d *Decoder) sparse(src sourceguard.Source, px *sourceguard.Proxy, p probed
 		// Head stops the full decode early already; tail keeps a run of
 		// adjacent frames, which a sequential decode of the end does best.
 		return false, "not whole mode with uniform selection"
-	case src.Local == "" || px != nil:
-		// Seeking over HTTP re-requests ranges through the source proxy;
-		// remote videos are decoded in one pass.
-		return false, "not a local file"
+	case src.Local == "" && !(src.Remote && src.Ranges && src.HLS == nil):
+		// A remote file seeks by byte-range requests (through the source
+		// proxy where there is one), which only a server that takes them
+		// answers without sending everything before the range.
+		return false, "not a local file or a remote one whose server takes byte ranges"
 	case !seekableFormat(p.format):
 		return false, "container " + p.format + " has no reliable seek index"
 	case !(p.DurationS > 0):
@@ -128,7 +129,7 @@ func (d *Decoder) sparse(src sourceguard.Source, px *sourceguard.Proxy, p probed
 
 // decodeSparse decodes the whole-mode clip of p by seeking; it returns
 // errSparseFallback, having called nothing, where the full decode must run.
-func (d *Decoder) decodeSparse(ctx context.Context, src sourceguard.Source, p probed, fn func(Clip) error) error {
+func (d *Decoder) decodeSparse(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy, p probed, fn func(Clip) error) error {
 	o := d.opts
 	size := 3 * p.Width * p.Height
 	crop := newCropper(o.Size, p)
@@ -150,11 +151,11 @@ func (d *Decoder) decodeSparse(ctx context.Context, src sourceguard.Source, p pr
 		got              map[int]*image.RGBA
 	)
 	wg.Go(func() {
-		if lastSlot, last, tailErr = d.sparseTail(runCtx, src, p, size, est, crop); tailErr != nil {
+		if lastSlot, last, tailErr = d.sparseTail(runCtx, src, px, p, size, est, crop); tailErr != nil {
 			cancel()
 		}
 	})
-	if got, seekErr = d.seekFrames(runCtx, src, p, size, guess[:len(guess)-1], crop); seekErr != nil {
+	if got, seekErr = d.seekFrames(runCtx, src, px, p, size, guess[:len(guess)-1], crop); seekErr != nil {
 		cancel()
 	}
 	wg.Wait()
@@ -175,7 +176,7 @@ func (d *Decoder) decodeSparse(ctx context.Context, src sourceguard.Source, p pr
 		}
 	}
 	if len(missing) > 0 {
-		more, err := d.seekFrames(ctx, src, p, size, missing, crop)
+		more, err := d.seekFrames(ctx, src, px, p, size, missing, crop)
 		if err := d.sparseError(ctx, src, err); err != nil {
 			return err
 		}
@@ -220,7 +221,7 @@ func newCropper(size int, p probed) func([]byte) *image.RGBA {
 
 // seekFrames decodes the given slots (none the last), sparseProcs ffmpeg
 // processes at a time, each taking up to seeksPerRun slots.
-func (d *Decoder) seekFrames(ctx context.Context, src sourceguard.Source, p probed, size int, slots []int, crop func([]byte) *image.RGBA) (map[int]*image.RGBA, error) {
+func (d *Decoder) seekFrames(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy, p probed, size int, slots []int, crop func([]byte) *image.RGBA) (map[int]*image.RGBA, error) {
 	got := make(map[int]*image.RGBA, len(slots))
 	if len(slots) == 0 {
 		return got, nil
@@ -247,7 +248,7 @@ func (d *Decoder) seekFrames(ctx context.Context, src sourceguard.Source, p prob
 				}
 				run := runs[i]
 				k := 0
-				err := d.readFrames(ctx, src, d.sparseArgs(src, p, run), size, nil, func(raw []byte) error {
+				err := d.readFrames(ctx, src, d.sparseArgs(src, px, p, run), size, nil, func(raw []byte) error {
 					if k < len(run) {
 						img := crop(raw)
 						mu.Lock()
@@ -273,20 +274,8 @@ func (d *Decoder) seekFrames(ctx context.Context, src sourceguard.Source, p prob
 // sparseTail decodes the end of the video and returns its last sampled
 // slot and that slot's frame. Only slots from est-countSlack-1 on are
 // converted and read: a last slot before them is outside the slack anyway.
-func (d *Decoder) sparseTail(ctx context.Context, src sourceguard.Source, p probed, size, est int, crop func([]byte) *image.RGBA) (int, *image.RGBA, error) {
-	in := inputArgs(src, d.rwTimeout, "")
-	in["ss"] = seekArg(max(0, p.DurationS-tailS))
-	in["noaccurate_seek"] = ""
-	stream := ffmpeg.Input(src.Input, in).
-		Get("v:"+strconv.Itoa(p.videoOrdinal)).
-		Filter("fps", ffmpeg.Args{d.fpsArg()}).
-		Filter("trim", nil, ffmpeg.KwArgs{"start_pts": max(0, est-countSlack-1)}).
-		Filter("showinfo", nil).
-		Filter("scale", ffmpeg.Args{fmt.Sprintf("%d:%d", p.Width, p.Height)}).
-		Output("pipe:", ffmpeg.KwArgs{"format": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough"})
-	// showinfo logs at info level; -nostats keeps the progress line out.
-	args := append([]string{"-hide_banner", "-nostdin", "-nostats", "-v", "info", "-copyts", "-start_at_zero"}, stream.GetArgs()...)
-
+func (d *Decoder) sparseTail(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy, p probed, size, est int, crop func([]byte) *image.RGBA) (int, *image.RGBA, error) {
+	args := d.tailArgs(src, px, p, est)
 	bufs := [2][]byte{make([]byte, size), make([]byte, size)}
 	count := 0
 	var slots []int64
@@ -308,12 +297,29 @@ func (d *Decoder) sparseTail(ctx context.Context, src sourceguard.Source, p prob
 	return int(last), crop(bufs[(count-1)%2]), nil
 }
 
+// tailArgs builds the ffmpeg command that decodes the last tailS seconds,
+// converting only the slots from est-countSlack-1 on.
+func (d *Decoder) tailArgs(src sourceguard.Source, px *sourceguard.Proxy, p probed, est int) []string {
+	in := inputArgs(src, d.rwTimeout, proxyURL(px))
+	in["ss"] = seekArg(max(0, p.DurationS-tailS))
+	in["noaccurate_seek"] = ""
+	stream := ffmpeg.Input(src.Input, in).
+		Get("v:"+strconv.Itoa(p.videoOrdinal)).
+		Filter("fps", ffmpeg.Args{d.fpsArg()}).
+		Filter("trim", nil, ffmpeg.KwArgs{"start_pts": max(0, est-countSlack-1)}).
+		Filter("showinfo", nil).
+		Filter("scale", ffmpeg.Args{fmt.Sprintf("%d:%d", p.Width, p.Height)}).
+		Output("pipe:", ffmpeg.KwArgs{"format": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough"})
+	// showinfo logs at info level; -nostats keeps the progress line out.
+	return append([]string{"-hide_banner", "-nostdin", "-nostats", "-v", "info", "-copyts", "-start_at_zero"}, stream.GetArgs()...)
+}
+
 // sparseArgs builds the one ffmpeg command that decodes the kept slots:
 // one input per slot, each seeking before it, concatenated in order.
-func (d *Decoder) sparseArgs(src sourceguard.Source, p probed, slots []int) []string {
+func (d *Decoder) sparseArgs(src sourceguard.Source, px *sourceguard.Proxy, p probed, slots []int) []string {
 	segs := make([]*ffmpeg.Stream, 0, len(slots))
 	for _, g := range slots {
-		in := inputArgs(src, d.rwTimeout, "")
+		in := inputArgs(src, d.rwTimeout, proxyURL(px))
 		var trim ffmpeg.KwArgs
 		if g == 0 {
 			// The first slot the filter emits: the full decode repeats

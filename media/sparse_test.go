@@ -4,10 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vidx/vidx/media/mediatest"
 	"github.com/vidx/vidx/sourceguard"
@@ -77,13 +84,13 @@ func TestSparseDecodeMatchesFull(t *testing.T) {
 				t.Fatal(err)
 			}
 			if c.fallback {
-				err := d.decodeSparse(ctx, src, p, func(Clip) error { t.Fatal("clip emitted"); return nil })
+				err := d.decodeSparse(ctx, src, px, p, func(Clip) error { t.Fatal("clip emitted"); return nil })
 				if !errors.Is(err, errSparseFallback) {
 					t.Fatalf("sparse decode: %v, want %v", err, errSparseFallback)
 				}
 			} else if c.sparse || c.force {
 				var sparse []Clip
-				if err := d.decodeSparse(ctx, src, p, func(c Clip) error { sparse = append(sparse, c); return nil }); err != nil {
+				if err := d.decodeSparse(ctx, src, px, p, func(c Clip) error { sparse = append(sparse, c); return nil }); err != nil {
 					t.Fatalf("sparse decode: %v", err)
 				}
 				sameClips(t, "sparse", sparse, full)
@@ -96,8 +103,9 @@ func TestSparseDecodeMatchesFull(t *testing.T) {
 	}
 }
 
-// TestSparseRemoteFallsBack serves a long video over HTTP: it is decoded
-// in one pass and gives the local file's frames.
+// TestSparseRemoteFallsBack serves a long video over HTTP to a decoder
+// without a guard, which does not know whether the server takes byte
+// ranges: it is decoded in one pass and gives the local file's frames.
 func TestSparseRemoteFallsBack(t *testing.T) {
 	mediatest.RequireFFmpeg(t)
 	dir := t.TempDir()
@@ -147,6 +155,10 @@ func sameClips(t *testing.T, what string, got, want []Clip) {
 func TestSparseChoice(t *testing.T) {
 	local := sourceguard.Source{URI: "/v.mp4", Local: "/v.mp4", Input: "file:/v.mp4"}
 	remote := sourceguard.Source{URI: "http://h/v.mp4", Input: "http://h/v.mp4", Remote: true}
+	ranged := remote
+	ranged.Ranges = true
+	hls := ranged
+	hls.HLS = &sourceguard.HLSInfo{}
 	mp4 := "mov,mp4,m4a,3gp,3g2,mj2"
 	long := probed{Info: Info{DurationS: 600, Width: 1280, Height: 720}, format: mp4}
 	cases := []struct {
@@ -159,6 +171,8 @@ func TestSparseChoice(t *testing.T) {
 		{"long local mp4", Options{}, local, long, true},
 		{"matroska", Options{}, local, probed{Info: long.Info, format: "matroska,webm"}, true},
 		{"remote", Options{}, remote, long, false},
+		{"remote with byte ranges", Options{}, ranged, long, true},
+		{"HLS", Options{}, hls, long, false},
 		{"mpegts", Options{}, local, probed{Info: long.Info, format: "mpegts"}, false},
 		{"unknown duration", Options{}, local, probed{Info: Info{Width: 1280, Height: 720}, format: mp4}, false},
 		{"window mode", Options{Mode: ModeWindow, WindowS: 10}, local, long, false},
@@ -198,6 +212,111 @@ func TestParseShowinfoPTS(t *testing.T) {
 	}
 }
 
+// rangeServer serves dir over HTTP, with byte ranges where ranges is set
+// (http.ServeContent) and as one plain stream otherwise, and counts the
+// range requests it answers.
+type rangeServer struct {
+	dir    string
+	ranges bool
+	ranged atomic.Int64
+}
+
+func (s *rangeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f, err := os.Open(filepath.Join(s.dir, filepath.Base(r.URL.Path)))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	if !s.ranges {
+		io.Copy(w, f)
+		return
+	}
+	if r.Header.Get("Range") != "" {
+		s.ranged.Add(1)
+	}
+	http.ServeContent(w, r, f.Name(), time.Time{}, f)
+}
+
+// TestSparseRemoteRanges decodes a long video served over HTTP through a
+// guard: where the server takes byte ranges it is decoded by seeking,
+// with range requests through the source proxy, and gives the local full
+// decode's frames; where it does not, it is decoded in one pass. (The
+// stream-only server gets Matroska: an MP4 whose index is at its end
+// cannot be read without seeking at all.)
+func TestSparseRemoteRanges(t *testing.T) {
+	mediatest.RequireFFmpeg(t)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name   string
+		ranges bool
+	}{{"gop.mp4", true}, {"gop.mkv", false}} {
+		t.Run(fmt.Sprintf("%s/ranges=%v", tc.name, tc.ranges), func(t *testing.T) {
+			path := mediatest.LongGOPVideo(t, dir, tc.name, 50.3)
+			want := collect(t, newTestDecoder(t, Options{MaxFrames: 4, Logger: testLog(t)}), path)
+			rs := &rangeServer{dir: dir, ranges: tc.ranges}
+			srv := httptest.NewServer(rs)
+			defer srv.Close()
+			g := mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{})
+			d := newTestDecoder(t, Options{MaxFrames: 4, Guard: g, Logger: testLog(t)})
+			url := srv.URL + "/" + tc.name
+			ctx := context.Background()
+			src, px, err := d.open(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := d.probe(ctx, src, px)
+			d.release(&src, px)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok, why := d.sparse(src, px, p); ok != tc.ranges {
+				t.Fatalf("sparse = %v (%s), want %v", ok, why, tc.ranges)
+			}
+			rs.ranged.Store(0)
+			sameClips(t, "remote", collect(t, d, url), want)
+			// One request per seek at least: the tail and the kept frames
+			// but the last.
+			if n := rs.ranged.Load(); tc.ranges && n < 4 {
+				t.Fatalf("seeking decode made %d range requests", n)
+			}
+		})
+	}
+}
+
+// TestSparseArgsUseProxy checks that every input of the seeking commands
+// of a proxied source goes through the source proxy: a direct connection
+// would bypass the policy checks the proxy makes.
+func TestSparseArgsUseProxy(t *testing.T) {
+	g := mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{})
+	px, err := g.StartProxy("http://127.0.0.1:1/v.mp4", testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	src := sourceguard.Source{URI: "http://127.0.0.1:1/v.mp4", Input: "http://127.0.0.1:1/v.mp4", Remote: true, Proxied: true, Ranges: true}
+	d := &Decoder{opts: Options{}.WithDefaults()}
+	p := probed{Info: Info{DurationS: 600, Width: 64, Height: 48}, format: "mov,mp4,m4a,3gp,3g2,mj2"}
+	for name, args := range map[string][]string{
+		"seeks": d.sparseArgs(src, px, p, []int{0, 50, 300}),
+		"tail":  d.tailArgs(src, px, p, 600),
+	} {
+		inputs := 0
+		for i, a := range args {
+			if a != "-i" {
+				continue
+			}
+			inputs++
+			if !slices.Contains(args[:i], px.URL()) || !slices.Contains(args[:i], "-http_proxy") {
+				t.Fatalf("%s: input %d is not read through the proxy: %q", name, inputs, args)
+			}
+		}
+		if proxied := strings.Count(strings.Join(args, " "), "-http_proxy "+px.URL()); inputs == 0 || proxied != inputs {
+			t.Fatalf("%s: %d inputs, %d through the proxy: %q", name, inputs, proxied, args)
+		}
+	}
+}
+
 // TestSparseGuardedFile decodes a guarded local file, which ffmpeg reads
 // through an inherited descriptor that every seeking input opens anew.
 func TestSparseGuardedFile(t *testing.T) {
@@ -220,7 +339,7 @@ func TestSparseGuardedFile(t *testing.T) {
 		t.Fatalf("guarded local file not decoded sparsely: %s", why)
 	}
 	var sparse []Clip
-	if err := guarded.decodeSparse(ctx, src, p, func(c Clip) error { sparse = append(sparse, c); return nil }); err != nil {
+	if err := guarded.decodeSparse(ctx, src, px, p, func(c Clip) error { sparse = append(sparse, c); return nil }); err != nil {
 		t.Fatalf("sparse decode: %v", err)
 	}
 	guarded.release(&src, px)

@@ -226,14 +226,25 @@ func (g *Guard) chooseVariant(raw string, vs []variant, size int) (variant, erro
 
 // preflight fetches an http(s) source before ffmpeg opens it. A playlist is
 // checked entry by entry (a master playlist's chosen variant too) and
-// described; anything else returns nil. Redirects are checked hop by hop
-// and every connection goes through DialContext.
-func (g *Guard) preflight(ctx context.Context, raw string, u *url.URL, size int) (*HLSInfo, error) {
+// described; anything else returns nil, and whether its server takes byte
+// ranges. Redirects are checked hop by hop and every connection goes
+// through DialContext.
+func (g *Guard) preflight(ctx context.Context, raw string, u *url.URL, size int) (*HLSInfo, bool, error) {
 	client := g.httpClient(raw)
-	pl, err := g.fetchPlaylist(ctx, client, raw, u)
-	if err != nil || pl == nil {
-		return nil, err
+	pl, ranges, err := g.fetchPlaylist(ctx, client, raw, u)
+	if err != nil {
+		return nil, false, err
 	}
+	if pl == nil {
+		return nil, ranges, nil
+	}
+	info, err := g.describePlaylist(ctx, client, raw, pl, size)
+	return info, false, err
+}
+
+// describePlaylist checks a fetched playlist (and a master playlist's
+// chosen variant) and describes the media playlist ffmpeg is to read.
+func (g *Guard) describePlaylist(ctx context.Context, client *http.Client, raw string, pl *playlist, size int) (*HLSInfo, error) {
 	if err := g.checkPlaylist(ctx, raw, pl); err != nil {
 		return nil, err
 	}
@@ -242,7 +253,7 @@ func (g *Guard) preflight(ctx context.Context, raw string, u *url.URL, size int)
 		if err != nil {
 			return nil, err
 		}
-		media, err := g.fetchPlaylist(ctx, client, raw, v.url)
+		media, _, err := g.fetchPlaylist(ctx, client, raw, v.url)
 		if err != nil {
 			return nil, err
 		}
@@ -293,50 +304,51 @@ func (g *Guard) httpClient(raw string) *http.Client {
 }
 
 // fetchPlaylist GETs u and parses it when it is a playlist; other content
-// returns nil after reading only its first bytes.
-func (g *Guard) fetchPlaylist(ctx context.Context, client *http.Client, raw string, u *url.URL) (*playlist, error) {
+// returns nil after reading only its first bytes, and whether the server
+// says it takes byte ranges (Accept-Ranges: bytes).
+func (g *Guard) fetchPlaylist(ctx context.Context, client *http.Client, raw string, u *url.URL) (*playlist, bool, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, pipeline.Poison(fmt.Errorf("%s: %w", Redact(raw), err))
+		return nil, false, pipeline.Poison(fmt.Errorf("%s: %w", Redact(raw), err))
 	}
 	req.Header.Set("User-Agent", "vidx")
 	resp, err := client.Do(req)
 	if err != nil {
 		var re *RefusedError
 		if errors.As(err, &re) {
-			return nil, pipeline.Poison(re)
+			return nil, false, pipeline.Poison(re)
 		}
 		if pipeline.Classify(err) != pipeline.ClassUnknown {
-			return nil, err
+			return nil, false, err
 		}
 		var ne net.Error
 		if errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, pipeline.Retryable(fmt.Errorf("%s: HTTP source unavailable: %w", Redact(raw), err))
+			return nil, false, pipeline.Retryable(fmt.Errorf("%s: HTTP source unavailable: %w", Redact(raw), err))
 		}
-		return nil, pipeline.Retryable(fmt.Errorf("%s: %w", Redact(raw), err))
+		return nil, false, pipeline.Retryable(fmt.Errorf("%s: %w", Redact(raw), err))
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode >= 500:
-		return nil, pipeline.Retryable(fmt.Errorf("%s: HTTP source unavailable: server returned %s", Redact(raw), resp.Status))
+		return nil, false, pipeline.Retryable(fmt.Errorf("%s: HTTP source unavailable: server returned %s", Redact(raw), resp.Status))
 	case resp.StatusCode >= 400:
-		return nil, pipeline.Poison(fmt.Errorf("%s: HTTP source rejected the request: server returned %s", Redact(raw), resp.Status))
+		return nil, false, pipeline.Poison(fmt.Errorf("%s: HTTP source rejected the request: server returned %s", Redact(raw), resp.Status))
 	}
 	br := bufio.NewReaderSize(resp.Body, 512)
 	head, _ := br.Peek(10)
 	if !bytes.HasPrefix(bytes.TrimLeft(head, "\ufeff"), []byte("#EXTM3U")) {
-		return nil, nil
+		return nil, strings.EqualFold(strings.TrimSpace(resp.Header.Get("Accept-Ranges")), "bytes"), nil
 	}
 	body, err := io.ReadAll(io.LimitReader(br, maxPlaylistBytes+1))
 	if err != nil {
-		return nil, pipeline.Retryable(fmt.Errorf("%s: read playlist: %w", Redact(raw), err))
+		return nil, false, pipeline.Retryable(fmt.Errorf("%s: read playlist: %w", Redact(raw), err))
 	}
 	if len(body) > maxPlaylistBytes {
-		return nil, refuse(raw, "playlist larger than %d bytes", maxPlaylistBytes)
+		return nil, false, refuse(raw, "playlist larger than %d bytes", maxPlaylistBytes)
 	}
 	pl, err := parsePlaylist(resp.Request.URL, body)
 	if err != nil {
-		return nil, pipeline.Poison(fmt.Errorf("%s: %w", Redact(raw), err))
+		return nil, false, pipeline.Poison(fmt.Errorf("%s: %w", Redact(raw), err))
 	}
-	return pl, nil
+	return pl, false, nil
 }

@@ -398,3 +398,34 @@ func TestGuardPinsStreamHosts(t *testing.T) {
 	_, err = g.Open(context.Background(), "rtsp://10.0.1.7/stream", 224)
 	refusedBecause(t, err, "private")
 }
+
+// TestGuardRecordsByteRanges checks Open says whether an http source's
+// server takes byte ranges, which decides whether a decoder may seek in
+// it: a file served with ranges, one streamed without, and a playlist.
+func TestGuardRecordsByteRanges(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "v.mp4"), make([]byte, 4096))
+	writeFile(t, filepath.Join(dir, "p.m3u8"), []byte("#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nseg.ts\n#EXT-X-ENDLIST\n"))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stream.mp4" {
+			w.Write(make([]byte, 4096)) // no Accept-Ranges
+			return
+		}
+		http.ServeFile(w, r, filepath.Join(dir, filepath.Base(r.URL.Path)))
+	}))
+	defer srv.Close()
+	g, err := NewGuard(SourcePolicy{AllowNetworks: []string{"127.0.0.1/32"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]bool{"/v.mp4": true, "/stream.mp4": false, "/p.m3u8": false} {
+		src, err := g.Open(context.Background(), srv.URL+path, 224)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if src.Ranges != want {
+			t.Errorf("%s: Ranges = %v, want %v", path, src.Ranges, want)
+		}
+		src.Close()
+	}
+}

@@ -26,6 +26,9 @@ type Source struct {
 	Scheme  string
 	Proxied bool     // http(s): ffmpeg connects through a Proxy
 	HLS     *HLSInfo // the source is an HLS playlist
+	// Ranges is set for an http(s) file whose server said it takes byte
+	// ranges, so ffmpeg can seek in it without reading what lies between.
+	Ranges bool
 
 	guarded bool
 	file    *os.File // the opened local file ffmpeg reads as descriptor 3
@@ -65,10 +68,11 @@ func (g *Guard) Open(ctx context.Context, uri string, size int) (Source, error) 
 			return src, err
 		}
 		src.Remote, src.Proxied, src.Input = true, true, u.String()
-		info, err := g.preflight(ctx, uri, u, size)
+		info, ranges, err := g.preflight(ctx, uri, u, size)
 		if err != nil {
 			return src, err
 		}
+		src.Ranges = ranges
 		if info != nil {
 			src.HLS, src.Input = info, info.URL.String()
 		}

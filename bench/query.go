@@ -56,7 +56,7 @@ func (c *Config) queryFigures(ctx context.Context, rt *onnx.Runtime, m *bundle.M
 
 func (c *Config) queryAt(ctx context.Context, rt *onnx.Runtime, m *bundle.Manifest, n int) ([]Figure, error) {
 	dim := m.EmbeddingDim
-	queries := 40
+	queries := 100
 	if c.Quick {
 		queries = 4
 	}

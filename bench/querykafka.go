@@ -29,7 +29,7 @@ import (
 // bare text-tower run and a plain scan), alternating query by query. tag
 // goes into the figures' names ("_int8" for the quantized bundle).
 func (c *Config) queryKafkaFigures(ctx context.Context, rt *onnx.Runtime, m *bundle.Manifest, n int, tag string) ([]Figure, error) {
-	queries := 40
+	queries := 100
 	if c.Quick {
 		queries = 4
 	}

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"math"
+	"slices"
 )
 
 // codebook keeps an int8 copy of every stored vector, a quarter of the
@@ -22,6 +23,18 @@ type codebook struct {
 
 func newCodebook(dim int) *codebook { return &codebook{dim: dim} }
 
+// reserve makes room for n points, so that loading a collection does not
+// regrow the slab (and leave the old copies to the collector) point by
+// point.
+func (b *codebook) reserve(n int) {
+	if b == nil || n <= cap(b.scales) {
+		return
+	}
+	b.codes = append(make([]int8, 0, n*b.dim), b.codes...)
+	b.scales = append(make([]float32, 0, n), b.scales...)
+	b.errs = append(make([]float32, 0, n), b.errs...)
+}
+
 // put codes vec into slot, which is either an existing slot or the next
 // one.
 func (b *codebook) put(slot int, vec []float32) {
@@ -29,7 +42,7 @@ func (b *codebook) put(slot int, vec []float32) {
 		return
 	}
 	if slot == len(b.scales) {
-		b.codes = append(b.codes, make([]int8, b.dim)...)
+		b.codes = slices.Grow(b.codes, b.dim)[:len(b.codes)+b.dim]
 		b.scales = append(b.scales, 0)
 		b.errs = append(b.errs, 0)
 	}

@@ -133,6 +133,7 @@ func (c *collection) replay(f *os.File) error {
 	if est := (fileSize - int64(logHeaderSize)) / int64(recHeaderSize+4*c.dim); est > 0 {
 		c.vecs = make([]float32, 0, int(est)*c.dim)
 		c.ids = make([]string, 0, est)
+		c.book.reserve(int(est))
 	}
 
 	off := int64(logHeaderSize)

@@ -168,7 +168,10 @@ func (c *collection) codedRange(ctx context.Context, qs []scanQuery, cqs []coded
 	// The kernel runs over a block of points before any of their bounds
 	// is looked at, so the loads of one point's codes are not held up
 	// behind the heap and branch work of the last.
-	var dots [codedBlock]int32
+	var (
+		dots [codedBlock]int32
+		pass [codedBlock]bool
+	)
 	for start := lo; start < hi; start += codedBlock {
 		end := min(hi, start+codedBlock)
 		if start > lo && (start-lo)%scanCheckEvery < codedBlock {
@@ -178,17 +181,23 @@ func (c *collection) codedRange(ctx context.Context, qs []scanQuery, cqs []coded
 		}
 		for j := range qs {
 			q, cq := &qs[j], &cqs[j]
+			// A filter is checked before the kernel runs: a selective
+			// one leaves most points unscored, as in the float scan.
 			for slot := start; slot < end; slot++ {
-				dots[slot-start] = kernel(cq.ints, b.codes[slot*dim:(slot+1)*dim])
+				i := slot - start
+				if pass[i] = !q.filtered || q.filter.Match(payloads[slot]); pass[i] {
+					dots[i] = kernel(cq.ints, b.codes[slot*dim:(slot+1)*dim])
+				}
 			}
 			// |v| is 1 up to float32 rounding.
 			qbound := cq.err*(1+1e-6) + slack
 			f := &floors[j]
 			for slot := start; slot < end; slot++ {
-				if q.filtered && !q.filter.Match(payloads[slot]) {
+				i := slot - start
+				if !pass[i] {
 					continue
 				}
-				approx := float64(dots[slot-start]) * cq.scale * float64(b.scales[slot])
+				approx := float64(dots[i]) * cq.scale * float64(b.scales[slot])
 				bound := qbound + cq.norm*float64(b.errs[slot])
 				if lower := approx - bound; lower > f.floor() {
 					f.offer(lower)

@@ -30,6 +30,20 @@ var benchQueries = []string{
 	"fireworks over a river", "a baby laughing", "a horse running in a field", "rain on a window", "a train arriving at a station",
 }
 
+// sceneModifiers vary the benchmark queries past the first len(benchQueries).
+var sceneModifiers = []string{"at dawn", "in slow motion", "seen from above", "in black and white", "on a rainy day", "filmed on a phone"}
+
+// benchQuery is the i-th benchmark query: the plain captions first, then
+// each with a modifier, so the first len(benchQueries) *
+// (len(sceneModifiers)+1) are all distinct.
+func benchQuery(i int) string {
+	q := benchQueries[i%len(benchQueries)]
+	if r := i / len(benchQueries); r > 0 {
+		q += " " + sceneModifiers[(r-1)%len(sceneModifiers)]
+	}
+	return q
+}
+
 // queryFigures fill an embedded store with random unit vectors and time a
 // query in process (tokenize, text tower, exact search of the top 100), the
 // query stage's work without the Kafka hop, against a bare text-tower run on
@@ -83,7 +97,7 @@ func (c *Config) queryAt(ctx context.Context, rt *onnx.Runtime, m *bundle.Manife
 	defer base.close()
 	var vl, bl []float64
 	for i := range queries {
-		q := benchQueries[i%len(benchQueries)]
+		q := benchQuery(i)
 		start := time.Now()
 		vecs, err := base.txt.EncodeTexts(ctx, []string{q})
 		if err != nil {

@@ -102,7 +102,7 @@ func (c *Config) queryKafkaFigures(ctx context.Context, rt *onnx.Runtime, m *bun
 	// first queries are asked: ask until one is answered in time.
 	for i := 0; ; i++ {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := ask(wctx, fmt.Sprintf("warm-up-%d", i), benchQueries[0])
+		err := ask(wctx, fmt.Sprintf("warm-up-%d", i), fmt.Sprintf("warm-up query number %d", i))
 		cancel()
 		if err == nil {
 			break
@@ -117,30 +117,56 @@ func (c *Config) queryKafkaFigures(ctx context.Context, rt *onnx.Runtime, m *bun
 		return nil, err
 	}
 	defer base.close()
-	took = took[:0]
 	var vl, bl []float64
-	for i := range queries {
-		q := benchQueries[i%len(benchQueries)]
-		start := time.Now()
-		if err := ask(ctx, fmt.Sprintf("q-%d", i), q); err != nil {
-			return nil, err
+	// Every measured text is new to the stage, so none is answered from
+	// its text cache; the repeats below are.
+	measure := func(texts []string, id string) (vl, bl []float64, err error) {
+		took = took[:0]
+		for i, q := range texts {
+			start := time.Now()
+			if err := ask(ctx, fmt.Sprintf("%s-%d", id, i), q); err != nil {
+				return nil, nil, err
+			}
+			vl = append(vl, time.Since(start).Seconds()*1000)
+			ms, _, err := base.query(q)
+			if err != nil {
+				return nil, nil, err
+			}
+			bl = append(bl, ms)
 		}
-		vl = append(vl, time.Since(start).Seconds()*1000)
-		ms, _, err := base.query(q)
-		if err != nil {
-			return nil, err
-		}
-		bl = append(bl, ms)
+		return vl, bl, nil
 	}
-	note := fmt.Sprintf("%d clips, top %d candidates re-ranked against a full bank of %d, %d queries one at a time through the embedded broker and the query stage (eager batches); the stage's handler took p50 %.3g ms, p99 %.3g ms of it",
+	texts := make([]string, queries)
+	for i := range texts {
+		texts[i] = benchQuery(i)
+	}
+	vl, bl, err = measure(texts, "q")
+	if err != nil {
+		return nil, err
+	}
+	note := fmt.Sprintf("%d clips, top %d candidates re-ranked against a full bank of %d, %d distinct queries one at a time through the embedded broker and the query stage (eager batches); the stage's handler took p50 %.3g ms, p99 %.3g ms of it",
 		n, topK, cfg.Stages.Query.BankSize, queries, percentile(took, 50), percentile(took, 99))
 	against := "bare text-tower run + plain scan of a flat array, in process"
-	p50v, p50b := percentile(vl, 50), percentile(bl, 50)
-	p99v, p99b := percentile(vl, 99), percentile(bl, 99)
-	return []Figure{
-		{Name: fmt.Sprintf("query_kafka%s_p50_%d", tag, n), Unit: "ms", Vidx: p50v, Baseline: p50b, Against: against, Ratio: p50b / p50v, Note: note},
-		{Name: fmt.Sprintf("query_kafka%s_p99_%d", tag, n), Unit: "ms", Vidx: p99v, Baseline: p99b, Against: against, Ratio: p99b / p99v, Note: note},
-	}, nil
+	figs := []Figure{
+		{Name: fmt.Sprintf("query_kafka%s_p50_%d", tag, n), Unit: "ms", Vidx: percentile(vl, 50), Baseline: percentile(bl, 50), Against: against, Note: note},
+		{Name: fmt.Sprintf("query_kafka%s_p99_%d", tag, n), Unit: "ms", Vidx: percentile(vl, 99), Baseline: percentile(bl, 99), Against: against, Note: note},
+	}
+	// The same texts asked again, as a search page asks for the next page
+	// or other filters: the stage's text cache (query.text_cache) holds
+	// their embeddings.
+	vl, bl, err = measure(texts[:min(len(texts), len(benchQueries))], "again")
+	if err != nil {
+		return nil, err
+	}
+	note = fmt.Sprintf("%d queries asked before, answered with the text cache's embeddings; the stage's handler took p50 %.3g ms, p99 %.3g ms of it",
+		len(vl), percentile(took, 50), percentile(took, 99))
+	figs = append(figs,
+		Figure{Name: fmt.Sprintf("query_kafka%s_repeat_p50_%d", tag, n), Unit: "ms", Vidx: percentile(vl, 50), Baseline: percentile(bl, 50), Against: against, Note: note},
+		Figure{Name: fmt.Sprintf("query_kafka%s_repeat_p99_%d", tag, n), Unit: "ms", Vidx: percentile(vl, 99), Baseline: percentile(bl, 99), Against: against, Note: note})
+	for i := range figs {
+		figs[i].Ratio = figs[i].Baseline / figs[i].Vidx
+	}
+	return figs, nil
 }
 
 // fillStore writes n random unit vectors into the embedded store cfg

@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -43,6 +44,11 @@ type Settings struct {
 	BankSize int `yaml:"bank_size"`
 	// BankFile preloads the bank with captions, one per line.
 	BankFile string `yaml:"bank_file"`
+	// TextCache is how many recent query texts keep their embedding, so
+	// that a text asked again (another page, other filters, a popular
+	// query) skips the text tower. Zero means the default; a negative
+	// value keeps none.
+	TextCache int `yaml:"text_cache"`
 }
 
 // WithDefaults fills unset fields.
@@ -61,6 +67,10 @@ func (c Settings) WithDefaults() Settings {
 	}
 	if c.BankSize == 0 {
 		c.BankSize = 256
+	}
+	if c.TextCache == 0 {
+		// 2 KiB a 512-d entry: 2 MiB for the last 1024 distinct texts.
+		c.TextCache = 1024
 	}
 	return c
 }
@@ -129,6 +139,9 @@ type Handler struct {
 	store Searcher
 	bank  *Bank[[]float32]
 	log   *slog.Logger
+	// texts maps a query text to its normalised embedding; nil where
+	// TextCache keeps none. Cached vectors are shared: read only.
+	texts *lru.Cache[string, []float32]
 
 	// image answers image queries; nil refuses them.
 	image     encoders.ImageEncoder
@@ -145,6 +158,13 @@ func New(ctx context.Context, cfg Config, text encoders.TextEncoder, store Searc
 		log = slog.Default()
 	}
 	h := &Handler{cfg: cfg, text: text, store: store, bank: NewBank[[]float32](cfg.BankSize), log: log}
+	if cfg.TextCache > 0 {
+		c, err := lru.New[string, []float32](cfg.TextCache)
+		if err != nil {
+			return nil, fmt.Errorf("query: text cache: %w", err)
+		}
+		h.texts = c
+	}
 	for _, o := range opts {
 		o(h)
 	}
@@ -374,21 +394,12 @@ func (h *Handler) answer(ctx context.Context, queries []schemas.Query) ([]schema
 		texts[k] = queries[i].Text
 	}
 	if len(texts) > 0 {
-		ectx, span := telemetry.Start(ctx, "text encode", trace.WithAttributes(attribute.Int("vidx.batch_size", len(texts))))
-		start := time.Now()
-		raw, err := h.text.EncodeTexts(ectx, texts)
-		model := metric.WithAttributes(attribute.String("model", "text"))
-		telemetry.From(ctx).Instruments().InferenceSeconds.Record(ctx, time.Since(start).Seconds(), model)
-		telemetry.From(ctx).Instruments().InferenceBatch.Record(ctx, int64(len(texts)), model)
-		telemetry.End(span, err)
+		vecs, err := h.encodeTexts(ctx, texts)
 		if err != nil {
-			return nil, fmt.Errorf("encode queries: %w", err)
-		}
-		if len(raw) != len(texts) {
-			return nil, fmt.Errorf("text encoder returned %d vectors for %d queries", len(raw), len(texts))
+			return nil, err
 		}
 		for k, i := range textIdx {
-			qvecs[i] = Normalize(raw[k])
+			qvecs[i] = vecs[k]
 		}
 	}
 	if len(imageIdx) > 0 {
@@ -464,6 +475,54 @@ func (h *Handler) answer(ctx context.Context, queries []schemas.Query) ([]schema
 	span.End()
 	for k, t := range texts {
 		h.bank.Add(t, qvecs[textIdx[k]])
+	}
+	return out, nil
+}
+
+// encodeTexts returns the normalised embedding of each text: from the
+// cache where it holds the text, from one text-tower run over the distinct
+// others.
+func (h *Handler) encodeTexts(ctx context.Context, texts []string) ([][]float32, error) {
+	out := make([][]float32, len(texts))
+	var missing []string
+	at := map[string][]int{} // a missing text's positions in texts
+	for i, t := range texts {
+		if h.texts != nil {
+			if v, ok := h.texts.Get(t); ok {
+				out[i] = v
+				continue
+			}
+		}
+		if _, seen := at[t]; !seen {
+			missing = append(missing, t)
+		}
+		at[t] = append(at[t], i)
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	ectx, span := telemetry.Start(ctx, "text encode", trace.WithAttributes(
+		attribute.Int("vidx.batch_size", len(missing)), attribute.Int("vidx.text_cache_hits", len(texts)-len(missing))))
+	start := time.Now()
+	raw, err := h.text.EncodeTexts(ectx, missing)
+	model := metric.WithAttributes(attribute.String("model", "text"))
+	telemetry.From(ctx).Instruments().InferenceSeconds.Record(ctx, time.Since(start).Seconds(), model)
+	telemetry.From(ctx).Instruments().InferenceBatch.Record(ctx, int64(len(missing)), model)
+	telemetry.End(span, err)
+	if err != nil {
+		return nil, fmt.Errorf("encode queries: %w", err)
+	}
+	if len(raw) != len(missing) {
+		return nil, fmt.Errorf("text encoder returned %d vectors for %d queries", len(raw), len(missing))
+	}
+	for k, t := range missing {
+		v := Normalize(raw[k])
+		if h.texts != nil {
+			h.texts.Add(t, v)
+		}
+		for _, i := range at[t] {
+			out[i] = v
+		}
 	}
 	return out, nil
 }

@@ -52,12 +52,7 @@ func (c *collection) shards(n int) int {
 // by a strict total order (score, then id, and ids are unique), so the k
 // best of the union of each shard's k best are exactly the k best overall.
 func (c *collection) scan(ctx context.Context, qs []scanQuery, shards int) ([][]candidate, error) {
-	n := len(c.ids)
-	out := make([][]candidate, len(qs))
-	if n == 0 {
-		return out, nil
-	}
-	if c.book != nil && n >= c.codedMinRows {
+	if n := len(c.ids); n > 0 && c.book != nil && n >= c.codedMinRows {
 		return c.scanCoded(ctx, qs, shards)
 	}
 	return c.scanPlain(ctx, qs, shards)
@@ -80,35 +75,19 @@ func (c *collection) scanPlain(ctx context.Context, qs []scanQuery, shards int) 
 		return h
 	}
 	shards = max(1, min(shards, n))
+	parts := make([][]*topK, shards)
+	err := runShards(n, shards, func(i, lo, hi int) error {
+		parts[i] = heaps(hi - lo)
+		return c.scanRange(ctx, qs, lo, hi, parts[i])
+	})
+	if err != nil {
+		return nil, err
+	}
 	if shards == 1 {
-		hs := heaps(n)
-		if err := c.scanRange(ctx, qs, 0, n, hs); err != nil {
-			return nil, err
-		}
-		for j, h := range hs {
+		for j, h := range parts[0] {
 			out[j] = h.sorted()
 		}
 		return out, nil
-	}
-
-	parts := make([][]*topK, shards)
-	errs := make([]error, shards)
-	var wg sync.WaitGroup
-	for i := range shards {
-		lo, hi := i*n/shards, (i+1)*n/shards
-		parts[i] = heaps(hi - lo)
-		if i == shards-1 {
-			// The calling goroutine takes the last shard instead of idling.
-			errs[i] = c.scanRange(ctx, qs, lo, hi, parts[i])
-			break
-		}
-		wg.Go(func() { errs[i] = c.scanRange(ctx, qs, lo, hi, parts[i]) })
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
 	}
 	for j, q := range qs {
 		t := newTopK(min(q.k, n), c.ids)
@@ -120,6 +99,29 @@ func (c *collection) scanPlain(ctx context.Context, qs []scanQuery, shards int) 
 		out[j] = t.sorted()
 	}
 	return out, nil
+}
+
+// runShards calls scan for each of shards contiguous ranges of n slots,
+// the last on the calling goroutine instead of idling, the others each on
+// its own, and returns the first error once all are done.
+func runShards(n, shards int, scan func(i, lo, hi int) error) error {
+	errs := make([]error, shards)
+	var wg sync.WaitGroup
+	for i := range shards {
+		lo, hi := i*n/shards, (i+1)*n/shards
+		if i == shards-1 {
+			errs[i] = scan(i, lo, hi)
+			break
+		}
+		wg.Go(func() { errs[i] = scan(i, lo, hi) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // scanRange offers every point in slots [lo, hi) that passes query j's

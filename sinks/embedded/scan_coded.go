@@ -3,7 +3,6 @@ package embedded
 import (
 	"context"
 	"math"
-	"sync"
 )
 
 // codeDotFunc is the exact int32 dot product of a coded query and a
@@ -111,25 +110,15 @@ func (c *collection) scanCoded(ctx context.Context, qs []scanQuery, shards int) 
 	}
 	shards = max(1, min(shards, n))
 	parts := make([]part, shards)
-	errs := make([]error, shards)
-	var wg sync.WaitGroup
-	for i := range shards {
-		lo, hi := i*n/shards, (i+1)*n/shards
+	err := runShards(n, shards, func(i, lo, hi int) error {
 		parts[i] = part{floors: make([]floorHeap, len(qs)), cands: make([][]codedCandidate, len(qs))}
 		for j, q := range qs {
 			parts[i].floors[j] = floorHeap{k: q.k, h: make([]float64, 0, min(q.k, hi-lo))}
 		}
-		if i == shards-1 {
-			errs[i] = c.codedRange(ctx, qs, cqs, lo, hi, parts[i].floors, parts[i].cands)
-			break
-		}
-		wg.Go(func() { errs[i] = c.codedRange(ctx, qs, cqs, lo, hi, parts[i].floors, parts[i].cands) })
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+		return c.codedRange(ctx, qs, cqs, lo, hi, parts[i].floors, parts[i].cands)
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([][]candidate, len(qs))
 	for j, q := range qs {

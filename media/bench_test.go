@@ -117,7 +117,7 @@ func BenchmarkWholeSparse(b *testing.B) {
 				for b.Loop() {
 					var err error
 					if mode == "full" {
-						err = d.decode(ctx, src, px, p, func(Clip) error { return nil })
+						err = d.decode(ctx, src, px, p, nil, func(Clip) error { return nil })
 					} else {
 						err = d.decodeSparse(ctx, src, px, p, func(Clip) error { return nil })
 					}

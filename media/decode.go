@@ -1,7 +1,6 @@
 package media
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -99,6 +98,12 @@ func (d *Decoder) ctxError(ctx context.Context, src sourceguard.Source, err erro
 // It stops decoding and returns fn's error as soon as fn fails. Inputs may be
 // a path, a file:// URI or an http(s):// URL.
 func (d *Decoder) Clips(ctx context.Context, uri string, fn func(Clip) error) error {
+	return d.clips(ctx, uri, 0, fn)
+}
+
+// clips is Clips with the video stream ordinal a local file's early full
+// decode guesses.
+func (d *Decoder) clips(ctx context.Context, uri string, guess int, fn func(Clip) error) error {
 	ctx, cancel := d.withTimeout(ctx)
 	defer cancel()
 	src, px, err := d.open(ctx, uri)
@@ -106,20 +111,36 @@ func (d *Decoder) Clips(ctx context.Context, uri string, fn func(Clip) error) er
 		return d.ctxError(ctx, src, err)
 	}
 	defer d.release(&src, px)
+	// A local file's full decode starts before the probe answers, so that
+	// ffmpeg's start-up (loading its libraries takes about as long as the
+	// whole probe of a short file) overlaps ffprobe's instead of following
+	// it. It guesses the stream to decode (the first video stream), which
+	// the probe confirms or replaces; a sparse decode replaces it too.
+	var early *fullRun
+	if src.Local != "" {
+		early, _ = d.startFull(ctx, src, px, guess) // a failed start is retried, and explained, below
+	}
 	p, err := d.probe(ctx, src, px)
 	if err != nil {
+		early.abort()
 		return d.ctxError(ctx, src, err)
 	}
 	if ok, why := d.sparse(src, px, p); ok {
+		early.abort()
 		err := d.decodeSparse(ctx, src, px, p, fn)
 		if !errors.Is(err, errSparseFallback) {
 			return err
 		}
 		d.opts.Logger.DebugContext(ctx, "sample: full decode", "uri", src.URI, "reason", err)
+		early = nil
 	} else {
 		d.opts.Logger.DebugContext(ctx, "sample: full decode", "uri", src.URI, "reason", why)
 	}
-	return d.decode(ctx, src, px, p, fn)
+	if early != nil && early.ordinal != p.videoOrdinal {
+		early.abort()
+		early = nil
+	}
+	return d.decode(ctx, src, px, p, early, fn)
 }
 
 // open checks uri: with Options.Guard against the source policy (live
@@ -174,84 +195,123 @@ func proxyURL(px *sourceguard.Proxy) string {
 	return px.URL()
 }
 
-// ffmpegArgs builds the decode command: the chosen video stream, sampled by
-// the fps filter, as raw RGB24 on stdout. The final scale to the probed size
-// is a no-op for well-formed input and guarantees the frame size the reader
-// relies on even if the probe and the decoder disagree.
-func (d *Decoder) ffmpegArgs(src sourceguard.Source, px *sourceguard.Proxy, p probed) []string {
-	out := ffmpeg.KwArgs{"format": "rawvideo", "pix_fmt": "rgb24"}
+// ffmpegArgs builds the full decode's command: video stream ordinal,
+// sampled by the fps filter, as PPM images on stdout. Each image carries
+// its size, so the command needs nothing the probe finds but the stream,
+// and a size change part way through reaches the sampler as it is. Where
+// a source policy bounds the frame size, the decoder refuses larger
+// frames itself, since it may start before the probe has checked them.
+func (d *Decoder) ffmpegArgs(src sourceguard.Source, px *sourceguard.Proxy, ordinal int) []string {
+	out := ffmpeg.KwArgs{"format": "image2pipe", "c:v": "ppm", "pix_fmt": "rgb24"}
 	if d.opts.Mode == ModeWhole && d.opts.Selection == SelectHead {
 		out["frames:v"] = strconv.Itoa(d.opts.MaxFrames) // nothing after them is used
 	}
-	stream := ffmpeg.Input(src.Input, inputArgs(src, d.rwTimeout, proxyURL(px))).
-		Get("v:"+strconv.Itoa(p.videoOrdinal)).
+	in := inputArgs(src, d.rwTimeout, proxyURL(px))
+	if g := d.opts.Guard; g != nil {
+		if pol := g.Policy(); pol.MaxWidth > 0 && pol.MaxHeight > 0 {
+			in["max_pixels"] = strconv.FormatInt(min(int64(pol.MaxWidth)*int64(pol.MaxHeight), math.MaxInt32), 10)
+		}
+	}
+	stream := ffmpeg.Input(src.Input, in).
+		Get("v:"+strconv.Itoa(ordinal)).
 		Filter("fps", ffmpeg.Args{strconv.FormatFloat(d.opts.FPS, 'f', -1, 64)}).
-		Filter("scale", ffmpeg.Args{fmt.Sprintf("%d:%d", p.Width, p.Height)}).
 		Output("pipe:", out)
 	return append([]string{"-hide_banner", "-nostdin", "-v", "error"}, stream.GetArgs()...)
 }
 
-func (d *Decoder) decode(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy, p probed, fn func(Clip) error) error {
+// fullRun is a started full decode.
+type fullRun struct {
+	cmd     *exec.Cmd
+	stdout  io.Reader
+	stderr  *tailBuffer
+	stop    context.CancelFunc
+	ordinal int // the video stream it decodes
+}
+
+func (d *Decoder) startFull(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy, ordinal int) (*fullRun, error) {
 	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	args := d.ffmpegArgs(src, px, p)
+	args := d.ffmpegArgs(src, px, ordinal)
 	cmd := command(runCtx, d.opts.FFmpegPath, args)
 	src.Prepare(cmd)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return fmt.Errorf("%s: ffmpeg stdout: %w", src.URI, err)
+		stop()
+		return nil, fmt.Errorf("%s: ffmpeg stdout: %w", src.URI, err)
 	}
 	stderr := newTailBuffer(stderrLimit)
 	cmd.Stderr = stderr
-	log := d.opts.Logger.With("uri", src.URI)
-	log.DebugContext(ctx, "sample: exec", "cmd", d.opts.FFmpegPath, "args", src.Scrub(strings.Join(args, " ")))
+	d.opts.Logger.DebugContext(ctx, "sample: exec", "uri", src.URI, "cmd", d.opts.FFmpegPath, "args", src.Scrub(strings.Join(args, " ")))
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%s: %w", src.URI, &execStartError{tool: d.opts.FFmpegPath, err: err})
+		stop()
+		return nil, fmt.Errorf("%s: %w", src.URI, &execStartError{tool: d.opts.FFmpegPath, err: err})
 	}
+	return &fullRun{cmd: cmd, stdout: stdout, stderr: stderr, stop: stop, ordinal: ordinal}, nil
+}
 
+// abort kills the run, if there is one, and waits for it to go.
+func (r *fullRun) abort() {
+	if r == nil {
+		return
+	}
+	r.stop()
+	_ = r.cmd.Wait() // killed on purpose: its exit status says nothing
+}
+
+// decode runs the full decode, on run if it was started early.
+func (d *Decoder) decode(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy, p probed, run *fullRun, fn func(Clip) error) error {
+	if run == nil {
+		var err error
+		if run, err = d.startFull(ctx, src, px, p.videoOrdinal); err != nil {
+			return err
+		}
+	}
+	defer run.stop()
+	log := d.opts.Logger.With("uri", src.URI)
 	var segs []segment
 	if d.opts.Mode == ModeShots {
+		var err error
 		if segs, err = d.shotsFor(ctx, src, px, p); err != nil {
+			run.abort()
 			return err
 		}
 	}
 	s := newSampler(ctx, d.opts, p, segs, log)
-	// Frames are large, so ReadFull mostly bypasses the buffer and reads
-	// straight into the frame; the buffer only absorbs pipe-sized pieces.
-	br := bufio.NewReaderSize(stdout, 64<<10)
+	rd := newPPMReader(run.stdout)
 	var readErr error
 	for {
-		buf := s.buffer()
-		if _, err := io.ReadFull(br, buf); err != nil {
+		f := s.buffer()
+		if err := rd.read(f); err != nil {
 			if !errors.Is(err, io.EOF) {
 				readErr = err
 			}
 			break
 		}
-		if err := s.push(buf, fn); err != nil {
-			stop()
-			_ = cmd.Wait() // killed on purpose: its exit status says nothing
+		if err := s.push(f, fn); err != nil {
+			run.abort()
 			return err
 		}
 	}
 	if readErr != nil && !errors.Is(readErr, io.ErrUnexpectedEOF) {
-		stop() // ffmpeg may still be writing to a pipe nobody reads
+		run.stop() // ffmpeg may still be writing to a pipe nobody reads
 	}
-	waitErr := cmd.Wait()
+	waitErr := run.cmd.Wait()
 	if ctx.Err() != nil {
 		return d.ctxError(ctx, src, ctx.Err())
 	}
 	if waitErr != nil {
-		cerr := failure(src, px, "ffmpeg", waitErr, stderr.String())
+		cerr := failure(src, px, "ffmpeg", waitErr, run.stderr.String())
 		if s.count == 0 && !pipeline.IsRetryable(cerr) {
 			return pipeline.Poison(fmt.Errorf("no video frames decoded: %w", cerr))
 		}
 		return cerr
 	}
-	if readErr != nil {
-		// ffmpeg succeeded but left a partial frame: the output size was not
-		// the one requested. Drop the fragment; the full frames are good.
+	switch {
+	case errors.Is(readErr, io.ErrUnexpectedEOF):
+		// ffmpeg succeeded but left a partial frame. Drop the fragment;
+		// the full frames are good.
 		log.WarnContext(ctx, "sample: ignoring partial frame at end of ffmpeg output", "err", readErr, "frames", s.count)
+	case readErr != nil:
+		return fmt.Errorf("%s: reading ffmpeg's frames: %w", src.URI, readErr)
 	}
 	if s.count == 0 {
 		return pipeline.Poisonf("%s: no video frames decoded (probed duration %.3fs)", src.URI, p.DurationS)
@@ -270,9 +330,9 @@ type sampler struct {
 	o       Options
 	p       probed
 	resizer *preprocess.Resizer
-	ring    [lateFrames + 1][]byte // raw frames, the newest at count-1
-	est     int                    // expected frame count from the probe; -1 unknown
-	count   int                    // frames decoded so far
+	ring    [lateFrames + 1]rawFrame // the newest at count-1
+	est     int                      // expected frame count from the probe; -1 unknown
+	count   int                      // frames decoded so far
 	w       *windower
 }
 
@@ -281,7 +341,7 @@ type sampler struct {
 func newSampler(ctx context.Context, o Options, p probed, segs []segment, log *slog.Logger) *sampler {
 	s := &sampler{o: o, p: p, resizer: preprocess.NewResizer(o.Size), est: -1}
 	for i := range s.ring {
-		s.ring[i] = make([]byte, 3*p.Width*p.Height)
+		s.ring[i].pix = make([]byte, 3*p.Width*p.Height) // the size the probe expects; read grows it
 	}
 	if p.DurationS > 0 {
 		// The fps filter emits round(duration * fps) frames.
@@ -294,7 +354,7 @@ func newSampler(ctx context.Context, o Options, p probed, segs []segment, log *s
 		if g >= s.count || g < s.count-lateFrames {
 			return Frame{}, false
 		}
-		return Frame{TimeS: float64(g) / s.o.FPS, Image: s.crop(s.ring[g%len(s.ring)])}, true
+		return Frame{TimeS: float64(g) / s.o.FPS, Image: s.crop(&s.ring[g%len(s.ring)])}, true
 	}
 	s.w.approx = func(c Clip, n int) {
 		log.WarnContext(ctx, "sample: decoded frame count far from the probed duration; frame selection approximated",
@@ -304,18 +364,18 @@ func newSampler(ctx context.Context, o Options, p probed, segs []segment, log *s
 }
 
 // buffer is where the next frame should be read.
-func (s *sampler) buffer() []byte { return s.ring[s.count%len(s.ring)] }
+func (s *sampler) buffer() *rawFrame { return &s.ring[s.count%len(s.ring)] }
 
-func (s *sampler) crop(raw []byte) *image.RGBA {
-	return s.resizer.ResizeCrop(preprocess.NewRGB24(raw, s.p.Width, s.p.Height))
+func (s *sampler) crop(f *rawFrame) *image.RGBA {
+	return s.resizer.ResizeCrop(preprocess.NewRGB24(f.pix, f.w, f.h))
 }
 
-// push files the frame just read into buf, emitting the clips it completes.
-func (s *sampler) push(buf []byte, fn func(Clip) error) error {
+// push files the frame just read into f, emitting the clips it completes.
+func (s *sampler) push(f *rawFrame, fn func(Clip) error) error {
 	g := s.count
 	s.count++
 	t, next := float64(g)/s.o.FPS, float64(g+1)/s.o.FPS
-	return s.emit(s.w.add(t, next, time.Time{}, func() *image.RGBA { return s.crop(buf) }), fn)
+	return s.emit(s.w.add(t, next, time.Time{}, func() *image.RGBA { return s.crop(f) }), fn)
 }
 
 // finish emits the clips still open when the video ends.

@@ -80,7 +80,7 @@ func TestSparseDecodeMatchesFull(t *testing.T) {
 				t.Fatalf("sparse = %v (%s), want %v", ok, why, c.sparse)
 			}
 			var full []Clip
-			if err := d.decode(ctx, src, px, p, func(c Clip) error { full = append(full, c); return nil }); err != nil {
+			if err := d.decode(ctx, src, px, p, nil, func(c Clip) error { full = append(full, c); return nil }); err != nil {
 				t.Fatal(err)
 			}
 			if c.fallback {
@@ -350,7 +350,7 @@ func TestSparseGuardedFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer plain.release(&psrc, ppx)
-	if err := plain.decode(ctx, psrc, ppx, p, func(c Clip) error { full = append(full, c); return nil }); err != nil {
+	if err := plain.decode(ctx, psrc, ppx, p, nil, func(c Clip) error { full = append(full, c); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	sameClips(t, "guarded sparse", sparse, full)

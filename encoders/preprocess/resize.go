@@ -145,6 +145,7 @@ type Resizer struct {
 	tmp        []uint8 // horizontal pass output: RGB rows of size pixels
 	row        []uint8 // one source row converted to RGB for slow paths
 	acc        []int32 // vertical pass accumulators for one output row
+	line       []uint8 // one output row as RGB
 }
 
 // NewResizer returns a Resizer producing size x size crops.
@@ -172,6 +173,7 @@ func (r *Resizer) prepare(w, h int) {
 	r.tmp = make([]uint8, (r.rowLast-r.rowFirst)*s*3)
 	r.row = make([]uint8, w*3)
 	r.acc = make([]int32, s*3)
+	r.line = make([]uint8, s*3)
 }
 
 // ResizeCrop is torchvision's Resize(size, BICUBIC) followed by
@@ -220,29 +222,35 @@ func (r *Resizer) ResizeCrop(src image.Image) *image.RGBA {
 			continue
 		}
 		ymin, n := r.v.bounds[2*yy], r.v.bounds[2*yy+1]
-		k := r.v.coeffs[yy*r.v.ksize : yy*r.v.ksize+n]
-		acc := r.acc
-		for i := range acc {
-			acc[i] = 1 << (precisionBits - 1)
-		}
-		// Row-at-a-time accumulation reads the temporary image sequentially;
-		// integer sums make the result identical to Pillow's pixel order.
-		for j, c := range k {
-			y := ymin + j - r.rowFirst
-			src := r.tmp[y*s*3 : (y+1)*s*3]
-			src = src[:len(acc)]
-			for i, v := range src {
-				acc[i] += int32(v) * c
-			}
-		}
+		line := r.line
+		verticalKernel(line, r.acc, r.tmp, (ymin-r.rowFirst)*s*3, s*3, r.v.coeffs[yy*r.v.ksize:yy*r.v.ksize+n])
 		for x := range s {
-			o[4*x] = clip8(acc[3*x])
-			o[4*x+1] = clip8(acc[3*x+1])
-			o[4*x+2] = clip8(acc[3*x+2])
-			o[4*x+3] = 0xff
+			o[4*x], o[4*x+1], o[4*x+2], o[4*x+3] = line[3*x], line[3*x+1], line[3*x+2], 0xff
 		}
 	}
 	return out
+}
+
+// verticalRowPortable computes len(dst) bytes of one output row of the
+// vertical pass: byte i sums tmp[off+i+j*stride] times k[j] over the taps,
+// in Pillow's fixed point, and is clipped. acc is scratch of len(dst).
+func verticalRowPortable(dst []uint8, acc []int32, tmp []uint8, off, stride int, k []int32) {
+	acc = acc[:len(dst)]
+	for i := range acc {
+		acc[i] = 1 << (precisionBits - 1)
+	}
+	// Row-at-a-time accumulation reads the temporary image sequentially;
+	// integer sums make the result identical to Pillow's pixel order.
+	for j, c := range k {
+		src := tmp[off+j*stride:]
+		src = src[:len(acc)]
+		for i, v := range src {
+			acc[i] += int32(v) * c
+		}
+	}
+	for i, v := range acc {
+		dst[i] = clip8(v)
+	}
 }
 
 func copyCols(dst, src []uint8, bpp int) {

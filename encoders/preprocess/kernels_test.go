@@ -44,3 +44,55 @@ func TestVerticalKernel(t *testing.T) {
 		}
 	}
 }
+
+// TestHorizontalKernel compares the horizontal pass in use with the
+// scalar one byte for byte, for 3- and 4-byte pixels: downscales whose
+// taps fit one block of eight and ones that need several, upscales, and
+// kept widths that leave a scalar tail.
+func TestHorizontalKernel(t *testing.T) {
+	if horizontalKernel == nil {
+		t.Skip("no vector horizontal pass in this build or on this CPU: the scalar pass is the one in use")
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, tc := range []struct{ in, size int }{
+		{640, 224}, {1280, 224}, {1920, 224}, {3840, 224}, {300, 224}, {100, 224},
+		{640, 13}, {97, 21}, {225, 224}, {500, 7},
+	} {
+		for _, bpp := range []int{3, 4} {
+			t.Run(fmt.Sprintf("%d->%d/bpp=%d", tc.in, tc.size, bpp), func(t *testing.T) {
+				out := tc.in * tc.size / min(tc.in, 360) // the long side of a 360-high frame
+				out = max(out, tc.size)
+				p := planAxis(tc.in, out, CropOffset(out, tc.size), tc.size)
+				if !p.resample {
+					t.Skip("same size: no horizontal pass")
+				}
+				first, last := p.span(tc.size)
+				w := newWidePlan(&p, first, last)
+				planes := make([]uint8, 3*w.planeLen)
+				src := make([]uint8, tc.in*bpp)
+				for row := range 4 {
+					for i := range src {
+						src[i] = uint8(r.IntN(256))
+					}
+					if row == 0 {
+						// Hard edges make the bicubic lobes overshoot both ways.
+						for i := range src {
+							src[i] = uint8(255 * (i / bpp % 2))
+						}
+					}
+					want := make([]uint8, 3*tc.size)
+					if bpp == 3 {
+						resampleRow3(want, src, &p)
+					} else {
+						resampleRow4(want, src, &p)
+					}
+					got := make([]uint8, 3*tc.size)
+					horizontalKernel(got, src, bpp, w, planes)
+					if !bytes.Equal(got, want) {
+						t.Fatalf("row %d (%d taps): kernel %v\nscalar %v", row, w.taps, got, want)
+					}
+				}
+			})
+		}
+	}
+}

@@ -146,6 +146,8 @@ type Resizer struct {
 	row        []uint8 // one source row converted to RGB for slow paths
 	acc        []int32 // vertical pass accumulators for one output row
 	line       []uint8 // one output row as RGB
+	wide       *widePlan
+	planes     []uint8 // one source row's read columns, a plane per channel
 }
 
 // NewResizer returns a Resizer producing size x size crops.
@@ -174,6 +176,11 @@ func (r *Resizer) prepare(w, h int) {
 	r.row = make([]uint8, w*3)
 	r.acc = make([]int32, s*3)
 	r.line = make([]uint8, s*3)
+	r.wide, r.planes = nil, nil
+	if horizontalKernel != nil && r.h.resample {
+		r.wide = newWidePlan(&r.h, r.colFirst, r.colLast)
+		r.planes = make([]uint8, 3*r.wide.planeLen)
+	}
 }
 
 // ResizeCrop is torchvision's Resize(size, BICUBIC) followed by
@@ -203,6 +210,8 @@ func (r *Resizer) ResizeCrop(src image.Image) *image.RGBA {
 		switch {
 		case !r.h.resample:
 			copyCols(dst, px[r.h.offset*bpp:], bpp)
+		case r.wide != nil:
+			horizontalKernel(dst, px, bpp, r.wide, r.planes)
 		case bpp == 4:
 			resampleRow4(dst, px, &r.h)
 		default:

@@ -2,7 +2,10 @@
 
 package preprocess
 
-import "simd/archsimd"
+import (
+	"encoding/binary"
+	"simd/archsimd"
+)
 
 // verticalKernel is the vertical pass for one output row: AVX2 where the
 // CPU has it.
@@ -20,14 +23,7 @@ var verticalKernel = func() func(dst []uint8, acc []int32, tmp []uint8, off, str
 func verticalRowAVX2(dst []uint8, acc []int32, tmp []uint8, off, stride int, k []int32) {
 	n := len(dst)
 	half := archsimd.BroadcastInt32x8(1 << (precisionBits - 1))
-	zero, top := archsimd.BroadcastInt32x8(0), archsimd.BroadcastInt32x8(255)
-	var lanes [8]int32
-	clip := func(a archsimd.Int32x8, d *[8]uint8) {
-		a.ShiftAllRight(precisionBits).Max(zero).Min(top).Store(&lanes)
-		for j := range d {
-			d[j] = uint8(lanes[j]) // indexed: ranging over lanes would copy it with SSE moves
-		}
-	}
+	cl := newClipper()
 	i := 0
 	// Each load reads sixteen bytes and widens the low eight, so a load
 	// at i needs i+16 <= n; the last bytes of a row go to the scalar tail.
@@ -43,10 +39,11 @@ func verticalRowAVX2(dst []uint8, acc []int32, tmp []uint8, off, stride int, k [
 			a3 = a3.Add(archsimd.LoadUint8x16((*[16]uint8)(row[24:40])).ExtendLo8ToUint32().AsInt32x8().Mul(cv))
 			p += stride
 		}
-		clip(a0, (*[8]uint8)(dst[i:i+8]))
-		clip(a1, (*[8]uint8)(dst[i+8:i+16]))
-		clip(a2, (*[8]uint8)(dst[i+16:i+24]))
-		clip(a3, (*[8]uint8)(dst[i+24:i+32]))
+		d := dst[i : i+32]
+		binary.LittleEndian.PutUint64(d[0:8], cl.bytes(a0))
+		binary.LittleEndian.PutUint64(d[8:16], cl.bytes(a1))
+		binary.LittleEndian.PutUint64(d[16:24], cl.bytes(a2))
+		binary.LittleEndian.PutUint64(d[24:32], cl.bytes(a3))
 	}
 	for ; i+16 <= n; i += 8 {
 		a := half
@@ -55,7 +52,7 @@ func verticalRowAVX2(dst []uint8, acc []int32, tmp []uint8, off, stride int, k [
 			a = a.Add(archsimd.LoadUint8x16((*[16]uint8)(tmp[p : p+16])).ExtendLo8ToUint32().AsInt32x8().Mul(archsimd.BroadcastInt32x8(c)))
 			p += stride
 		}
-		clip(a, (*[8]uint8)(dst[i:i+8]))
+		binary.LittleEndian.PutUint64(dst[i:i+8], cl.bytes(a))
 	}
 	// The callers' float code is SSE, which stalls on dirty upper halves.
 	archsimd.ClearAVXUpperBits()

@@ -101,8 +101,8 @@ func (d *Decoder) Clips(ctx context.Context, uri string, fn func(Clip) error) er
 	return d.clips(ctx, uri, 0, fn)
 }
 
-// clips is Clips with the video stream ordinal a local file's early full
-// decode guesses.
+// clips is Clips with the video stream ordinal an early full decode
+// guesses.
 func (d *Decoder) clips(ctx context.Context, uri string, guess int, fn func(Clip) error) error {
 	ctx, cancel := d.withTimeout(ctx)
 	defer cancel()
@@ -111,13 +111,14 @@ func (d *Decoder) clips(ctx context.Context, uri string, guess int, fn func(Clip
 		return d.ctxError(ctx, src, err)
 	}
 	defer d.release(&src, px)
-	// A local file's full decode starts before the probe answers, so that
-	// ffmpeg's start-up (loading its libraries takes about as long as the
-	// whole probe of a short file) overlaps ffprobe's instead of following
-	// it. It guesses the stream to decode (the first video stream), which
-	// the probe confirms or replaces; a sparse decode replaces it too.
+	// The full decode starts before the probe answers, so that ffmpeg's
+	// start-up (loading its libraries takes about as long as the whole
+	// probe of a short file) and its first requests overlap ffprobe's
+	// instead of following them. It guesses the stream to decode (the
+	// first video stream), which the probe confirms or replaces; a sparse
+	// decode replaces it too.
 	var early *fullRun
-	if src.Local != "" {
+	if d.startsEarly(src) {
 		early, _ = d.startFull(ctx, src, px, guess) // a failed start is retried, and explained, below
 	}
 	p, err := d.probe(ctx, src, px)
@@ -141,6 +142,18 @@ func (d *Decoder) clips(ctx context.Context, uri string, guess int, fn func(Clip
 		early = nil
 	}
 	return d.decode(ctx, src, px, p, early, fn)
+}
+
+// startsEarly says whether the full decode of src starts before the
+// probe answers. A local file's always does: a run the probe replaces has
+// cost a process start. A remote one's only where no sparse decode can
+// replace it, since a run thrown away has fetched data for nothing.
+func (d *Decoder) startsEarly(src sourceguard.Source) bool {
+	if src.Local != "" {
+		return true
+	}
+	seek, _ := d.maySeek(src)
+	return src.Remote && !seek
 }
 
 // open checks uri: with Options.Guard against the source policy (live

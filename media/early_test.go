@@ -3,6 +3,8 @@ package media
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,13 +16,18 @@ import (
 	"github.com/vidx/vidx/sourceguard"
 )
 
-// TestFullDecodeStartsBeforeProbe runs ffprobe through a wrapper that
-// only probes once ffmpeg has started: a local file's full decode must not
-// wait for the probe, or the wrapper gives up and the probe fails.
+// TestFullDecodeStartsBeforeProbe runs ffmpeg through a wrapper that
+// leaves a mark and ffprobe through one that checks it: where the full
+// decode must start early, the probe waits for the mark and gives up
+// without it; where it must not (a remote file that may be decoded
+// sparsely), the probe fails if the mark is there.
 func TestFullDecodeStartsBeforeProbe(t *testing.T) {
 	mediatest.RequireFFmpeg(t)
 	dir := t.TempDir()
 	video := mediatest.MakeVideo(t, dir, "v.mp4", "testsrc=size=160x120:rate=10:duration=4")
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	defer srv.Close()
+	url := srv.URL + "/v.mp4"
 	ffmpeg, err := exec.LookPath("ffmpeg")
 	if err != nil {
 		t.Fatal(err)
@@ -29,40 +36,63 @@ func TestFullDecodeStartsBeforeProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mark := filepath.Join(dir, "ffmpeg-started")
+	bin := t.TempDir()
+	mark := filepath.Join(bin, "ffmpeg-started")
 	script := func(name, body string) string {
-		path := filepath.Join(dir, name)
+		path := filepath.Join(bin, name)
 		if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		return path
 	}
-	wrappedFFmpeg := script("ffmpeg", fmt.Sprintf(": > %s\nexec %s \"$@\"\n", strconv.Quote(mark), strconv.Quote(ffmpeg)))
-	waitingFFprobe := script("ffprobe", fmt.Sprintf(`for i in $(seq 200); do
+	markingFFmpeg := script("ffmpeg", fmt.Sprintf(": > %s\nexec %s \"$@\"\n", strconv.Quote(mark), strconv.Quote(ffmpeg)))
+	waitingFFprobe := script("ffprobe-waiting", fmt.Sprintf(`for i in $(seq 200); do
 	[ -e %[1]s ] && exec %[2]s "$@"
 	sleep 0.05
 done
 echo "ffmpeg was not started during the probe" >&2
 exit 1
 `, strconv.Quote(mark), strconv.Quote(ffprobe)))
+	// Checked once the probe is done: an ffmpeg started alongside it has
+	// left its mark by then, one started after it cannot have.
+	strictFFprobe := script("ffprobe-strict", fmt.Sprintf(`%[2]s "$@"
+rc=$?
+if [ -e %[1]s ]; then
+	echo "ffmpeg was started during the probe" >&2
+	exit 1
+fi
+exit $rc
+`, strconv.Quote(mark), strconv.Quote(ffprobe)))
 
+	guard := mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{FileRoots: []string{dir}})
+	window := Options{Mode: ModeWindow, WindowS: 2, StrideS: 2}
 	for _, tc := range []struct {
 		name  string
+		uri   string
 		opts  Options
+		early bool
 		clips int
 	}{
-		{"whole", Options{}, 1},
-		{"window", Options{Mode: ModeWindow, WindowS: 2, StrideS: 2}, 2},
-		{"guarded", Options{Guard: mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{FileRoots: []string{dir}})}, 1},
+		{"local whole", video, Options{}, true, 1},
+		{"local window", video, window, true, 2},
+		{"local guarded", video, Options{Guard: guard}, true, 1},
+		{"remote window", url, Options{Mode: ModeWindow, WindowS: 2, StrideS: 2, Guard: guard}, true, 2},
+		// Without a guard nothing has asked the server about ranges, so
+		// the file cannot be decoded sparsely.
+		{"remote whole, ranges unknown", url, Options{}, true, 1},
+		{"remote whole, server takes ranges", url, Options{Guard: guard}, false, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := os.Remove(mark); err != nil && !os.IsNotExist(err) {
 				t.Fatal(err)
 			}
 			o := tc.opts
-			o.FFmpegPath, o.FFprobePath, o.Logger = wrappedFFmpeg, waitingFFprobe, testLog(t)
+			o.FFmpegPath, o.FFprobePath, o.Logger = markingFFmpeg, strictFFprobe, testLog(t)
+			if tc.early {
+				o.FFprobePath = waitingFFprobe
+			}
 			d := newTestDecoder(t, o)
-			if got := len(collect(t, d, video)); got != tc.clips {
+			if got := len(collect(t, d, tc.uri)); got != tc.clips {
 				t.Fatalf("%d clips, want %d", got, tc.clips)
 			}
 		})

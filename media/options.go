@@ -4,10 +4,10 @@
 // with encoders/preprocess. It holds probing (ffprobe, ffmpeg's showinfo
 // log), decoding of files and URLs into clips (whole video, windows or
 // shots; the whole-video clip of a long file, local or on a server that
-// takes byte ranges, by seeking to the kept frames only; a local file's
-// full decode starting while ffprobe runs), frame selection, the windowing
-// that cuts clips, and the StreamDecoder that decodes a live source
-// continuously into windows of stream time.
+// takes byte ranges, by seeking to the kept frames only; a full decode
+// starting while ffprobe runs), frame selection, the windowing that cuts
+// clips, and the StreamDecoder that decodes a live source continuously
+// into windows of stream time.
 //
 // It imports of vidx only sourceguard (every source is checked and read
 // through it), encoders/preprocess and pipeline, for the Poison and

@@ -104,6 +104,26 @@ func seekableFormat(names string) bool {
 // sparse reports whether the whole-mode clip of p should be decoded
 // sparsely, and why not when it should not.
 func (d *Decoder) sparse(src sourceguard.Source, px *sourceguard.Proxy, p probed) (bool, string) {
+	if ok, why := d.maySeek(src); !ok {
+		return false, why
+	}
+	o := d.opts
+	switch {
+	case !seekableFormat(p.format):
+		return false, "container " + p.format + " has no reliable seek index"
+	case !(p.DurationS > 0):
+		return false, "unknown duration"
+	case p.DurationS/float64(o.MaxFrames) < sparseMinGapS:
+		return false, "kept frames too close together for seeking to pay"
+	case int(math.Round(p.DurationS*o.FPS)) <= 2*o.MaxFrames:
+		return false, "few sampled frames"
+	}
+	return true, ""
+}
+
+// maySeek is the part of the sparse choice made before probing: the mode
+// and the source.
+func (d *Decoder) maySeek(src sourceguard.Source) (bool, string) {
 	o := d.opts
 	switch {
 	case o.Mode != ModeWhole || o.Selection != SelectUniform:
@@ -115,14 +135,6 @@ func (d *Decoder) sparse(src sourceguard.Source, px *sourceguard.Proxy, p probed
 		// proxy where there is one), which only a server that takes them
 		// answers without sending everything before the range.
 		return false, "not a local file or a remote one whose server takes byte ranges"
-	case !seekableFormat(p.format):
-		return false, "container " + p.format + " has no reliable seek index"
-	case !(p.DurationS > 0):
-		return false, "unknown duration"
-	case p.DurationS/float64(o.MaxFrames) < sparseMinGapS:
-		return false, "kept frames too close together for seeking to pay"
-	case int(math.Round(p.DurationS*o.FPS)) <= 2*o.MaxFrames:
-		return false, "few sampled frames"
 	}
 	return true, ""
 }

@@ -293,11 +293,37 @@ var shapes = map[string][]string{
 // Shapes lists the model shapes a full run can measure.
 var Shapes = []string{"b32", "b16"}
 
-// modelDir names the cached export after the shape and its arguments, so a
-// change to them exports anew instead of reusing models of another shape.
-func (c *Config) modelDir() string {
-	sum := sha256.Sum256([]byte(strings.Join(shapes[c.Shape], " ")))
+// modelDir names the cached export after the shape, its arguments and the
+// tokenizer, so a change to them exports anew instead of reusing models of
+// another kind.
+func (c *Config) modelDir(clipTokenizer bool) string {
+	key := strings.Join(shapes[c.Shape], " ")
+	if clipTokenizer {
+		key += " tokenizer=clip"
+	}
+	sum := sha256.Sum256([]byte(key))
 	return c.Shape + "-" + hex.EncodeToString(sum[:4])
+}
+
+// clipTokenizer is the folder of CLIP's own BPE files where the shared
+// folder has them ($VIDX_SHARED_DIR, or shared/ beside the checkout), else
+// "". Without them the export takes the test bundle's small vocabulary,
+// which splits a caption into two or three times the tokens CLIP's does,
+// and the text tower's cost grows with the tokens.
+func (c *Config) clipTokenizer() string {
+	var dirs []string
+	if env := os.Getenv("VIDX_SHARED_DIR"); env != "" {
+		dirs = append(dirs, filepath.Join(env, "clip-tokenizer"), env)
+	}
+	if repo, err := c.repo(); err == nil {
+		dirs = append(dirs, filepath.Join(repo, "..", "shared", "clip-tokenizer"))
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "bpe_simple_vocab_16e6.txt.gz")); err == nil {
+			return d
+		}
+	}
+	return ""
 }
 
 // fp32Bundle returns the float32 bundle, generating it on first use.
@@ -314,7 +340,8 @@ func (c *Config) fp32Bundle(ctx context.Context) (string, error) {
 		}
 		return tiny, nil
 	}
-	dir := filepath.Join(c.CacheDir, c.modelDir()+"-fp32")
+	tok := c.clipTokenizer()
+	dir := filepath.Join(c.CacheDir, c.modelDir(tok != "")+"-fp32")
 	if _, err := os.Stat(filepath.Join(dir, bundle.ManifestFile)); err == nil {
 		return dir, nil
 	}
@@ -322,18 +349,22 @@ func (c *Config) fp32Bundle(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	// The export needs a tokenizer; the generated test bundle's small
-	// vocabulary fits the random model's 49408-row embedding.
-	tokDir := filepath.Join(c.CacheDir, "quick")
-	if err := testmodels.WriteAll(tokDir); err != nil {
-		return "", fmt.Errorf("bench: test models: %w", err)
+	if tok == "" {
+		// The generated test bundle's small vocabulary fits the random
+		// model's 49408-row embedding too.
+		c.Logger.Warn("CLIP's tokenizer files not found (shared/clip-tokenizer): the text figures use a small test vocabulary, which gives longer token sequences")
+		quick := filepath.Join(c.CacheDir, "quick")
+		if err := testmodels.WriteAll(quick); err != nil {
+			return "", fmt.Errorf("bench: test models: %w", err)
+		}
+		tok = filepath.Join(quick, "tiny-clip")
 	}
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
 	args := append([]string{filepath.Join(repo, "scripts", "export_bundle.py")}, shapes[c.Shape]...)
 	checkpoint := filepath.Join(c.CacheDir, c.Shape+"-random.pt")
 	args = append(args, "--checkpoint", checkpoint, "--out", tmp,
-		"--tokenizer", filepath.Join(tokDir, "tiny-clip"), "-q")
+		"--tokenizer", tok, "-q")
 	c.Logger.Info("exporting random CLIP towers at real scale (a few minutes, once)", "shape", c.Shape, "dir", dir)
 	cmd := exec.CommandContext(ctx, "/usr/bin/python3", args...)
 	var stderr strings.Builder

@@ -227,7 +227,7 @@ func (d *Decoder) ffmpegArgs(src sourceguard.Source, px *sourceguard.Proxy, ordi
 	}
 	stream := ffmpeg.Input(src.Input, in).
 		Get("v:"+strconv.Itoa(ordinal)).
-		Filter("fps", ffmpeg.Args{strconv.FormatFloat(d.opts.FPS, 'f', -1, 64)}).
+		Filter("fps", ffmpeg.Args{d.fpsArg()}).
 		Output("pipe:", out)
 	return append([]string{"-hide_banner", "-nostdin", "-v", "error"}, stream.GetArgs()...)
 }

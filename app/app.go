@@ -114,6 +114,9 @@ func New(ctx context.Context, cfg config.Config, names []string, log *slog.Logge
 		}
 		return false
 	}
+	if needs(StageSample) {
+		a.Config.Stages.Sample.DecodeThreads = decodeThreads(cfg.Stages.Sample.DecodeThreads, needs(StageEncode))
+	}
 	if needs(StageEncode, StagePool, StageIndex, StageQuery) {
 		if err := a.loadBundle(); err != nil {
 			return nil, err
@@ -288,6 +291,16 @@ func (a *App) buildStage(ctx context.Context, name string) (*kafka.Stage, error)
 		DeadLetterTopic: cfg.Topics.DeadLetters,
 		Runtime:         spec.Runtime(cfg.Stages),
 	}, cfg.Kafka, h, a.log, kafka.Hooks{}, append(opts, kafka.WithTelemetry(a.tel))...)
+}
+
+// decodeThreads resolves stages.sample.decode_threads: a sample stage
+// beside the encoder shares its cores, where ffmpeg's frame threads only
+// add CPU, so "ffmpeg's choice" (0) becomes one thread there.
+func decodeThreads(set int, besideEncoder bool) int {
+	if set == 0 && besideEncoder {
+		return 1
+	}
+	return set
 }
 
 // buildSample makes the sample stage, and the live streams that run beside

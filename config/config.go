@@ -194,7 +194,11 @@ func Default() Config {
 		Telemetry: Telemetry{Addr: ":9464", StuckAfter: 15 * time.Minute},
 		HTTP:      httpapi.Config{}.WithDefaults(),
 		Stages: Stages{
-			Sample: Sample{Runtime: kafka.Runtime{MaxBatch: 1}, Settings: sample.Settings{}.WithDefaults()},
+			// Two sample consumers: one video's decode keeps about 1.5 cores
+			// busy (ffprobe and ffmpeg start-up, then frame threads), so a
+			// second video fills the gaps; whole-pipeline frames/s rose 5%
+			// (fp32) and 10% (int8) on 2 cores (BENCHMARKS.md).
+			Sample: Sample{Runtime: kafka.Runtime{MaxBatch: 1, Replicas: 2}, Settings: sample.Settings{}.WithDefaults()},
 			Encode: kafka.Runtime{MaxBatch: 4, MaxWait: 20 * time.Millisecond},
 			Pool:   Pool{Runtime: kafka.Runtime{MaxBatch: 16, MaxWait: 10 * time.Millisecond}, Settings: pool.Settings{}.WithDefaults()},
 			Index:  kafka.Runtime{MaxBatch: 64, MaxWait: 20 * time.Millisecond},

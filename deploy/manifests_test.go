@@ -214,14 +214,16 @@ func TestDecodeStrictRejects(t *testing.T) {
 
 // stageConfig is what the manifests must agree with for one stage.
 type stageConfig struct {
-	input string
-	drain time.Duration
+	input     string
+	drain     time.Duration
+	consumers int // consumers of the group in one pod
 }
 
 func stageConfigs(cfg config.Config) map[string]stageConfig {
 	out := map[string]stageConfig{}
 	for _, spec := range app.Stages {
-		out[spec.Name] = stageConfig{spec.Input(cfg.Topics), spec.Runtime(cfg.Stages).WithDefaults(spec.Name).DrainTimeout}
+		rt := spec.Runtime(cfg.Stages).WithDefaults(spec.Name)
+		out[spec.Name] = stageConfig{spec.Input(cfg.Topics), rt.DrainTimeout, rt.Replicas}
 	}
 	return out
 }
@@ -562,9 +564,11 @@ func checkScaledObjects(t *testing.T, b *built, cfg config.Config) {
 		if minR > maxR {
 			t.Errorf("ScaledObject %s: min %d > max %d", name, minR, maxR)
 		}
-		// More consumers than partitions sit idle.
-		if kt := b.topics[input]; kt != nil && maxR > kt.Spec.Partitions {
-			t.Errorf("ScaledObject %s: maxReplicaCount %d > %d partitions of %s", name, maxR, kt.Spec.Partitions, input)
+		// More consumers than partitions sit idle; KEDA counts pods, and
+		// each pod runs the stage's replicas.
+		if kt := b.topics[input]; kt != nil && maxR*int32(stages[stage].consumers) > kt.Spec.Partitions {
+			t.Errorf("ScaledObject %s: maxReplicaCount %d x %d consumers a pod > %d partitions of %s",
+				name, maxR, stages[stage].consumers, kt.Spec.Partitions, input)
 		}
 		// The sample stage also runs the registered live streams.
 		if stage == app.StageSample && minR < 1 {

@@ -219,7 +219,7 @@ func (d *Decoder) ffmpegArgs(src sourceguard.Source, px *sourceguard.Proxy, ordi
 	if d.opts.Mode == ModeWhole && d.opts.Selection == SelectHead {
 		out["frames:v"] = strconv.Itoa(d.opts.MaxFrames) // nothing after them is used
 	}
-	in := inputArgs(src, d.rwTimeout, proxyURL(px))
+	in := d.decodeInput(src, px)
 	if g := d.opts.Guard; g != nil {
 		if pol := g.Policy(); pol.MaxWidth > 0 && pol.MaxHeight > 0 {
 			in["max_pixels"] = strconv.FormatInt(min(int64(pol.MaxWidth)*int64(pol.MaxHeight), math.MaxInt32), 10)

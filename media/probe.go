@@ -30,6 +30,16 @@ type Info struct {
 	BitRate       float64 // bits per second of the whole file; 0 when unknown
 }
 
+// decodeInput are the options of an input ffmpeg decodes: inputArgs and
+// the decoder's thread count.
+func (d *Decoder) decodeInput(src sourceguard.Source, px *sourceguard.Proxy) ffmpeg.KwArgs {
+	in := inputArgs(src, d.rwTimeout, proxyURL(px))
+	if d.opts.DecodeThreads > 0 {
+		in["threads"] = strconv.Itoa(d.opts.DecodeThreads)
+	}
+	return in
+}
+
 // inputArgs are the per-input options: a protocol whitelist so a crafted
 // playlist or URI cannot make ffmpeg open other protocols or local files,
 // and for a guarded source the proxy every HTTP connection goes through.

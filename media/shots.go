@@ -56,19 +56,24 @@ func shotSegments(cuts []float64, duration, minS, maxS float64) []segment {
 	return out
 }
 
-// detectCuts runs ffmpeg's scene-change score over the chosen video stream
-// and returns the times (seconds from the start) of frames scoring above
-// the threshold: the first frame of each new shot.
-func (d *Decoder) detectCuts(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy, p probed) ([]float64, error) {
+// cutArgs builds the command that logs the frames scoring above the
+// scene threshold.
+func (d *Decoder) cutArgs(src sourceguard.Source, px *sourceguard.Proxy, p probed) []string {
 	// The comma inside the expression is escaped for the filter graph.
 	expr := "gt(scene\\," + strconv.FormatFloat(d.opts.SceneThreshold, 'f', -1, 64) + ")"
-	stream := ffmpeg.Input(src.Input, inputArgs(src, d.rwTimeout, proxyURL(px))).
+	stream := ffmpeg.Input(src.Input, d.decodeInput(src, px)).
 		Get("v:"+strconv.Itoa(p.videoOrdinal)).
 		Filter("select", ffmpeg.Args{expr}).
 		Filter("showinfo", ffmpeg.Args{}).
 		Output("-", ffmpeg.KwArgs{"f": "null"})
-	args := append([]string{"-hide_banner", "-nostdin", "-v", "info"}, stream.GetArgs()...)
-	cmd := command(ctx, d.opts.FFmpegPath, args)
+	return append([]string{"-hide_banner", "-nostdin", "-v", "info"}, stream.GetArgs()...)
+}
+
+// detectCuts runs ffmpeg's scene-change score over the chosen video stream
+// and returns the times (seconds from the start) of frames scoring above
+// the threshold: the first frame of each new shot.
+func (d *Decoder) detectCuts(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy, p probed) ([]float64, error) {
+	cmd := command(ctx, d.opts.FFmpegPath, d.cutArgs(src, px, p))
 	src.Prepare(cmd)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

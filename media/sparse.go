@@ -312,7 +312,7 @@ func (d *Decoder) sparseTail(ctx context.Context, src sourceguard.Source, px *so
 // tailArgs builds the ffmpeg command that decodes the last tailS seconds,
 // converting only the slots from est-countSlack-1 on.
 func (d *Decoder) tailArgs(src sourceguard.Source, px *sourceguard.Proxy, p probed, est int) []string {
-	in := inputArgs(src, d.rwTimeout, proxyURL(px))
+	in := d.decodeInput(src, px)
 	in["ss"] = seekArg(max(0, p.DurationS-tailS))
 	in["noaccurate_seek"] = ""
 	stream := ffmpeg.Input(src.Input, in).
@@ -331,7 +331,7 @@ func (d *Decoder) tailArgs(src sourceguard.Source, px *sourceguard.Proxy, p prob
 func (d *Decoder) sparseArgs(src sourceguard.Source, px *sourceguard.Proxy, p probed, slots []int) []string {
 	segs := make([]*ffmpeg.Stream, 0, len(slots))
 	for _, g := range slots {
-		in := inputArgs(src, d.rwTimeout, proxyURL(px))
+		in := d.decodeInput(src, px)
 		var trim ffmpeg.KwArgs
 		if g == 0 {
 			// The first slot the filter emits: the full decode repeats

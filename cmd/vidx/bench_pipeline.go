@@ -26,6 +26,12 @@ func benchPipeline(stderr io.Writer, logLevel string) func(context.Context, benc
 		if run.IntraOpThreads > 0 {
 			cfg.Model.IntraOpThreads = run.IntraOpThreads
 		}
+		if run.DecodeThreads > 0 {
+			cfg.Stages.Sample.DecodeThreads = run.DecodeThreads
+		}
+		if run.SampleReplicas > 0 {
+			cfg.Stages.Sample.Replicas = run.SampleReplicas
+		}
 		if len(run.Videos) > 0 {
 			cfg.Stages.Sample.Sources.FileRoots = []string{filepath.Dir(run.Videos[0])}
 		}

@@ -30,6 +30,11 @@ type Settings struct {
 	Timeout time.Duration `yaml:"timeout"`
 	FFmpeg  string        `yaml:"ffmpeg"`
 	FFprobe string        `yaml:"ffprobe"`
+	// DecodeThreads is the threads ffmpeg's decoder runs per video; 0
+	// leaves it to ffmpeg, except where the encode stage runs in the same
+	// process (vidx up), which makes it 1: the cores are shared, and one
+	// thread decodes with less CPU (BENCHMARKS.md).
+	DecodeThreads int `yaml:"decode_threads"`
 }
 
 // WithDefaults fills unset fields: 1 fps, up to 12 frames a clip chosen
@@ -77,6 +82,6 @@ func (s Settings) Options() media.Options {
 		FPS: s.FPS, MaxFrames: s.MaxFrames, Selection: s.Selection, Mode: s.Mode,
 		WindowS: s.WindowS, StrideS: s.StrideS, Timeout: s.Timeout,
 		SceneThreshold: s.SceneThreshold, MinShotS: s.MinShotS, MaxShotS: s.MaxShotS,
-		FFmpegPath: s.FFmpeg, FFprobePath: s.FFprobe,
+		FFmpegPath: s.FFmpeg, FFprobePath: s.FFprobe, DecodeThreads: s.DecodeThreads,
 	}
 }

@@ -23,6 +23,8 @@ func TestSettings(t *testing.T) {
 		{"unknown mode", func(s *Settings) { s.Mode = "scenes" }, `Mode "scenes"`},
 		{"shots threshold", func(s *Settings) { s.Mode, s.SceneThreshold = schemas.ModeShots, 2 }, "SceneThreshold"},
 		{"shots", func(s *Settings) { s.Mode = schemas.ModeShots }, ""},
+		{"one decoder thread", func(s *Settings) { s.DecodeThreads = 1 }, ""},
+		{"negative decoder threads", func(s *Settings) { s.DecodeThreads = -1 }, "DecodeThreads -1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

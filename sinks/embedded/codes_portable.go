@@ -6,3 +6,5 @@ package embedded
 // GOEXPERIMENT=simd, or for another architecture). The portable kernel is
 // slower than the plain float scan, so collections keep no codes.
 func codeKernel() (codeDotFunc, bool) { return dotCodesPortable, false }
+
+func vectorCodeKernels() []namedCodeKernel { return nil }

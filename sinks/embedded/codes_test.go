@@ -6,37 +6,45 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 
 	"github.com/vidx/vidx/sinks"
 )
 
-// TestCodeKernels checks the vector code kernel against the portable one
-// on every length around its blocks of 64 and 16, with the extreme values
-// the encoders can produce.
+// TestCodeKernels checks every vector code kernel the CPU runs against
+// the portable one on every length around their blocks of 64, 32 and 16,
+// with the extreme values the encoders can produce.
 func TestCodeKernels(t *testing.T) {
-	kernel, ok := codeKernel()
-	if !ok {
+	kernels := vectorCodeKernels()
+	if len(kernels) == 0 {
 		t.Skip("this build or CPU has no vector code kernel (build with GOEXPERIMENT=simd on amd64 with AVX2)")
 	}
-	r := rand.New(rand.NewPCG(1, 2))
-	for n := range 200 {
-		limit := min(math.MaxInt16, math.MaxInt32/(127*max(1, n))-1)
-		for _, extreme := range []bool{false, true} {
-			q, c := make([]int16, n), make([]int8, n)
-			for i := range n {
-				q[i], c[i] = int16(r.IntN(2*limit+1)-limit), int8(r.IntN(255)-127)
-				if extreme {
-					// All products at their largest, one sign: the sum
-					// nearest int32's limit the encoders allow.
-					q[i], c[i] = int16(limit), 127
+	if best, _ := codeKernel(); reflect.ValueOf(best).Pointer() != reflect.ValueOf(kernels[len(kernels)-1].dot).Pointer() {
+		t.Error("codeKernel is not the widest kernel the CPU runs")
+	}
+	for _, k := range kernels {
+		t.Run(k.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(1, 2))
+			for n := range 200 {
+				limit := min(math.MaxInt16, math.MaxInt32/(127*max(1, n))-1)
+				for _, extreme := range []bool{false, true} {
+					q, c := make([]int16, n), make([]int8, n)
+					for i := range n {
+						q[i], c[i] = int16(r.IntN(2*limit+1)-limit), int8(r.IntN(255)-127)
+						if extreme {
+							// All products at their largest, one sign: the
+							// sum nearest int32's limit the encoders allow.
+							q[i], c[i] = int16(limit), 127
+						}
+					}
+					if got, want := k.dot(q, c), dotCodesPortable(q, c); got != want {
+						t.Fatalf("n=%d extreme=%v: kernel %d, portable %d", n, extreme, got, want)
+					}
 				}
 			}
-			if got, want := kernel(q, c), dotCodesPortable(q, c); got != want {
-				t.Fatalf("n=%d extreme=%v: kernel %d, portable %d", n, extreme, got, want)
-			}
-		}
+		})
 	}
 }
 

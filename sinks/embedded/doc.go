@@ -22,7 +22,8 @@
 // upper bound falls short of it, and the few left are scored from their
 // float vectors with the same kernel and ranked by the same order. The
 // answer is the float scan's to the bit, at 2.5 times its speed (about 5
-// ms per 100,000 512-d clips). The codes cost 4+dim bytes a point of
+// ms per 100,000 512-d clips). Where the CPU has AVX-512 the code kernel
+// takes 32 codes an instruction instead of 16 (1.1-1.2 times faster). The codes cost 4+dim bytes a point of
 // memory; Options.PlainScan does without them.
 //
 // Results are ordered by score, then by id for equal scores, and do not

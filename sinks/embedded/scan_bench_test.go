@@ -138,11 +138,12 @@ func BenchmarkScan(b *testing.B) {
 				}
 			}
 			perBatch := 8
-			variants := []struct {
+			type variant struct {
 				name, metric string
 				perCall      int // queries answered per call
 				run          func(q []float32) error
-			}{
+			}
+			variants := []variant{
 				{"old", "old", 1, func(q []float32) error {
 					_, err := oldScan(ctx, c, q, k, sinks.Filter{})
 					return err
@@ -182,6 +183,19 @@ func BenchmarkScan(b *testing.B) {
 					_, err := scanOne(ctx, c, scanQuery{vec: q, k: k, filter: &videos, filtered: true}, c.shards(n))
 					return err
 				}},
+			}
+			// The coded scan with each narrower kernel the CPU runs, so
+			// the widest one (new) is measured against them in one run.
+			if ks := vectorCodeKernels(); len(ks) > 1 {
+				for _, kern := range ks[:len(ks)-1] {
+					variants = append(variants, variant{fmt.Sprintf("new/kernel=%s/workers=%d", kern.name, workers), "new-" + kern.name, 1, func(q []float32) error {
+						widest := c.codeDot
+						c.codeDot = kern.dot
+						defer func() { c.codeDot = widest }()
+						_, err := scanOne(ctx, c, scanQuery{vec: q, k: k}, c.shards(n))
+						return err
+					}})
+				}
 			}
 			pct := func(lat []float64, p float64) float64 {
 				s := slices.Clone(lat)

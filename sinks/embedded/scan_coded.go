@@ -9,6 +9,12 @@ import (
 // point's codes.
 type codeDotFunc func(q []int16, c []int8) int32
 
+// namedCodeKernel is a code kernel and the instruction set it uses.
+type namedCodeKernel struct {
+	name string
+	dot  codeDotFunc
+}
+
 // defaultCodedMinRows is the fewest points for which a scan reads codes
 // first: below it the float vectors fit in cache and the plain scan is as
 // fast.

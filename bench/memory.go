@@ -165,6 +165,7 @@ func (c *Config) memoryFigures(ctx context.Context, m *bundle.Manifest, video st
 		return nil, err
 	}
 
+	samplers := cfg.Stages.Sample.Runtime.WithDefaults("sample").Replicas
 	store := fmt.Sprintf("embedded store of %d clips", c.Clips)
 	fig := func(stage string, base int64, against, note string) Figure {
 		p := peaks[stage]
@@ -173,8 +174,11 @@ func (c *Config) memoryFigures(ctx context.Context, m *bundle.Manifest, video st
 	}
 	model := fmt.Sprintf("model.max_batch %d, %d intra-op threads", mb, cfg.Model.IntraOpThreads)
 	return []Figure{
-		fig(app.StageSample, ffmpeg, "plain ffmpeg -vf fps=1 to raw RGB, same video",
-			fmt.Sprintf("%d whole-mode jobs one at a time; vidx %.0f MiB + ffmpeg/ffprobe children %.0f MiB", nVideos, mib(peaks[app.StageSample].self), mib(peaks[app.StageSample].children))),
+		// Each sample consumer decodes a video at a time, so the least the
+		// stage needs is a plain ffmpeg per consumer.
+		fig(app.StageSample, ffmpeg*int64(samplers), fmt.Sprintf("plain ffmpeg -vf fps=1 to raw RGB, same video, times %d (one per sample consumer)", samplers),
+			fmt.Sprintf("%d whole-mode jobs, %d consumers (stages.sample.replicas) each decoding one at a time; vidx %.0f MiB + ffmpeg/ffprobe children %.0f MiB",
+				nVideos, samplers, mib(peaks[app.StageSample].self), mib(peaks[app.StageSample].children))),
 		fig(app.StageEncode, img, "bare onnxruntime_go image session, one batch, in a process of its own",
 			fmt.Sprintf("%d clips of up to %d frames, %d clips a batch; %s", nVideos, cfg.Stages.Sample.MaxFrames, cfg.Stages.Encode.MaxBatch, model)),
 		fig(app.StagePool, idle, "idle vidx process", fmt.Sprintf("%s, %d clips a batch", cfg.Stages.Pool.Mode, cfg.Stages.Pool.MaxBatch)),

@@ -23,6 +23,7 @@ import (
 	"github.com/vidx/vidx/config"
 	"github.com/vidx/vidx/encoders/bundle"
 	"github.com/vidx/vidx/encoders/onnx"
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/pipeline/kafka"
 	broker "github.com/vidx/vidx/pipeline/kafka/embedded"
@@ -306,6 +307,7 @@ func topicCount(ctx context.Context, kc kafka.Config, topic string) (int64, erro
 func ffmpegPeak(ctx context.Context, video string) (int64, error) {
 	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", video,
 		"-vf", "fps=1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:")
+	cmd.Env = media.ToolEnv(os.Environ())
 	cmd.Stdout = io.Discard
 	stderr := &tail{max: 4096}
 	cmd.Stderr = stderr

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 
@@ -75,6 +76,9 @@ func (c *Config) sampleFigure(ctx context.Context, video string, opts media.Opti
 	plain := func() (int, error) {
 		cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", video,
 			"-vf", "fps=1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:")
+		// The environment vidx gives ffmpeg, so the ratio is vidx's own
+		// work and not the idle threads of a library ffmpeg links.
+		cmd.Env = media.ToolEnv(os.Environ())
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			return 0, err

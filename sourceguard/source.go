@@ -130,7 +130,8 @@ func (s *Source) Close() {
 
 // Prepare hands a guarded source's open file to cmd and keeps proxy
 // settings in the environment from steering ffmpeg around the checks
-// (ffmpeg honours http_proxy and no_proxy).
+// (ffmpeg honours http_proxy and no_proxy). It filters cmd.Env where the
+// caller set one, the process environment otherwise.
 func (s Source) Prepare(cmd *exec.Cmd) {
 	if !s.guarded {
 		return
@@ -138,7 +139,11 @@ func (s Source) Prepare(cmd *exec.Cmd) {
 	if s.file != nil {
 		cmd.ExtraFiles = []*os.File{s.file}
 	}
-	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
+	env := cmd.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	cmd.Env = slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
 		k, _, _ := strings.Cut(kv, "=")
 		switch strings.ToLower(k) {
 		case "http_proxy", "https_proxy", "no_proxy", "all_proxy":

@@ -103,14 +103,7 @@ func BenchmarkWholeSparse(b *testing.B) {
 	for _, kept := range []int{60, 30, 20, 12} {
 		d := newTestDecoder(b, Options{MaxFrames: kept})
 		ctx := context.Background()
-		src, px, err := d.open(ctx, path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		p, err := d.probe(ctx, src, px)
-		if err != nil {
-			b.Fatal(err)
-		}
+		src, px, p := openProbed(b, d, path)
 		gap := p.DurationS / float64(kept)
 		for _, mode := range []string{"full", "sparse"} {
 			b.Run(fmt.Sprintf("gap=%.0fs/%s", gap, mode), func(b *testing.B) {

@@ -38,13 +38,7 @@ func TestFullDecodeStartsBeforeProbe(t *testing.T) {
 	}
 	bin := t.TempDir()
 	mark := filepath.Join(bin, "ffmpeg-started")
-	script := func(name, body string) string {
-		path := filepath.Join(bin, name)
-		if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
+	script := func(name, body string) string { return toolScript(t, bin, name, body) }
 	markingFFmpeg := script("ffmpeg", fmt.Sprintf(": > %s\nexec %s \"$@\"\n", strconv.Quote(mark), strconv.Quote(ffmpeg)))
 	waitingFFprobe := script("ffprobe-waiting", fmt.Sprintf(`for i in $(seq 200); do
 	[ -e %[1]s ] && exec %[2]s "$@"

@@ -27,13 +27,9 @@ func TestToolEnvironment(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		path := filepath.Join(bin, tool)
-		body := "#!/bin/sh\necho \"blas=${OPENBLAS_NUM_THREADS-unset} proxy=${http_proxy-unset}\" >> " +
-			strconv.Quote(path+".log") + "\nexec " + strconv.Quote(real) + " \"$@\"\n"
-		if err := os.WriteFile(path, []byte(body), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return path
+		log := filepath.Join(bin, tool+".log")
+		return toolScript(t, bin, tool, "echo \"blas=${OPENBLAS_NUM_THREADS-unset} proxy=${http_proxy-unset}\" >> "+
+			strconv.Quote(log)+"\nexec "+strconv.Quote(real)+" \"$@\"\n")
 	}
 	ffmpeg, ffprobe := wrap("ffmpeg"), wrap("ffprobe")
 	guard := mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{FileRoots: []string{dir}})

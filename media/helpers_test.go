@@ -5,7 +5,10 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
+
+	"github.com/vidx/vidx/sourceguard"
 
 	"github.com/vidx/vidx/media/mediatest"
 )
@@ -50,3 +53,31 @@ func commandOutput(ctx context.Context, bin string, args ...string) ([]byte, err
 func testLog(t testing.TB) *slog.Logger { return mediatest.Log(t) }
 
 func TestMain(m *testing.M) { mediatest.Main(m) }
+
+// openProbed opens uri as d's jobs do and probes it; the source is
+// released when the test ends.
+func openProbed(tb testing.TB, d *Decoder, uri string) (sourceguard.Source, *sourceguard.Proxy, probed) {
+	tb.Helper()
+	ctx := context.Background()
+	src, px, err := d.open(ctx, uri)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { d.release(&src, px) })
+	p, err := d.probe(ctx, src, px)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return src, px, p
+}
+
+// toolScript writes an executable shell script standing in for a tool,
+// body after its #! line, and returns its path.
+func toolScript(tb testing.TB, dir, name, body string) string {
+	tb.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}

@@ -66,15 +66,7 @@ func TestSparseDecodeMatchesFull(t *testing.T) {
 			ctx := context.Background()
 			d := newTestDecoder(t, Options{FPS: c.fps, MaxFrames: c.max, Logger: testLog(t)})
 			path := c.video()
-			src, px, err := d.open(ctx, path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.release(&src, px)
-			p, err := d.probe(ctx, src, px)
-			if err != nil {
-				t.Fatal(err)
-			}
+			src, px, p := openProbed(t, d, path)
 			ok, why := d.sparse(src, px, p)
 			if ok != c.sparse {
 				t.Fatalf("sparse = %v (%s), want %v", ok, why, c.sparse)
@@ -114,15 +106,7 @@ func TestSparseRemoteFallsBack(t *testing.T) {
 	defer srv.Close()
 	d := newTestDecoder(t, Options{MaxFrames: 4, Logger: testLog(t)})
 	url := srv.URL + "/" + filepath.Base(path)
-	ctx := context.Background()
-	src, px, err := d.open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := d.probe(ctx, src, px)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, px, p := openProbed(t, d, url)
 	if ok, _ := d.sparse(src, px, p); ok {
 		t.Fatal("remote source chosen for sparse decoding")
 	}
@@ -260,16 +244,7 @@ func TestSparseRemoteRanges(t *testing.T) {
 			g := mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{})
 			d := newTestDecoder(t, Options{MaxFrames: 4, Guard: g, Logger: testLog(t)})
 			url := srv.URL + "/" + tc.name
-			ctx := context.Background()
-			src, px, err := d.open(ctx, url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := d.probe(ctx, src, px)
-			d.release(&src, px)
-			if err != nil {
-				t.Fatal(err)
-			}
+			src, px, p := openProbed(t, d, url)
 			if ok, why := d.sparse(src, px, p); ok != tc.ranges {
 				t.Fatalf("sparse = %v (%s), want %v", ok, why, tc.ranges)
 			}
@@ -326,14 +301,7 @@ func TestSparseGuardedFile(t *testing.T) {
 	g := mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{FileRoots: []string{dir}})
 	guarded := newTestDecoder(t, Options{MaxFrames: 4, Guard: g, Logger: testLog(t)})
 	ctx := context.Background()
-	src, px, err := guarded.open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := guarded.probe(ctx, src, px)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, px, p := openProbed(t, guarded, path)
 	ok, why := guarded.sparse(src, px, p)
 	if !ok {
 		t.Fatalf("guarded local file not decoded sparsely: %s", why)

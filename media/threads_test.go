@@ -64,15 +64,7 @@ func TestDecodeThreadsSameFrames(t *testing.T) {
 	video := mediatest.LongGOPVideo(t, t.TempDir(), "gop.mp4", 50.3)
 	want := collect(t, newTestDecoder(t, Options{MaxFrames: 4, Logger: testLog(t)}), video)
 	d := newTestDecoder(t, Options{MaxFrames: 4, DecodeThreads: 1, Logger: testLog(t)})
-	src, px, err := d.open(ctx, video)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.release(&src, px)
-	p, err := d.probe(ctx, src, px)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, px, p := openProbed(t, d, video)
 	var full, sparse []Clip
 	if err := d.decode(ctx, src, px, p, nil, func(c Clip) error { full = append(full, c); return nil }); err != nil {
 		t.Fatal(err)

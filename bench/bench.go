@@ -222,12 +222,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		fn   func() ([]Figure, error)
 	}{
 		{"encode", func() ([]Figure, error) {
-			figs, err := cfg.encodeFigures(ctx, rt, mf, mq, video)
-			for _, f := range figs {
-				if f.Name == "encode_fp32" {
-					bareFP32 = f.Baseline
-				}
-			}
+			figs, fp32, err := cfg.encodeFigures(ctx, rt, mf, mq, video)
+			bareFP32 = fp32.bestBare()
 			return figs, err
 		}},
 		{"pipeline", func() ([]Figure, error) { return cfg.pipelineFigures(ctx, mf, mq, bareFP32) }},

@@ -59,12 +59,12 @@ func TestBenchQuick(t *testing.T) {
 	requireORT(t)
 	requireFFmpeg(t)
 	cache := t.TempDir()
-	want := []string{"encode_fp32", "beside_ffmpeg_encode_nospin", "beside_ffmpeg_sample_nospin",
+	want := []string{"encode_fp32", "encode_fp32_nospin", "beside_ffmpeg_encode_nospin", "beside_ffmpeg_sample_nospin",
 		"sample_dense_1fps", "sample_whole_12", "query_p50_200", "query_p99_2000", "text_p50_to_end_token", "query_kafka_p50_2000", "query_kafka_p99_2000", "pipeline_fp32", "pipeline_fp32_nospin", "pipeline_fp32_threads",
 		"rss_peak_sample", "rss_peak_encode", "rss_peak_pool", "rss_peak_index", "rss_peak_query"}
 	withInt8 := quantizerReady()
 	if withInt8 {
-		want = append(want, "encode_int8", "int8_speed", "int8_frame_cosine", "pipeline_int8", "query_kafka_int8_p50_2000")
+		want = append(want, "encode_int8", "encode_int8_nospin", "int8_speed", "int8_frame_cosine", "pipeline_int8", "query_kafka_int8_p50_2000")
 	} else {
 		t.Log("int8 figures expected to be skipped: the quantizer's venv is not prepared (scripts/setup.sh --test)")
 	}

@@ -230,13 +230,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{"sample", func() ([]Figure, error) { return cfg.sampleFigures(ctx, video) }},
 		{"query", func() ([]Figure, error) { return cfg.queryFigures(ctx, rt, mf) }},
 		{"query-kafka", func() ([]Figure, error) {
-			figs, err := cfg.queryKafkaFigures(ctx, rt, mf, cfg.Clips, "")
-			if err != nil || mq == nil {
+			figs, err := cfg.queryKafkaFigures(ctx, rt, mf, cfg.Clips, "", false)
+			if err != nil {
 				return figs, err
+			}
+			spun, err := cfg.queryKafkaFigures(ctx, rt, mf, cfg.Clips, "", true)
+			if err != nil {
+				return figs, err
+			}
+			figs = append(figs, spinComparison(figs, spun, cfg.Clips)...)
+			if mq == nil {
+				return figs, nil
 			}
 			// Both towers of the int8 bundle quantized: the query stage as
 			// a deployment choosing it runs.
-			q, err := cfg.queryKafkaFigures(ctx, rt, mq, cfg.Clips, "_int8")
+			q, err := cfg.queryKafkaFigures(ctx, rt, mq, cfg.Clips, "_int8", false)
 			return append(figs, q...), err
 		}},
 		{"memory", func() ([]Figure, error) { return cfg.memoryFigures(ctx, mf, video) }},

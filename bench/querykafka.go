@@ -27,8 +27,9 @@ import (
 // settings, and read back from the results topic by a consumer that stays
 // subscribed. The baseline is the same work without Kafka or the stage (a
 // bare text-tower run and a plain scan), alternating query by query. tag
-// goes into the figures' names ("_int8" for the quantized bundle).
-func (c *Config) queryKafkaFigures(ctx context.Context, rt *onnx.Runtime, m *bundle.Manifest, n int, tag string) ([]Figure, error) {
+// goes into the figures' names ("_int8" for the quantized bundle); spin
+// sets model.allow_spinning for the stage's sessions.
+func (c *Config) queryKafkaFigures(ctx context.Context, rt *onnx.Runtime, m *bundle.Manifest, n int, tag string, spin bool) ([]Figure, error) {
 	queries := 100
 	if c.Quick {
 		queries = 4
@@ -44,6 +45,7 @@ func (c *Config) queryKafkaFigures(ctx context.Context, rt *onnx.Runtime, m *bun
 	cfg.Embedded.Broker, cfg.Embedded.BrokerPort = true, 0
 	cfg.Model.Bundle, cfg.Model.ORTLib = m.Dir, c.ORTLib
 	cfg.Model.IntraOpThreads = c.Threads
+	cfg.Model.AllowSpinning = spin
 	cfg.Telemetry.Addr = ""
 	flat, err := fillStore(ctx, cfg, m, n)
 	if err != nil {
@@ -167,6 +169,32 @@ func (c *Config) queryKafkaFigures(ctx context.Context, rt *onnx.Runtime, m *bun
 		figs[i].Ratio = figs[i].Baseline / figs[i].Vidx
 	}
 	return figs, nil
+}
+
+// spinComparison sets the query stage's default (no spinning) against a
+// run with model.allow_spinning, from the p50 and p99 figures of both.
+func spinComparison(def, spun []Figure, n int) []Figure {
+	var out []Figure
+	for _, p := range []string{"p50", "p99"} {
+		name := fmt.Sprintf("query_kafka_%s_%d", p, n)
+		a, b := figureNamed(def, name), figureNamed(spun, name)
+		if a == nil || b == nil {
+			continue
+		}
+		out = append(out, Figure{Name: fmt.Sprintf("query_kafka_%s_nospin_%d", p, n), Unit: "ms", Vidx: a.Vidx, Baseline: b.Vidx,
+			Against: "the same queries to a stage with model.allow_spinning: true", Ratio: b.Vidx / a.Vidx,
+			Note: "default: ONNX Runtime's threads sleep between and within runs; the spinning stage ran right after"})
+	}
+	return out
+}
+
+func figureNamed(figs []Figure, name string) *Figure {
+	for i := range figs {
+		if figs[i].Name == name {
+			return &figs[i]
+		}
+	}
+	return nil
 }
 
 // fillStore writes n random unit vectors into the embedded store cfg

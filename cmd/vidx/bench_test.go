@@ -60,7 +60,7 @@ func TestBenchQuick(t *testing.T) {
 	requireFFmpeg(t)
 	cache := t.TempDir()
 	want := []string{"encode_fp32", "encode_fp32_nospin", "beside_ffmpeg_encode_nospin", "beside_ffmpeg_sample_nospin",
-		"sample_dense_1fps", "sample_whole_12", "query_p50_200", "query_p99_2000", "text_p50_to_end_token", "query_kafka_p50_2000", "query_kafka_p99_2000", "pipeline_fp32", "pipeline_fp32_nospin", "pipeline_fp32_threads",
+		"sample_dense_1fps", "sample_whole_12", "query_p50_200", "query_p99_2000", "text_p50_to_end_token", "query_kafka_p50_2000", "query_kafka_p99_2000", "query_kafka_p50_nospin_2000", "query_kafka_p99_nospin_2000", "pipeline_fp32", "pipeline_fp32_nospin", "pipeline_fp32_threads",
 		"rss_peak_sample", "rss_peak_encode", "rss_peak_pool", "rss_peak_index", "rss_peak_query"}
 	withInt8 := quantizerReady()
 	if withInt8 {

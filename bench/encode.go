@@ -118,12 +118,12 @@ func (c *Config) encodeRates(ctx context.Context, rt *onnx.Runtime, models map[s
 			return nil, err
 		}
 		closers = append(closers, func() { in.Destroy() })
-		bare, err := c.bareImage(m, o, in)
+		bare, err := newBareImage(m, o, in)
 		if err != nil {
 			return nil, err
 		}
 		closers = append(closers, bare.Destroy)
-		spin, err := c.bareImage(m, c.sessionOptions(false), in)
+		spin, err := newBareImage(m, c.sessionOptions(false), in)
 		if err != nil {
 			return nil, err
 		}
@@ -186,7 +186,7 @@ type bareImage struct {
 	out *ort.Tensor[float32]
 }
 
-func (c *Config) bareImage(m *bundle.Manifest, o onnx.SessionOptions, in *ort.Tensor[float32]) (*bareImage, error) {
+func newBareImage(m *bundle.Manifest, o onnx.SessionOptions, in *ort.Tensor[float32]) (*bareImage, error) {
 	so, err := o.ORTOptions()
 	if err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 	"github.com/vidx/vidx/encoders/bundle"
 	"github.com/vidx/vidx/encoders/onnx"
 	"github.com/vidx/vidx/media"
+	"github.com/vidx/vidx/pipeline"
 	"github.com/vidx/vidx/stages/encode"
 )
 
@@ -153,7 +154,7 @@ func (c *Config) encodeRates(ctx context.Context, rt *onnx.Runtime, models map[s
 			i := (round + k) % len(runs)
 			// A spinning pool keeps its threads busy for a moment after
 			// its last run; let them settle before the next one is timed.
-			if err := sleepCtx(ctx, settle); err != nil {
+			if err := pipeline.Sleep(ctx, settle); err != nil {
 				return nil, err
 			}
 			r, err := rate(ctx, batches, batch, runs[i].run)
@@ -214,16 +215,6 @@ func (b *bareImage) Destroy() {
 // settle is the pause before each timed block of encoder runs.
 const settle = 100 * time.Millisecond
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // rate times n calls of fn, each handling per items, as items/s.
 func rate(ctx context.Context, n, per int, fn func() error) (float64, error) {

@@ -215,7 +215,6 @@ func (b *bareImage) Destroy() {
 // settle is the pause before each timed block of encoder runs.
 const settle = 100 * time.Millisecond
 
-
 // rate times n calls of fn, each handling per items, as items/s.
 func rate(ctx context.Context, n, per int, fn func() error) (float64, error) {
 	start := time.Now()

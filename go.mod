@@ -3,6 +3,8 @@ module github.com/vidx/vidx
 go 1.26.8
 
 require (
+	github.com/Eyevinn/mp4ff v0.47.0
+	github.com/abema/go-mp4 v1.4.1
 	github.com/blang/semver/v4 v4.0.0
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/google/uuid v1.6.0

@@ -123,3 +123,22 @@ func BenchmarkWholeSparse(b *testing.B) {
 		d.release(&src, px)
 	}
 }
+
+// BenchmarkProbe times reading a local MP4's stream properties from its
+// headers in-process against starting ffprobe for them, on the 60 s
+// video and on a one-hour one whose sample tables run to 90,000 entries.
+func BenchmarkProbe(b *testing.B) {
+	long := mediatest.MakeVideo(b, b.TempDir(), "hour.mp4", "color=c=gray:s=64x48:rate=25:duration=3600", "-g", "250")
+	for _, v := range []struct{ name, path string }{{"60s", benchVideo(b)}, {"1h", long}} {
+		for _, probe := range []string{ProbeAuto, ProbeFFprobe} {
+			b.Run(v.name+"/"+probe, func(b *testing.B) {
+				d := newTestDecoder(b, Options{Probe: probe})
+				for b.Loop() {
+					if _, err := d.Probe(context.Background(), v.path); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -111,17 +111,24 @@ func (d *Decoder) clips(ctx context.Context, uri string, guess int, fn func(Clip
 		return d.ctxError(ctx, src, err)
 	}
 	defer d.release(&src, px)
-	// The full decode starts before the probe answers, so that ffmpeg's
-	// start-up (loading its libraries takes about as long as the whole
-	// probe of a short file) and its first requests overlap ffprobe's
-	// instead of following them. It guesses the stream to decode (the
-	// first video stream), which the probe confirms or replaces; a sparse
-	// decode replaces it too.
+	// Where ffprobe has to answer, the full decode starts before it does,
+	// so that ffmpeg's start-up (loading its libraries takes about as long
+	// as the whole probe of a short file) and its first requests overlap
+	// ffprobe's instead of following them. It guesses the stream to decode
+	// (the first video stream), which the probe confirms or replaces; a
+	// sparse decode replaces it too. A local MP4's headers answer in well
+	// under a millisecond, so its decode waits for them and never starts
+	// in vain.
+	p, headers := d.probeHeaders(ctx, src)
 	var early *fullRun
-	if d.startsEarly(src) {
+	if !headers && d.startsEarly(src) {
 		early, _ = d.startFull(ctx, src, px, guess) // a failed start is retried, and explained, below
 	}
-	p, err := d.probe(ctx, src, px)
+	if headers {
+		p, err = d.admit(src, p)
+	} else {
+		p, err = d.probeTool(ctx, src, px)
+	}
 	if err != nil {
 		early.abort()
 		return d.ctxError(ctx, src, err)

@@ -81,7 +81,9 @@ exit $rc
 				t.Fatal(err)
 			}
 			o := tc.opts
-			o.FFmpegPath, o.FFprobePath, o.Logger = markingFFmpeg, strictFFprobe, testLog(t)
+			// ffprobe, not the MP4's headers, answers: the early start is
+			// for the sources it has to read.
+			o.FFmpegPath, o.FFprobePath, o.Probe, o.Logger = markingFFmpeg, strictFFprobe, ProbeFFprobe, testLog(t)
 			if tc.early {
 				o.FFprobePath = waitingFFprobe
 			}
@@ -99,7 +101,7 @@ exit $rc
 func TestEarlyDecodeWrongGuess(t *testing.T) {
 	mediatest.RequireFFmpeg(t)
 	video := mediatest.MakeVideo(t, t.TempDir(), "v.mp4", "testsrc=size=160x120:rate=10:duration=3")
-	d := newTestDecoder(t, Options{Logger: testLog(t)})
+	d := newTestDecoder(t, Options{Probe: ProbeFFprobe, Logger: testLog(t)})
 	var got []Clip
 	if err := d.clips(context.Background(), video, 1, func(c Clip) error { got = append(got, c); return nil }); err != nil {
 		t.Fatal(err)

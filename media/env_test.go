@@ -56,7 +56,8 @@ func TestToolEnvironment(t *testing.T) {
 			for _, tool := range []string{ffmpeg, ffprobe} {
 				os.Remove(tool + ".log")
 			}
-			d := newTestDecoder(t, Options{FFmpegPath: ffmpeg, FFprobePath: ffprobe, Guard: tc.guard, Logger: testLog(t)})
+			// ffprobe reads the MP4 rather than its headers being read in-process.
+			d := newTestDecoder(t, Options{FFmpegPath: ffmpeg, FFprobePath: ffprobe, Probe: ProbeFFprobe, Guard: tc.guard, Logger: testLog(t)})
 			if got := len(collect(t, d, video)); got != 1 {
 				t.Fatalf("%d clips, want 1", got)
 			}

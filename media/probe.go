@@ -140,7 +140,8 @@ type probed struct {
 	format       string // the demuxer's names, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
 }
 
-// Probe reads the first real video stream's properties with ffprobe.
+// Probe reads the first real video stream's properties: from a local
+// MP4's headers or with ffprobe (Options.Probe).
 func (d *Decoder) Probe(ctx context.Context, uri string) (Info, error) {
 	ctx, cancel := d.withTimeout(ctx)
 	defer cancel()
@@ -157,6 +158,37 @@ func (d *Decoder) Probe(ctx context.Context, uri string) (Info, error) {
 }
 
 func (d *Decoder) probe(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy) (probed, error) {
+	if p, ok := d.probeHeaders(ctx, src); ok {
+		return d.admit(src, p)
+	}
+	return d.probeTool(ctx, src, px)
+}
+
+// probeHeaders reads a local MP4's headers where Options.Probe allows;
+// ok is false where ffprobe must answer.
+func (d *Decoder) probeHeaders(ctx context.Context, src sourceguard.Source) (probed, bool) {
+	if src.Local == "" || d.opts.Probe != ProbeAuto {
+		return probed{}, false
+	}
+	p, err := probeMP4(src.Local)
+	if err != nil {
+		d.opts.Logger.DebugContext(ctx, "sample: ffprobe", "uri", src.URI, "reason", err)
+		return probed{}, false
+	}
+	return p, true
+}
+
+// probeTool asks ffprobe and checks its answer against the policy.
+func (d *Decoder) probeTool(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy) (probed, error) {
+	p, err := d.ffprobe(ctx, src, px)
+	if err != nil {
+		return probed{}, err
+	}
+	return d.admit(src, p)
+}
+
+// ffprobe asks ffprobe for the first real video stream.
+func (d *Decoder) ffprobe(ctx context.Context, src sourceguard.Source, px *sourceguard.Proxy) (probed, error) {
 	args := []string{"-hide_banner", "-v", "error"}
 	args = append(args, ffmpeg.ConvertKwargsToCmdLineArgs(inputArgs(src, d.rwTimeout, proxyURL(px)))...)
 	args = append(args,
@@ -214,20 +246,27 @@ func (d *Decoder) probe(ctx context.Context, src sourceguard.Source, px *sourceg
 			p.Width, p.Height = p.Height, p.Width
 		}
 		p.BitRate = parseSeconds(out.Format.BitRate) // same parsing: a non-negative number
-		if g := d.opts.Guard; g != nil {
-			if err := g.CheckFrame(src.URI, p.Width, p.Height); err != nil {
-				return probed{}, err
-			}
-			if err := g.CheckDuration(src.URI, p.DurationS); err != nil {
-				return probed{}, err
-			}
-			if err := g.CheckBitrate(src.URI, p.BitRate); err != nil {
-				return probed{}, err
-			}
-		}
 		return p, nil
 	}
 	return probed{}, pipeline.Poisonf("%s has no video stream", src.URI)
+}
+
+// admit checks a probed stream against the source policy.
+func (d *Decoder) admit(src sourceguard.Source, p probed) (probed, error) {
+	g := d.opts.Guard
+	if g == nil {
+		return p, nil
+	}
+	if err := g.CheckFrame(src.URI, p.Width, p.Height); err != nil {
+		return probed{}, err
+	}
+	if err := g.CheckDuration(src.URI, p.DurationS); err != nil {
+		return probed{}, err
+	}
+	if err := g.CheckBitrate(src.URI, p.BitRate); err != nil {
+		return probed{}, err
+	}
+	return p, nil
 }
 
 func parseRate(s string) float64 {

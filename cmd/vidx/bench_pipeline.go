@@ -29,6 +29,9 @@ func benchPipeline(stderr io.Writer, logLevel string) func(context.Context, benc
 		if run.DecodeThreads > 0 {
 			cfg.Stages.Sample.DecodeThreads = run.DecodeThreads
 		}
+		if run.Probe != "" {
+			cfg.Stages.Sample.Probe = run.Probe
+		}
 		if run.SampleReplicas > 0 {
 			cfg.Stages.Sample.Replicas = run.SampleReplicas
 		}

@@ -64,7 +64,7 @@ func TestBenchQuick(t *testing.T) {
 		"rss_peak_sample", "rss_peak_encode", "rss_peak_pool", "rss_peak_index", "rss_peak_query"}
 	withInt8 := quantizerReady()
 	if withInt8 {
-		want = append(want, "encode_int8", "encode_int8_nospin", "int8_speed", "int8_frame_cosine", "pipeline_int8", "query_kafka_int8_p50_2000")
+		want = append(want, "encode_int8", "encode_int8_nospin", "int8_speed", "int8_frame_cosine", "pipeline_int8", "pipeline_int8_probe", "query_kafka_int8_p50_2000")
 	} else {
 		t.Log("int8 figures expected to be skipped: the quantizer's venv is not prepared (scripts/setup.sh --test)")
 	}

@@ -35,6 +35,10 @@ type Settings struct {
 	// process (vidx up), which makes it 1: the cores are shared, and one
 	// thread decodes with less CPU (BENCHMARKS.md).
 	DecodeThreads int `yaml:"decode_threads"`
+	// Probe says how a local file's stream properties are read: "auto"
+	// (an MP4's own headers, in-process, where their layout allows;
+	// ffprobe otherwise) or "ffprobe" (always).
+	Probe string `yaml:"probe"`
 }
 
 // WithDefaults fills unset fields: 1 fps, up to 12 frames a clip chosen
@@ -43,7 +47,7 @@ func (s Settings) WithDefaults() Settings {
 	o := s.Options().WithDefaults()
 	s.FPS, s.MaxFrames, s.Selection, s.Mode = o.FPS, o.MaxFrames, o.Selection, o.Mode
 	s.StrideS, s.SceneThreshold, s.MinShotS, s.MaxShotS = o.StrideS, o.SceneThreshold, o.MinShotS, o.MaxShotS
-	s.FFmpeg, s.FFprobe = o.FFmpegPath, o.FFprobePath
+	s.FFmpeg, s.FFprobe, s.Probe = o.FFmpegPath, o.FFprobePath, o.Probe
 	if s.Codec == "" {
 		s.Codec = schemas.CodecJPEG
 	}
@@ -82,6 +86,6 @@ func (s Settings) Options() media.Options {
 		FPS: s.FPS, MaxFrames: s.MaxFrames, Selection: s.Selection, Mode: s.Mode,
 		WindowS: s.WindowS, StrideS: s.StrideS, Timeout: s.Timeout,
 		SceneThreshold: s.SceneThreshold, MinShotS: s.MinShotS, MaxShotS: s.MaxShotS,
-		FFmpegPath: s.FFmpeg, FFprobePath: s.FFprobe, DecodeThreads: s.DecodeThreads,
+		FFmpegPath: s.FFmpeg, FFprobePath: s.FFprobe, DecodeThreads: s.DecodeThreads, Probe: s.Probe,
 	}
 }

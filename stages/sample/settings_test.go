@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vidx/vidx/media"
 	"github.com/vidx/vidx/schemas"
 )
 
@@ -25,6 +26,8 @@ func TestSettings(t *testing.T) {
 		{"shots", func(s *Settings) { s.Mode = schemas.ModeShots }, ""},
 		{"one decoder thread", func(s *Settings) { s.DecodeThreads = 1 }, ""},
 		{"negative decoder threads", func(s *Settings) { s.DecodeThreads = -1 }, "DecodeThreads -1"},
+		{"always ffprobe", func(s *Settings) { s.Probe = media.ProbeFFprobe }, ""},
+		{"unknown probe", func(s *Settings) { s.Probe = "mediainfo" }, `Probe "mediainfo"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

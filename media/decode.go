@@ -282,7 +282,7 @@ func (d *Decoder) decode(ctx context.Context, src sourceguard.Source, px *source
 	if run == nil {
 		var err error
 		if run, err = d.startFull(ctx, src, px, p.videoOrdinal); err != nil {
-			return err
+			return d.ctxError(ctx, src, err) // a start the deadline stopped is the deadline's doing
 		}
 	}
 	defer run.stop()

@@ -323,3 +323,19 @@ func TestTimeoutIsRetryableForHTTP(t *testing.T) {
 		t.Errorf("took %v", time.Since(start))
 	}
 }
+
+// A deadline no decode can meet ends a local file's job with ErrTimeout,
+// left unclassified for bounded retries, whichever step it stops: the
+// probe (ffprobe) or the start of ffmpeg (after headers read in-process).
+func TestTimeoutOfLocalFile(t *testing.T) {
+	path := mediatest.MakeVideo(t, t.TempDir(), "v.mp4", "testsrc=size=160x120:rate=25:duration=3")
+	for _, probe := range []string{ProbeAuto, ProbeFFprobe} {
+		t.Run(probe, func(t *testing.T) {
+			d := newTestDecoder(t, Options{Timeout: time.Nanosecond, Probe: probe, Logger: testLog(t)})
+			err := d.Clips(context.Background(), path, func(Clip) error { return nil })
+			if !errors.Is(err, ErrTimeout) || pipeline.Classify(err) != pipeline.ClassUnknown {
+				t.Fatalf("err = %v (class %v), want unclassified ErrTimeout", err, pipeline.Classify(err))
+			}
+		})
+	}
+}

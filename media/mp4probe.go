@@ -1,7 +1,6 @@
 package media
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"math/bits"
 	"os"
 	"strconv"
+
+	"github.com/vidx/vidx/sourceguard"
 
 	"github.com/Eyevinn/mp4ff/avc"
 	"github.com/Eyevinn/mp4ff/hevc"
@@ -68,9 +69,28 @@ type mp4Walk struct {
 	declined error
 }
 
-// probeMP4 reads path's first video stream as ffprobe would report it,
-// or returns an error wrapping errMP4Declined.
-func probeMP4(path string) (p probed, err error) {
+// probeLocalMP4 reads a local source's headers: through the descriptor
+// its Guard opened where there is one, so that what is read is what was
+// checked.
+func probeLocalMP4(src sourceguard.Source) (probed, error) {
+	f := src.LocalFile()
+	if f == nil {
+		var err error
+		if f, err = os.Open(src.Local); err != nil {
+			return probed{}, declinef("%v", err)
+		}
+		defer f.Close()
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return probed{}, declinef("%v", err)
+	}
+	return probeMP4(f, st.Size())
+}
+
+// probeMP4 reads the first video stream of the size bytes r holds as
+// ffprobe would report it, or returns an error wrapping errMP4Declined.
+func probeMP4(r io.ReaderAt, size int64) (p probed, err error) {
 	// The box and parameter-set parsers meet whatever a file holds; a
 	// panic in them leaves the file to ffprobe rather than ending the
 	// stage.
@@ -79,23 +99,14 @@ func probeMP4(path string) (p probed, err error) {
 			p, err = probed{}, declinef("parsing panicked: %v", r)
 		}
 	}()
-	f, err := os.Open(path)
-	if err != nil {
-		return probed{}, declinef("%v", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return probed{}, declinef("%v", err)
-	}
-	w := &mp4Walk{r: &bufferedFile{f: f}}
+	w := &mp4Walk{r: &readerAtSeeker{r: r, size: size}}
 	if _, err := mp4.ReadBoxStructure(w.r, w.visit); err != nil {
 		if w.declined != nil {
 			return probed{}, w.declined
 		}
 		return probed{}, declinef("reading boxes: %v", err)
 	}
-	return w.result(st.Size())
+	return w.result(size)
 }
 
 func (w *mp4Walk) decline(format string, args ...any) (any, error) {
@@ -470,51 +481,53 @@ func gcd(a, b int64) int64 {
 	return a
 }
 
-// bufferedFile reads a file through a buffer that survives short
-// forward seeks: the box reader reads a field at a time, and jumps over
-// mdat.
-type bufferedFile struct {
-	f   *os.File
-	br  *bufio.Reader
-	pos int64 // the file position of the next byte br returns
+// readerAtSeeker reads through a buffer with ReadAt, which leaves the
+// file's shared offset alone; the box reader reads a field at a time and
+// jumps over mdat.
+type readerAtSeeker struct {
+	r        io.ReaderAt
+	size     int64
+	pos      int64
+	buf      []byte
+	bufStart int64 // the offset buf holds
 }
 
-func (b *bufferedFile) Read(p []byte) (int, error) {
-	if b.br == nil {
-		if _, err := b.f.Seek(b.pos, io.SeekStart); err != nil {
+func (b *readerAtSeeker) Read(p []byte) (int, error) {
+	if b.pos >= b.size {
+		return 0, io.EOF
+	}
+	if b.pos < b.bufStart || b.pos >= b.bufStart+int64(len(b.buf)) {
+		if b.buf == nil {
+			b.buf = make([]byte, 64<<10)
+		}
+		n, err := b.r.ReadAt(b.buf[:cap(b.buf)], b.pos)
+		if n == 0 {
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+			b.buf = b.buf[:0]
 			return 0, err
 		}
-		b.br = bufio.NewReaderSize(b.f, 64<<10)
+		b.buf, b.bufStart = b.buf[:n], b.pos
 	}
-	n, err := b.br.Read(p)
+	n := copy(p, b.buf[b.pos-b.bufStart:])
 	b.pos += int64(n)
-	return n, err
+	return n, nil
 }
 
-func (b *bufferedFile) Seek(off int64, whence int) (int64, error) {
-	var to int64
+func (b *readerAtSeeker) Seek(off int64, whence int) (int64, error) {
 	switch whence {
 	case io.SeekStart:
-		to = off
 	case io.SeekCurrent:
-		to = b.pos + off
+		off += b.pos
 	case io.SeekEnd:
-		st, err := b.f.Stat()
-		if err != nil {
-			return 0, err
-		}
-		to = st.Size() + off
+		off += b.size
 	default:
 		return 0, fmt.Errorf("seek: whence %d", whence)
 	}
-	if to < 0 {
-		return 0, fmt.Errorf("seek to %d", to)
+	if off < 0 {
+		return 0, fmt.Errorf("seek to %d", off)
 	}
-	if b.br != nil && to >= b.pos && to-b.pos <= int64(b.br.Buffered()) {
-		_, _ = b.br.Discard(int(to - b.pos)) // within the buffer: cannot fail
-	} else {
-		b.br = nil
-	}
-	b.pos = to
-	return to, nil
+	b.pos = off
+	return off, nil
 }

@@ -14,6 +14,7 @@ import (
 	mp4 "github.com/abema/go-mp4"
 
 	"github.com/vidx/vidx/media/mediatest"
+	"github.com/vidx/vidx/sourceguard"
 )
 
 // TestProbeMP4MatchesFFprobe holds the in-process reading of MP4 headers
@@ -114,7 +115,7 @@ func TestProbeMP4MatchesFFprobe(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ffprobe: %v", err)
 			}
-			got, err := probeMP4(path)
+			got, err := probeMP4Path(path)
 			switch {
 			case c.decline == "" && err != nil:
 				t.Fatalf("headers declined: %v (ffprobe read %+v)", err, want)
@@ -169,11 +170,43 @@ func TestProbeMP4BrokenFiles(t *testing.T) {
 			if got != want || (wantErr == nil) != (gotErr == nil) {
 				t.Fatalf("auto probe = %+v, %v; ffprobe = %+v, %v", got, gotErr, want, wantErr)
 			}
-			if p, err := probeMP4(path); err == nil && wantErr != nil {
+			if p, err := probeMP4Path(path); err == nil && wantErr != nil {
 				t.Fatalf("headers answered %+v where ffprobe failed: %v", p, wantErr)
 			}
 		})
 	}
+}
+
+// TestHeadersReadThroughGuard: a guarded local file's headers are read
+// through the descriptor the guard opened, so a file put in its place
+// after the check is not what the probe describes.
+func TestHeadersReadThroughGuard(t *testing.T) {
+	mediatest.RequireFFmpeg(t)
+	dir := t.TempDir()
+	checked := mediatest.MakeVideo(t, dir, "v.mp4", "testsrc2=size=160x120:rate=25:duration=3")
+	other := mediatest.MakeVideo(t, t.TempDir(), "other.mp4", "testsrc2=size=320x240:rate=25:duration=5")
+	d := newTestDecoder(t, Options{Guard: mediatest.LoopbackGuard(t, sourceguard.SourcePolicy{FileRoots: []string{dir}}), Logger: testLog(t)})
+	src, px, err := d.open(context.Background(), checked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.release(&src, px)
+	if src.LocalFile() == nil {
+		t.Fatal("the guard opened no file")
+	}
+	if err := os.Rename(other, checked); err != nil {
+		t.Fatal(err)
+	}
+	p, ok := d.probeHeaders(context.Background(), src)
+	if !ok || p.Width != 160 || p.DurationS != 3 {
+		t.Fatalf("probe read %+v (ok %v); want the checked 160x120, 3 s file", p, ok)
+	}
+}
+
+// probeMP4Path reads the headers of the file at path, as for a source no
+// guard opened.
+func probeMP4Path(path string) (probed, error) {
+	return probeLocalMP4(sourceguard.Source{Local: path})
 }
 
 func hasEncoder(tb testing.TB, name string) bool {
@@ -283,7 +316,7 @@ func FuzzProbeMP4(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		p, err := probeMP4(path)
+		p, err := probeMP4Path(path)
 		if err != nil {
 			if !errors.Is(err, errMP4Declined) {
 				t.Fatalf("error %v does not say the file is left to ffprobe", err)

@@ -170,7 +170,7 @@ func (d *Decoder) probeHeaders(ctx context.Context, src sourceguard.Source) (pro
 	if src.Local == "" || d.opts.Probe != ProbeAuto {
 		return probed{}, false
 	}
-	p, err := probeMP4(src.Local)
+	p, err := probeLocalMP4(src)
 	if err != nil {
 		d.opts.Logger.DebugContext(ctx, "sample: ffprobe", "uri", src.URI, "reason", err)
 		return probed{}, false

@@ -120,6 +120,12 @@ func (s Source) Live() bool {
 	return s.HLS != nil && s.HLS.Live
 }
 
+// LocalFile is the local file a Guard opened and checked, nil for remote
+// sources and for ones no Guard opened. Reading the video in-process
+// through it, rather than by its path, reads what was checked even if the
+// path has changed since. Read it with ReadAt: the offset is shared.
+func (s Source) LocalFile() *os.File { return s.file }
+
 // Close closes the opened local file, if any.
 func (s *Source) Close() {
 	if s.file != nil {

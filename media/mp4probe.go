@@ -99,7 +99,10 @@ func probeMP4(r io.ReaderAt, size int64) (p probed, err error) {
 			p, err = probed{}, declinef("parsing panicked: %v", r)
 		}
 	}()
-	w := &mp4Walk{r: &readerAtSeeker{r: r, size: size}}
+	// ReadAt leaves the file's shared offset alone. Unbuffered, the box
+	// reader's field-by-field reads cost about 0.2 ms more a file, against
+	// ffprobe's 100.
+	w := &mp4Walk{r: io.NewSectionReader(r, 0, size)}
 	if _, err := mp4.ReadBoxStructure(w.r, w.visit); err != nil {
 		if w.declined != nil {
 			return probed{}, w.declined
@@ -479,55 +482,4 @@ func gcd(a, b int64) int64 {
 		a, b = b, a%b
 	}
 	return a
-}
-
-// readerAtSeeker reads through a buffer with ReadAt, which leaves the
-// file's shared offset alone; the box reader reads a field at a time and
-// jumps over mdat.
-type readerAtSeeker struct {
-	r        io.ReaderAt
-	size     int64
-	pos      int64
-	buf      []byte
-	bufStart int64 // the offset buf holds
-}
-
-func (b *readerAtSeeker) Read(p []byte) (int, error) {
-	if b.pos >= b.size {
-		return 0, io.EOF
-	}
-	if b.pos < b.bufStart || b.pos >= b.bufStart+int64(len(b.buf)) {
-		if b.buf == nil {
-			b.buf = make([]byte, 64<<10)
-		}
-		n, err := b.r.ReadAt(b.buf[:cap(b.buf)], b.pos)
-		if n == 0 {
-			if err == nil {
-				err = io.ErrUnexpectedEOF
-			}
-			b.buf = b.buf[:0]
-			return 0, err
-		}
-		b.buf, b.bufStart = b.buf[:n], b.pos
-	}
-	n := copy(p, b.buf[b.pos-b.bufStart:])
-	b.pos += int64(n)
-	return n, nil
-}
-
-func (b *readerAtSeeker) Seek(off int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		off += b.pos
-	case io.SeekEnd:
-		off += b.size
-	default:
-		return 0, fmt.Errorf("seek: whence %d", whence)
-	}
-	if off < 0 {
-		return 0, fmt.Errorf("seek to %d", off)
-	}
-	b.pos = off
-	return off, nil
 }
